@@ -1,0 +1,54 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Targets that ship inside the runner binary must stay Foundation-free (see CONVENTIONS.md);
+/// scripts/check-runner-binary enforces it on the built artifact.
+let package = Package(
+    name: "micro-runner",
+    products: [
+        .executable(name: "micro-runner", targets: ["micro-runner"]),
+        .library(name: "MicroRunnerProtocol", targets: ["MicroRunnerProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1")
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(name: "CMicroRunnerShims"),
+        .target(name: "MicroRunnerProtocol"),
+        .target(
+            name: "MicroRunnerHandlers",
+            dependencies: [
+                "MicroRunnerProtocol",
+                "CSodium",
+                "CMicroRunnerShims",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(
+            name: "MicroRunnerAgent",
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers"]
+        ),
+        .executableTarget(
+            name: "micro-runner",
+            dependencies: ["MicroRunnerAgent", "MicroRunnerProtocol"]
+        ),
+        .testTarget(
+            name: "MicroRunnerProtocolTests",
+            dependencies: ["MicroRunnerProtocol"]
+        ),
+        .testTarget(
+            name: "MicroRunnerHandlersTests",
+            dependencies: ["MicroRunnerHandlers", "MicroRunnerProtocol"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["MicroRunnerProtocol"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

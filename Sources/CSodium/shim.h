@@ -1,0 +1,4 @@
+#ifndef MICRO_RUNNER_CSODIUM_SHIM_H
+#define MICRO_RUNNER_CSODIUM_SHIM_H
+#include <sodium.h>
+#endif

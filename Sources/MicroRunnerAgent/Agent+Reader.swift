@@ -1,0 +1,81 @@
+import MicroRunnerHandlers
+import MicroRunnerProtocol
+
+extension Agent {
+    /// Starts the stdin reader thread: frames lines, parses envelopes, acts on CANCEL at once and queues
+    /// everything else for the worker in wire order.
+    func startReader() {
+        startThread(stackBytes: 2 << 20) { [self] in
+            readLoop()
+        }
+    }
+
+    func readLoop() {
+        var framer = LineFramer(maxLineBytes: config.maxLineBytes)
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(config.inputFD, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                if n < 0 && config.verbose { log("stdin: \(errnoText(errno))") }
+                if let last = framer.finish() { handle(last) }
+                queue.push(.endOfInput)
+                return
+            }
+            for frame in framer.append(buffer[0..<n]) { handle(frame) }
+        }
+    }
+
+    func handle(_ frame: LineFramer.Frame) {
+        switch frame {
+        case .oversized(let count):
+            queue.push(
+                .reject(
+                    .invalid("line of \(count) bytes exceeds the limit of \(config.maxLineBytes) bytes; it was discarded"),
+                    commandID: nil
+                )
+            )
+        case .line(let bytes):
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: nothing to answer
+            handleLine(bytes)
+        }
+    }
+
+    func handleLine(_ bytes: [UInt8]) {
+        let envelope: Envelope
+        do {
+            envelope = try Envelope.parse(line: bytes)
+        } catch {
+            queue.push(.reject(error, commandID: nil))
+            return
+        }
+        switch envelope.type {
+        case .command:
+            do {
+                let command = try WireDecoder().decode(CommandMessage.self, from: envelope.data)
+                queue.push(.command(command, rawParams: envelope.rawParams))
+            } catch {
+                queue.push(
+                    .reject(
+                        .invalid("CMD: data.\(describeDecodingError(error))"),
+                        commandID: envelope.data["id"]?.stringValue
+                    )
+                )
+            }
+        case .cancel:
+            guard let id = envelope.data["command_id"]?.stringValue, !id.isEmpty else {
+                queue.push(.reject(.invalid("CANCEL needs data.command_id (a non-empty string)"), commandID: nil))
+                return
+            }
+            cancel(id: id)
+        case .ready, .event, .done, .error, .exit:
+            queue.push(
+                .reject(.invalid("message type \(envelope.type) is sent by runners, not to them"), commandID: nil)
+            )
+        default:
+            queue.push(
+                .reject(.invalid("unknown message type \"\(envelope.type)\" (this runner accepts CMD and CANCEL)"), commandID: nil)
+            )
+        }
+    }
+}

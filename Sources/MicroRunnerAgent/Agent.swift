@@ -1,0 +1,268 @@
+import MicroRunnerHandlers
+import MicroRunnerProtocol
+
+/// How an agent is set up.
+package struct AgentConfiguration: Sendable {
+    /// The runner's version, sent in READY.
+    package var version: String
+    /// Lifetime in seconds, idle or busy; EXIT `ttl_expired` when it runs out.
+    package var ttlSeconds: Double = 600
+    /// Path of the runner's own executable, removed at exit unless `keepBinary`.
+    package var selfPath: String?
+    /// Skip the self-delete (development).
+    package var keepBinary = false
+    /// Longest accepted input line (never less than 10 MiB, the Go peer's limit).
+    package var maxLineBytes = 16 << 20
+    /// Bytes of queued (pipelined) commands before the reader stops reading stdin.
+    package var maxQueuedBytes = 64 << 20
+    /// Where CMD lines come from.
+    package var inputFD: Int32 = 0
+    /// Where protocol lines go; nothing else is ever written there.
+    package var outputFD: Int32 = 1
+    /// Handlers by command type.
+    package var handlers: [any CommandHandler] = Agent.defaultHandlers()
+    /// The machine seam handlers use.
+    package var host = Host()
+    /// When set, only these command types are served; others answer UNSUPPORTED.
+    package var allowedTypes: Set<CommandType>?
+    /// Write diagnostics to stderr.
+    package var verbose = false
+
+    package init(version: String) {
+        self.version = version
+    }
+}
+
+/// The runner's serve loop: READY, then commands one at a time in wire order, then EXIT.
+///
+/// Two threads: a reader that frames and parses stdin (so CANCEL and EOF are seen while a command
+/// runs) and the caller's thread, which serves commands and writes every protocol line.
+package final class Agent: @unchecked Sendable {
+    /// The protocol version spoken.
+    package static let protocolVersion = "1"
+    /// The extensions of PROTOCOL.md this runner speaks, advertised in READY.
+    package static let extensions = [
+        "cancel", "dry_run", "exec.stdin", "exec.max_output_bytes", "exec.signal", "file.content_base64",
+        "file.chunked_write", "file.read_offset", "file.changed",
+    ]
+
+    /// The handlers the runner ships with.
+    package static func defaultHandlers() -> [any CommandHandler] {
+        [ExecHandler(), FileWriteHandler(), FileReadHandler()]
+    }
+
+    let config: AgentConfiguration
+    let queue: InputQueue
+    let output: OutputChannel
+    let handlers: [CommandType: any CommandHandler]
+    let state = ConditionLock()
+    /// The running command, for CANCEL and signals (guarded by `state`).
+    var running: (id: String, token: CancellationToken)?
+    /// CANCELs for ids not (yet) seen running or queued (guarded by `state`).
+    var earlyCancels: Set<String> = []
+    var commandsTotal = 0
+    var ttlDeadline: Int64 = .max
+
+    package init(configuration: AgentConfiguration) {
+        var config = configuration
+        config.maxLineBytes = max(config.maxLineBytes, 10 << 20)
+        self.config = config
+        self.queue = InputQueue(maxQueuedBytes: config.maxQueuedBytes)
+        self.output = OutputChannel(fd: config.outputFD)
+        var byType: [CommandType: any CommandHandler] = [:]
+        for h in config.handlers { byType[h.type] = h }
+        self.handlers = byType
+    }
+
+    /// Whether this runner serves `type` on this host.
+    package func capability(_ type: CommandType) -> Bool {
+        guard let handler = handlers[type] else { return false }
+        if let allowed = config.allowedTypes, !allowed.contains(type) { return false }
+        return handler.isAvailable(on: config.host)
+    }
+
+    /// The READY message for this runner.
+    package func readyMessage() -> ReadyMessage {
+        var capabilities: [String: Bool] = [:]
+        for type in CommandType.all { capabilities[type.rawValue] = capability(type) }
+        #if arch(x86_64)
+        let arch = "amd64"
+        #elseif arch(arm64)
+        let arch = "arm64"
+        #else
+        let arch = "unknown"
+        #endif
+        #if os(Linux)
+        let platform = "linux"
+        #elseif os(macOS)
+        let platform = "darwin"
+        #else
+        let platform = "unknown"
+        #endif
+        return ReadyMessage(
+            version: config.version,
+            platform: platform,
+            arch: arch,
+            pid: Int(getpid()),
+            capabilities: capabilities,
+            metadata: [
+                "ttl": GoDuration.format(seconds: config.ttlSeconds),
+                "protocol": Self.protocolVersion,
+                "extensions": Self.extensions.joined(separator: ","),
+                "max_line_bytes": String(config.maxLineBytes),
+            ]
+        )
+    }
+
+    /// Serves until stdin closes, the TTL runs out or a stop signal arrives.
+    /// - Returns: the process exit code (also sent in EXIT).
+    package func run() -> Int32 {
+        let start = Monotonic.now()
+        ttlDeadline = start + Int64(config.ttlSeconds * 1e9)
+        send(.ready, readyMessage())
+        startReader()
+
+        while true {
+            guard let item = queue.pop(until: ttlDeadline) else {
+                return finish(.ttlExpired, code: 124)
+            }
+            switch item {
+            case .command(let command, let rawParams):
+                serve(command, rawParams: rawParams)
+                if Monotonic.now() >= ttlDeadline { return finish(.ttlExpired, code: 124) }
+            case .reject(let error, let id):
+                sendError(error, commandID: id)
+            case .endOfInput:
+                return finish(.stdinClosed, code: 0)
+            case .terminate(let signal):
+                return finish(.error, code: 128 + signal)
+            }
+        }
+    }
+
+    /// Stops the running command and ends the runner (from a signal thread).
+    package func terminate(signal: Int32) {
+        state.withLock { running?.token.cancel(.shutdown) }
+        queue.push(.terminate(signal: signal))
+    }
+
+    /// CANCEL: stops the command if it runs, or drops it if it waits in the queue.
+    func cancel(id: String) {
+        state.withLock {
+            if let running, running.id == id {
+                running.token.cancel(.cancelled)
+            } else if !queue.cancelQueued(id: id) {
+                if earlyCancels.count > 1024 { earlyCancels.removeAll() }
+                earlyCancels.insert(id)
+            }
+        }
+    }
+
+    func serve(_ command: CommandMessage, rawParams: [UInt8]?) {
+        commandsTotal += 1
+        let started = Monotonic.now()
+        do throws(RunnerError) {
+            try command.validate()
+            guard let handler = handlers[command.type] else {
+                throw RunnerError(.unsupported, "unknown command type \"\(command.type)\"")
+            }
+            guard capability(command.type) else {
+                throw RunnerError(
+                    .unsupported,
+                    "\(command.type) is not available on this runner (READY capabilities say false)"
+                )
+            }
+            if queue.takeCancelled(id: command.id) {
+                throw RunnerError(.cancelled, "\(command.type) \(command.id): cancelled before it started")
+            }
+            let token = CancellationToken()
+            state.withLock {
+                running = (command.id, token)
+                if earlyCancels.remove(command.id) != nil { token.cancel(.cancelled) }
+            }
+            defer { state.withLock { running = nil } }
+            let deadline = started + Int64(command.timeout) * 1_000_000_000
+            let output = self.output
+            let context = CommandContext(
+                command: command,
+                deadline: deadline,
+                ttlDeadline: ttlDeadline,
+                cancellation: token,
+                host: config.host,
+                emit: { event in output.send(.event, event) }
+            )
+            if let reason = token.stopReason {
+                throw stopError(reason, what: "\(command.type) \(command.id)")
+            }
+            let result = try handler.run(context)
+            send(.done, DoneMessage(commandID: command.id, result: result, duration: Monotonic.seconds(since: started)))
+        } catch {
+            sendError(error, commandID: command.id)
+        }
+    }
+
+    func send<T: Encodable>(_ type: MessageType, _ message: T) {
+        output.send(type, message)
+    }
+
+    /// The one place where errors become wire ERRORs.
+    func sendError(_ error: RunnerError, commandID: String?) {
+        if config.verbose, let cause = error.cause {
+            log("\(commandID ?? "-"): \(error) (cause: \(cause))")
+        }
+        send(
+            .error,
+            ErrorMessage(
+                commandID: commandID.flatMap { $0.isEmpty ? nil : $0 },
+                code: error.code,
+                message: error.message,
+                details: error.details.isEmpty ? nil : error.details,
+                retryable: error.retryable,
+                retryAfter: error.retryAfter
+            )
+        )
+    }
+
+    func finish(_ reason: ExitReason, code: Int32) -> Int32 {
+        state.withLock { running?.token.cancel(.shutdown) }
+        for handler in handlers.values { (handler as? any ExitCleanup)?.cleanUpAtExit() }
+        var deleted = false
+        if !config.keepBinary, let path = config.selfPath {
+            deleted = unlink(path) == 0
+            if !deleted && config.verbose { log("cannot remove \(path): \(errnoText(errno))") }
+        }
+        send(.exit, ExitMessage(reason: reason, exitCode: Int(code), selfDeleted: deleted, commandsTotal: commandsTotal))
+        return code
+    }
+
+    func log(_ text: String) {
+        let line = "micro-runner: " + text + "\n"
+        var copy = line
+        copy.withUTF8 { _ = writeAll(2, UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// Writes whole protocol lines to the output descriptor, one writer at a time.
+final class OutputChannel: @unchecked Sendable {
+    let fd: Int32
+    private let lock = ConditionLock()
+
+    init(fd: Int32) {
+        self.fd = fd
+    }
+
+    func send<T: Encodable>(_ type: MessageType, _ message: T) {
+        let data: JSONValue
+        do {
+            data = try WireEncoder().encodeToValue(message)
+        } catch {
+            // Every message type encodes; this guards the wire against a programming error.
+            data = .object(JSONObject([("code", .string("EXEC_FAILED")), ("message", .string("encoding failed"))]))
+        }
+        var line = Envelope.line(type: type, timestamp: wallClockTimestamp(), data: data)
+        lock.withLock {
+            // A write error means the controller is gone; stdin EOF will follow and end the runner.
+            line.withUnsafeMutableBytes { _ = writeAll(fd, UnsafeRawBufferPointer($0)) }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import MicroRunnerHandlers
+import MicroRunnerProtocol
+
+/// The `micro-runner` command line: flags, signals, then the agent.
+package enum RunnerMain {
+    /// The runner's version.
+    package static let version = "0.1.0"
+
+    static let usage = """
+        usage: micro-runner [options]
+        Serves newline-delimited JSON commands on stdin/stdout (see PROTOCOL.md), then deletes itself.
+
+          --ttl DURATION          lifetime, idle or busy (Go syntax: 10m, 90s, 1h30m; default 10m)
+          --keep                  do not delete the executable at exit (development)
+          --max-line-bytes N      longest input line accepted (default 16777216, at least 10485760)
+          --allow TYPE[,TYPE...]  serve only these command types (others answer UNSUPPORTED)
+          --verbose               diagnostics on stderr
+          --version               print the version and exit
+          --help                  this text
+
+        """
+
+    /// Parses flags into a configuration, or returns an exit code for --help/--version/bad usage.
+    package static func configuration(_ arguments: [String]) -> Result<AgentConfiguration, ExitRequest> {
+        var config = AgentConfiguration(version: version)
+        var args = arguments.dropFirst()[...]
+        func value(_ flag: String) -> String? {
+            if let eq = flag.firstIndex(of: "=") { return String(flag[flag.index(after: eq)...]) }
+            return args.popFirst()
+        }
+        while let arg = args.popFirst() {
+            let name = arg.split(separator: "=", maxSplits: 1).first.map(String.init) ?? arg
+            switch name {
+            case "--version", "-v":
+                return .failure(ExitRequest(code: 0, output: "micro-runner \(version)\n", toStderr: false))
+            case "--help", "-h":
+                return .failure(ExitRequest(code: 0, output: usage, toStderr: false))
+            case "--keep":
+                config.keepBinary = true
+            case "--verbose":
+                config.verbose = true
+            case "--ttl":
+                guard let text = value(arg), let seconds = GoDuration.parse(text) else {
+                    return .failure(ExitRequest(code: 2, output: "micro-runner: --ttl needs a duration like 10m or 30s\n"))
+                }
+                config.ttlSeconds = seconds
+            case "--max-line-bytes":
+                guard let text = value(arg), let n = Int(text), n >= 10 << 20 else {
+                    return .failure(
+                        ExitRequest(code: 2, output: "micro-runner: --max-line-bytes needs a number >= 10485760\n")
+                    )
+                }
+                config.maxLineBytes = n
+            case "--allow":
+                guard let text = value(arg) else {
+                    return .failure(ExitRequest(code: 2, output: "micro-runner: --allow needs a list of command types\n"))
+                }
+                let types = text.split(separator: ",").map { CommandType(rawValue: String($0)) }
+                if let unknown = types.first(where: { !CommandType.all.contains($0) }) {
+                    return .failure(ExitRequest(code: 2, output: "micro-runner: --allow: unknown command type \(unknown)\n"))
+                }
+                config.allowedTypes = Set(types)
+            default:
+                return .failure(ExitRequest(code: 2, output: "micro-runner: unknown option \(arg)\n" + usage))
+            }
+        }
+        return .success(config)
+    }
+
+    /// A request to exit before serving (help, version, usage error).
+    package struct ExitRequest: Error {
+        package var code: Int32
+        package var output: String
+        package var toStderr = true
+    }
+
+    /// Runs the runner process and exits.
+    package static func main(_ arguments: [String]) -> Never {
+        // A controller that closes the pipe must not kill the runner before it stops its children.
+        signal(SIGPIPE, SIG_IGN)
+        var config: AgentConfiguration
+        switch configuration(arguments) {
+        case .success(let c): config = c
+        case .failure(let request):
+            var text = request.output
+            text.withUTF8 { _ = writeAll(request.toStderr ? 2 : 1, UnsafeRawBufferPointer($0)) }
+            exit(request.code)
+        }
+        config.selfPath = executablePath()
+
+        // Termination signals are taken by one thread with sigwait, so the worker can stop the running
+        // command's group and still send EXIT. Children get an empty mask (ProcessRunner).
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, s) }
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
+        let agent = Agent(configuration: config)
+        let signals = stopSignals
+        startThread(stackBytes: 64 << 10) {
+            var set = signals
+            var received: Int32 = 0
+            while sigwait(&set, &received) == 0 {
+                agent.terminate(signal: received)
+            }
+        }
+        exit(agent.run())
+    }
+
+    /// The runner's own executable, from /proc/self/exe.
+    static func executablePath() -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return CommandLine.arguments.first.flatMap { $0.hasPrefix("/") ? $0 : nil } }
+        let path = buffer[0..<n].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) }
+        return path.hasSuffix(" (deleted)") ? nil : path
+    }
+}

@@ -1,0 +1,97 @@
+import MicroRunnerProtocol
+
+/// Everything a handler may use while it serves one command.
+package struct CommandContext: Sendable {
+    /// The command being served.
+    package var command: CommandMessage
+    /// Monotonic nanoseconds by which the command must end (the earlier of its timeout and the runner's TTL).
+    package var deadline: Int64
+    /// Monotonic nanoseconds at which the runner's TTL ends.
+    package var ttlDeadline: Int64
+    /// Set when the controller cancels, the TTL runs out or the runner is told to stop.
+    package var cancellation: CancellationToken
+    /// Sends an EVENT for this command.
+    package var emit: @Sendable (EventMessage) -> Void
+    /// Where processes and files are reached.
+    package var host: Host
+
+    package init(
+        command: CommandMessage,
+        deadline: Int64,
+        ttlDeadline: Int64 = .max,
+        cancellation: CancellationToken,
+        host: Host,
+        emit: @escaping @Sendable (EventMessage) -> Void
+    ) {
+        self.command = command
+        self.deadline = deadline
+        self.ttlDeadline = ttlDeadline
+        self.cancellation = cancellation
+        self.host = host
+        self.emit = emit
+    }
+
+    /// Sends an EVENT with this command's id.
+    package func event(_ message: String, level: EventLevel = .info, metadata: [String: String]? = nil) {
+        emit(EventMessage(commandID: command.id, level: level, message: message, metadata: metadata))
+    }
+
+    /// Decodes the command's params as `T`.
+    /// - Throws: `RunnerError` `INVALID_CMD` naming the field.
+    package func params<T: Decodable>(_ type: T.Type) throws(RunnerError) -> T {
+        do {
+            return try WireDecoder().decode(type, from: command.params)
+        } catch {
+            throw RunnerError.invalid("\(command.type): params.\(describeDecodingError(error))")
+        }
+    }
+}
+
+/// Serves one command type.
+package protocol CommandHandler: Sendable {
+    /// The command type served.
+    var type: CommandType { get }
+    /// Whether this host can serve it (READY's capability).
+    func isAvailable(on host: Host) -> Bool
+    /// Serves one command.
+    /// - Returns: the result object for DONE.
+    /// - Throws: `RunnerError` for every failure; the agent maps it to ERROR.
+    func run(_ context: CommandContext) throws(RunnerError) -> JSONValue
+}
+
+extension CommandHandler {
+    /// Encodes a result for DONE.
+    package func encodeResult<T: Encodable>(_ result: T) throws(RunnerError) -> JSONValue {
+        do {
+            return try WireEncoder().encodeToValue(result)
+        } catch {
+            throw RunnerError(.execFailed, "\(type): cannot encode result: \(error)")
+        }
+    }
+}
+
+/// The seam between handlers and the machine: process spawning and the paths handlers touch.
+/// Tests point these at their own roots instead of the system's.
+package struct Host: Sendable {
+    /// Spawns processes.
+    package var processes = ProcessRunner()
+    /// PATH used to find tools (apt-get, systemctl, visudo, sshd, ...); `nil` uses the runner's PATH.
+    package var searchPath: String? = nil
+    /// The effective user id of the runner (0: root).
+    package var effectiveUID: UInt32 = geteuid()
+
+    package init() {
+        if let p = getenv("PATH") { searchPath = String(cString: p) }
+    }
+
+    /// The absolute path of a tool on this host, if installed.
+    package func which(_ tool: String) -> String? {
+        ProcessRunner.resolveExecutable(tool, path: searchPath)
+    }
+}
+
+/// A handler that leaves something to clean up when the runner exits (e.g. unfinished upload staging files).
+package protocol ExitCleanup {
+    /// Removes what must not outlive the runner.
+    func cleanUpAtExit()
+}

@@ -1,0 +1,128 @@
+import MicroRunnerProtocol
+
+/// `exec`: run a command directly (argv) or through a shell, with bounded, optionally streamed output.
+package struct ExecHandler: CommandHandler {
+    package var type: CommandType { .exec }
+
+    /// Default cap on captured bytes per stream.
+    package static let defaultMaxOutputBytes = 4 << 20
+    /// Escaped bytes the stdout and stderr of one answer may take together, so the line stays under the
+    /// Go client's 10 MiB decoder limit with room for the envelope.
+    package static let answerBudget = 9 << 20
+
+    package init() {}
+
+    package func isAvailable(on host: Host) -> Bool { true }
+
+    package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {
+        let p = try context.params(ExecParams.self)
+        if p.command.isEmpty { throw .invalid("exec: params.command is empty") }
+        if let m = p.maxOutputBytes, m < 0 { throw .invalid("exec: params.max_output_bytes must be >= 0") }
+
+        var executable: String
+        var argv: [String]
+        if !p.args.isEmpty {
+            let path = p.env["PATH"] ?? context.host.searchPath
+            guard let resolved = ProcessRunner.resolveExecutable(p.command, path: path) else {
+                throw RunnerError(.notFound, "exec: \(p.command): executable not found in PATH")
+            }
+            executable = resolved
+            argv = [p.command] + p.args
+        } else {
+            executable = p.shell.isEmpty ? "/bin/sh" : p.shell
+            argv = [executable, "-c", p.command]
+        }
+
+        var stdin: [UInt8]? = p.stdin.map { Array($0.utf8) }
+        if p.useSudo && context.host.effectiveUID != 0 {
+            guard let sudo = context.host.which("sudo") else {
+                throw RunnerError(.notFound, "exec: use_sudo is set but sudo is not installed on this host")
+            }
+            if p.sudoPassword.isEmpty {
+                argv = [sudo, "-n", "--"] + [executable] + argv.dropFirst()
+            } else {
+                // -S reads the password from stdin; -p '' keeps the prompt out of stderr.
+                argv = [sudo, "-S", "-p", "", "--"] + [executable] + argv.dropFirst()
+                stdin = Array((p.sudoPassword + "\n").utf8) + (stdin ?? [])
+            }
+            executable = sudo
+        }
+
+        var spec = ProcessSpec(executable: executable, arguments: argv)
+        spec.environment = p.env
+        spec.workingDirectory = p.workDir
+        spec.standardInput = stdin
+        spec.captureOutput = p.captureOut
+        spec.captureError = p.captureErr
+        spec.maxOutputBytes = p.maxOutputBytes.map { $0 == 0 ? Self.defaultMaxOutputBytes : $0 } ?? Self.defaultMaxOutputBytes
+        spec.deadline = context.deadline
+        spec.ttlDeadline = context.ttlDeadline
+        spec.cancellation = context.cancellation
+        if p.streamLines {
+            let id = context.command.id
+            let emit = context.emit
+            spec.onLine = { stream, line in
+                emit(
+                    EventMessage(
+                        commandID: id,
+                        level: .info,
+                        message: String(decoding: line, as: UTF8.self),
+                        metadata: ["stream": stream.rawValue]
+                    )
+                )
+            }
+        }
+        let outcome = try context.host.processes.run(spec)
+        let (stdout, stdoutCut) = Self.fit(outcome.stdout, budget: Self.answerBudget / 2)
+        let (stderr, stderrCut) = Self.fit(outcome.stderr, budget: Self.answerBudget / 2)
+        let result = ExecResult(
+            exitCode: outcome.exitCode,
+            stdout: stdout,
+            stderr: stderr,
+            duration: outcome.duration,
+            signal: outcome.signal.map(signalName),
+            stdoutTruncated: outcome.stdoutTruncated || stdoutCut,
+            stderrTruncated: outcome.stderrTruncated || stderrCut
+        )
+        if let stoppedBy = outcome.stoppedBy {
+            var details = ["stdout": stdout, "stderr": stderr, "exit_code": String(result.exitCode)]
+            if result.stdoutTruncated == true { details["stdout_truncated"] = "true" }
+            if result.stderrTruncated == true { details["stderr_truncated"] = "true" }
+            switch stoppedBy {
+            case .deadline:
+                throw RunnerError(
+                    .timeout,
+                    "exec: \(p.command): stopped after \(context.command.timeout)s timeout (process group terminated)",
+                    details: details,
+                    retryable: true
+                )
+            case .token(let reason):
+                throw stopError(reason, what: "exec: \(p.command)", details: details)
+            }
+        }
+        return try encodeResult(result)
+    }
+
+    /// Output as a string (invalid UTF-8 repaired) cut to fit `budget` escaped bytes.
+    static func fit(_ bytes: [UInt8], budget: Int) -> (String, Bool) {
+        var text = String(decoding: bytes, as: UTF8.self)
+        var utf8 = Array(text.utf8)
+        let keep = JSONWriter.prefixLength(of: utf8, fittingEscaped: budget)
+        guard keep < utf8.count else { return (text, false) }
+        utf8.removeSubrange(keep...)
+        text = String(decoding: utf8, as: UTF8.self)
+        return (text, true)
+    }
+}
+
+/// The error for a command stopped by the runner for `reason`.
+package func stopError(_ reason: StopReason, what: String, details: [String: String] = [:]) -> RunnerError {
+    switch reason {
+    case .cancelled:
+        RunnerError(.cancelled, "\(what): cancelled by the controller", details: details)
+    case .ttlExpired:
+        RunnerError(.timeout, "\(what): stopped because the runner's TTL expired", details: details)
+    case .shutdown:
+        RunnerError(.cancelled, "\(what): stopped because the runner was told to exit", details: details)
+    }
+}

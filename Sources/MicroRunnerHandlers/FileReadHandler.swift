@@ -1,0 +1,82 @@
+import MicroRunnerProtocol
+
+/// `file.read`: a bounded window of a file, as UTF-8 text or base64, with its metadata.
+package struct FileReadHandler: CommandHandler {
+    package var type: CommandType { .fileRead }
+    /// Escaped bytes the content may take in one answer line (the Go client's limit is 10 MiB).
+    static let answerBudget = 9 << 20 + 512 << 10
+
+    package init() {}
+
+    package func isAvailable(on host: Host) -> Bool { true }
+
+    package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {
+        let p = try context.params(FileReadParams.self)
+        guard p.path.hasPrefix("/") else { throw .invalid("file.read: path \"\(p.path)\" must be absolute") }
+        guard p.offset >= 0 else { throw .invalid("file.read: offset must be >= 0") }
+        // O_NONBLOCK: opening a FIFO must not hang the runner.
+        let fd = open(p.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { throw FileSystem.error(errno, "file.read", p.path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileSystem.error(errno, "file.read", p.path) }
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR: throw .invalid("file.read: \(p.path): is a directory")
+        case S_IFREG: break
+        default: throw .invalid("file.read: \(p.path): not a regular file")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+
+        // Read one byte more than asked: it tells whether anything is left (files in /proc report size 0).
+        let want = min(p.maxBytes, FileReadParams.defaultMaxBytes)
+        var bytes = [UInt8](repeating: 0, count: want + 1)
+        var got = 0
+        while got < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, $0.count - got, off_t(p.offset + got)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileSystem.error(errno, "file.read", p.path)
+            }
+            if n == 0 { break }
+            got += n
+        }
+        var moreLeft = got > want
+        bytes.removeSubrange(min(got, want)...)
+
+        let content: String
+        let encoding: String
+        if let text = String(validating: bytes, as: UTF8.self) {
+            let keep = JSONWriter.prefixLength(of: bytes, fittingEscaped: Self.answerBudget)
+            if keep < bytes.count {
+                bytes.removeSubrange(keep...)
+                moreLeft = true
+                content = String(decoding: bytes, as: UTF8.self)
+            } else {
+                content = text
+            }
+            encoding = "utf8"
+        } else {
+            let keep = Self.answerBudget / 4 * 3
+            if keep < bytes.count {
+                bytes.removeSubrange(keep...)
+                moreLeft = true
+            }
+            content = Sodium.base64Encode(bytes)
+            encoding = "base64"
+        }
+        let size = max(Int(st.st_size), p.offset + bytes.count + (moreLeft ? 1 : 0))
+        return try encodeResult(
+            FileReadResult(
+                content: content,
+                size: Int(st.st_size) > 0 ? Int(st.st_size) : size,
+                mode: FileSystem.octalMode(st.st_mode),
+                owner: String(st.st_uid),
+                group: String(st.st_gid),
+                checksum: Sodium.sha256Hex(bytes),
+                truncated: moreLeft,
+                encoding: encoding,
+                offset: p.offset
+            )
+        )
+    }
+}

@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+@_exported import Glibc
+#elseif canImport(Musl)
+@_exported import Musl
+#elseif canImport(Darwin)
+@_exported import Darwin
+#else
+#error("unsupported platform: no libc module")
+#endif
+import CMicroRunnerShims
+import MicroRunnerProtocol
+
+/// The text of an errno value, e.g. `No such file or directory`.
+package func errnoText(_ code: Int32) -> String {
+    guard let p = strerror(code) else { return "errno \(code)" }
+    return String(cString: p)
+}
+
+/// Nanoseconds on the monotonic clock: deadlines and durations never jump with the wall clock.
+package enum Monotonic {
+    /// Now, in nanoseconds since an arbitrary start.
+    package static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// Seconds elapsed since `start`.
+    package static func seconds(since start: Int64) -> Double {
+        Double(now() - start) / 1e9
+    }
+}
+
+/// Wall-clock time as an RFC 3339 UTC timestamp.
+package func wallClockTimestamp() -> String {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Timestamp.format(seconds: Int(ts.tv_sec), nanoseconds: Int(ts.tv_nsec))
+}
+
+/// Writes all of `bytes` to `fd`, retrying on EINTR and short writes.
+/// - Returns: 0 on success, else the errno that stopped it.
+@discardableResult
+package func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
+    var offset = 0
+    while offset < bytes.count {
+        let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return errno
+        }
+        offset += n
+    }
+    return 0
+}
+
+/// Signal names for results and messages (`SIGKILL`).
+package func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGHUP: "SIGHUP"
+    case SIGINT: "SIGINT"
+    case SIGQUIT: "SIGQUIT"
+    case SIGILL: "SIGILL"
+    case SIGTRAP: "SIGTRAP"
+    case SIGABRT: "SIGABRT"
+    case SIGBUS: "SIGBUS"
+    case SIGFPE: "SIGFPE"
+    case SIGKILL: "SIGKILL"
+    case SIGUSR1: "SIGUSR1"
+    case SIGSEGV: "SIGSEGV"
+    case SIGUSR2: "SIGUSR2"
+    case SIGPIPE: "SIGPIPE"
+    case SIGALRM: "SIGALRM"
+    case SIGTERM: "SIGTERM"
+    case SIGCHLD: "SIGCHLD"
+    case SIGCONT: "SIGCONT"
+    case SIGSTOP: "SIGSTOP"
+    case SIGTSTP: "SIGTSTP"
+    case SIGXCPU: "SIGXCPU"
+    case SIGXFSZ: "SIGXFSZ"
+    case SIGSYS: "SIGSYS"
+    default: "SIG\(signal)"
+    }
+}

@@ -1,0 +1,91 @@
+import CSodium
+
+/// SHA-256 and base64 from libsodium, linked statically into the runner.
+package enum Sodium {
+    private static let initialized: Bool = sodium_init() >= 0
+
+    /// Incremental SHA-256.
+    package struct SHA256 {
+        private var state = crypto_hash_sha256_state()
+
+        package init() {
+            _ = Sodium.initialized
+            crypto_hash_sha256_init(&state)
+        }
+
+        package mutating func update(_ bytes: UnsafeRawBufferPointer) {
+            guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+            crypto_hash_sha256_update(&state, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+        }
+
+        package mutating func update(_ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { update($0) }
+        }
+
+        /// The digest as lowercase hex.
+        package mutating func finalizeHex() -> String {
+            var digest = [UInt8](repeating: 0, count: 32)
+            crypto_hash_sha256_final(&state, &digest)
+            return Sodium.hex(digest)
+        }
+    }
+
+    /// Lowercase hex SHA-256 of `bytes`.
+    package static func sha256Hex(_ bytes: [UInt8]) -> String {
+        var h = SHA256()
+        h.update(bytes)
+        return h.finalizeHex()
+    }
+
+    /// Lowercase hex of `bytes`.
+    package static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Standard base64 (with padding).
+    package static func base64Encode(_ bytes: some Collection<UInt8>) -> String {
+        _ = initialized
+        let variant = Int32(sodium_base64_VARIANT_ORIGINAL)
+        let length = sodium_base64_encoded_len(bytes.count, variant)
+        var out = [CChar](repeating: 0, count: length)
+        let input = Array(bytes)
+        input.withUnsafeBufferPointer { inp in
+            _ = sodium_bin2base64(&out, length, inp.baseAddress, inp.count, variant)
+        }
+        return out.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// Decodes standard base64 (padding required, whitespace and newlines ignored).
+    /// - Returns: the bytes, or `nil` when the text is not valid base64.
+    package static func base64Decode(_ text: String) -> [UInt8]? {
+        _ = initialized
+        let input = Array(text.utf8)
+        if input.isEmpty { return [] }
+        var out = [UInt8](repeating: 0, count: input.count / 4 * 3 + 3)
+        var written = 0
+        var end: UnsafePointer<CChar>? = nil
+        let rc = input.withUnsafeBufferPointer { inp in
+            inp.withMemoryRebound(to: CChar.self) { chars in
+                sodium_base642bin(
+                    &out, out.count, chars.baseAddress, chars.count, " \t\r\n", &written, &end,
+                    Int32(sodium_base64_VARIANT_ORIGINAL)
+                )
+            }
+        }
+        guard rc == 0 else { return nil }
+        // sodium stops at the first invalid character; all input must have been consumed.
+        let consumed = input.withUnsafeBufferPointer { inp in
+            inp.withMemoryRebound(to: CChar.self) { chars in end.map { $0 - chars.baseAddress! } ?? -1 }
+        }
+        guard consumed == input.count else { return nil }
+        out.removeSubrange(written...)
+        return out
+    }
+}

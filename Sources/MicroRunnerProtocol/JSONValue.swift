@@ -1,0 +1,142 @@
+/// A parsed JSON document, kept close to the wire.
+///
+/// Numbers keep their literal text so that integers of any size and floats round-trip
+/// exactly; objects keep their members in wire order (a repeated key: the last one wins
+/// on lookup, as in Go's `encoding/json`).
+public enum JSONValue: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    /// A number as its RFC 8259 literal text, e.g. `"-12"`, `"3.5e2"`.
+    case number(String)
+    case string(String)
+    case array([JSONValue])
+    case object(JSONObject)
+
+    /// The member named `key` when this is an object, else `nil`.
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let object) = self { return object[key] }
+        return nil
+    }
+
+    /// The string payload, when this is a string.
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    /// The integer value, when this is a number literal without fraction or exponent that fits `Int`.
+    public var intValue: Int? {
+        if case .number(let literal) = self { return Int(literal) }
+        return nil
+    }
+
+    /// The boolean payload, when this is a boolean.
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    /// A short name of the JSON kind, for error messages.
+    public var kindName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "boolean"
+        case .number: "number"
+        case .string: "string"
+        case .array: "array"
+        case .object: "object"
+        }
+    }
+}
+
+/// A JSON object: members in wire order.
+public struct JSONObject: Sendable, Hashable {
+    /// The members as received (or as built), in order.
+    public var members: [(key: String, value: JSONValue)]
+
+    /// Creates an object from ordered members.
+    public init(_ members: [(key: String, value: JSONValue)] = []) {
+        self.members = members
+    }
+
+    /// The value of the last member named `key`.
+    public subscript(key: String) -> JSONValue? {
+        get {
+            var i = members.count
+            while i > 0 {
+                i -= 1
+                if members[i].key == key { return members[i].value }
+            }
+            return nil
+        }
+        set {
+            members.removeAll { $0.key == key }
+            if let newValue { members.append((key, newValue)) }
+        }
+    }
+
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        guard lhs.members.count == rhs.members.count else { return false }
+        for (l, r) in zip(lhs.members, rhs.members) where l.key != r.key || l.value != r.value {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(members.count)
+        for member in members {
+            hasher.combine(member.key)
+            hasher.combine(member.value)
+        }
+    }
+}
+
+extension JSONValue: Codable {
+    /// Decodes any JSON value. The wire decoder hands its tree over directly; other decoders go
+    /// through the generic containers.
+    public init(from decoder: any Decoder) throws {
+        if let wire = decoder as? WireDecoderImpl {
+            self = wire.value
+            return
+        }
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let b = try? container.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? container.decode(Int.self) {
+            self = .number(String(i))
+        } else if let d = try? container.decode(Double.self) {
+            self = .number(String(d))
+        } else if let s = try? container.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? container.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            let dict = try container.decode([String: JSONValue].self)
+            self = .object(JSONObject(dict.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
+        }
+    }
+
+    /// Encodes the value as it is.
+    public func encode(to encoder: any Encoder) throws {
+        if let wire = encoder as? WireEncoderImpl {
+            wire.storage = self
+            return
+        }
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let b): try container.encode(b)
+        case .number(let n):
+            if let i = Int(n) { try container.encode(i) } else { try container.encode(Double(n) ?? 0) }
+        case .string(let s): try container.encode(s)
+        case .array(let a): try container.encode(a)
+        case .object(let o):
+            var dict: [String: JSONValue] = [:]
+            for m in o.members { dict[m.key] = m.value }
+            try container.encode(dict)
+        }
+    }
+}

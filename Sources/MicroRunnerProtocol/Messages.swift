@@ -1,0 +1,251 @@
+/// READY: the runner's first line.
+public struct ReadyMessage: Codable, Sendable, Equatable {
+    public var version: String
+    /// Go's GOOS name: `linux`, `darwin`, `windows`.
+    public var platform: String
+    /// Go's GOARCH name: `amd64`, `arm64`.
+    public var arch: String
+    public var pid: Int
+    /// Command type -> whether this host can serve it.
+    public var capabilities: [String: Bool]
+    /// At least `ttl` (Go duration); **ext** `protocol`, `extensions`, `max_line_bytes`, `signatures`, `nonce`.
+    public var metadata: [String: String]
+
+    /// Creates a READY message.
+    public init(
+        version: String,
+        platform: String,
+        arch: String,
+        pid: Int,
+        capabilities: [String: Bool],
+        metadata: [String: String]
+    ) {
+        self.version = version
+        self.platform = platform
+        self.arch = arch
+        self.pid = pid
+        self.capabilities = capabilities
+        self.metadata = metadata
+    }
+}
+
+/// Progress of a command, in an EVENT.
+public struct Progress: Codable, Sendable, Equatable {
+    public var current: Int
+    public var total: Int
+    public var unit: String
+
+    /// Creates a progress record.
+    public init(current: Int, total: Int, unit: String) {
+        self.current = current
+        self.total = total
+        self.unit = unit
+    }
+}
+
+/// EVENT: progress or a line of output of a running command.
+public struct EventMessage: Codable, Sendable, Equatable {
+    public var commandID: String
+    public var level: EventLevel
+    public var message: String
+    public var progress: Progress?
+    public var metadata: [String: String]?
+
+    enum CodingKeys: String, CodingKey {
+        case commandID = "command_id"
+        case level, message, progress, metadata
+    }
+
+    /// Creates an event.
+    public init(
+        commandID: String,
+        level: EventLevel,
+        message: String,
+        progress: Progress? = nil,
+        metadata: [String: String]? = nil
+    ) {
+        self.commandID = commandID
+        self.level = level
+        self.message = message
+        self.progress = progress
+        self.metadata = metadata
+    }
+}
+
+/// DONE: a command finished with a result.
+public struct DoneMessage: Codable, Sendable, Equatable {
+    public var commandID: String
+    /// The command type's result object.
+    public var result: JSONValue
+    /// Seconds the command took.
+    public var duration: Double
+    public var metadata: [String: String]?
+
+    enum CodingKeys: String, CodingKey {
+        case commandID = "command_id"
+        case result, duration, metadata
+    }
+
+    /// Creates a DONE message.
+    public init(commandID: String, result: JSONValue, duration: Double, metadata: [String: String]? = nil) {
+        self.commandID = commandID
+        self.result = result
+        self.duration = duration
+        self.metadata = metadata
+    }
+}
+
+/// ERROR: a command or a line failed.
+public struct ErrorMessage: Codable, Sendable, Equatable {
+    public var commandID: String?
+    public var code: ErrorCode
+    public var message: String
+    public var details: [String: String]?
+    public var retryable: Bool
+    public var retryAfter: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case commandID = "command_id"
+        case code, message, details, retryable
+        case retryAfter = "retry_after"
+    }
+
+    /// Creates an ERROR message.
+    public init(
+        commandID: String?,
+        code: ErrorCode,
+        message: String,
+        details: [String: String]? = nil,
+        retryable: Bool = false,
+        retryAfter: Int? = nil
+    ) {
+        self.commandID = commandID
+        self.code = code
+        self.message = message
+        self.details = details
+        self.retryable = retryable
+        self.retryAfter = retryAfter
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        commandID = try c.decodeIfPresent(String.self, forKey: .commandID).flatMap { $0.isEmpty ? nil : $0 }
+        code = try c.decode(ErrorCode.self, forKey: .code)
+        message = try c.decodeIfPresent(String.self, forKey: .message) ?? ""
+        details = try c.decodeIfPresent([String: String].self, forKey: .details)
+        retryable = try c.decodeIfPresent(Bool.self, forKey: .retryable) ?? false
+        retryAfter = try c.decodeIfPresent(Int.self, forKey: .retryAfter)
+    }
+}
+
+/// EXIT: the runner's last line.
+public struct ExitMessage: Codable, Sendable, Equatable {
+    public var reason: ExitReason
+    public var exitCode: Int
+    public var selfDeleted: Bool
+    public var commandsTotal: Int
+
+    enum CodingKeys: String, CodingKey {
+        case reason
+        case exitCode = "exit_code"
+        case selfDeleted = "self_deleted"
+        case commandsTotal = "commands_total"
+    }
+
+    /// Creates an EXIT message.
+    public init(reason: ExitReason, exitCode: Int, selfDeleted: Bool, commandsTotal: Int) {
+        self.reason = reason
+        self.exitCode = exitCode
+        self.selfDeleted = selfDeleted
+        self.commandsTotal = commandsTotal
+    }
+}
+
+/// CMD: a command from the controller.
+public struct CommandMessage: Codable, Sendable, Equatable {
+    public var id: String
+    public var type: CommandType
+    public var idempotencyKey: String?
+    /// Seconds; must be greater than zero.
+    public var timeout: Int
+    /// The command type's parameters.
+    public var params: JSONValue
+    /// Base64 Ed25519 signature (see PROTOCOL.md, Signatures).
+    public var signature: String?
+    public var metadata: [String: String]?
+    /// **ext**: report what would change, change nothing.
+    public var dryRun: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, type
+        case idempotencyKey = "idempotency_key"
+        case timeout, params, signature, metadata
+        case dryRun = "dry_run"
+    }
+
+    /// Creates a command.
+    public init(
+        id: String,
+        type: CommandType,
+        timeout: Int,
+        params: JSONValue,
+        idempotencyKey: String? = nil,
+        signature: String? = nil,
+        metadata: [String: String]? = nil,
+        dryRun: Bool = false
+    ) {
+        self.id = id
+        self.type = type
+        self.timeout = timeout
+        self.params = params
+        self.idempotencyKey = idempotencyKey
+        self.signature = signature
+        self.metadata = metadata
+        self.dryRun = dryRun
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decodeIfPresent(String.self, forKey: .id) ?? ""
+        type = try c.decodeIfPresent(CommandType.self, forKey: .type) ?? ""
+        idempotencyKey = try c.decodeIfPresent(String.self, forKey: .idempotencyKey).flatMap { $0.isEmpty ? nil : $0 }
+        timeout = try c.decodeIfPresent(Int.self, forKey: .timeout) ?? 0
+        params = try c.decodeIfPresent(JSONValue.self, forKey: .params) ?? .null
+        signature = try c.decodeIfPresent(String.self, forKey: .signature).flatMap { $0.isEmpty ? nil : $0 }
+        metadata = try c.decodeIfPresent([String: String].self, forKey: .metadata)
+        dryRun = try c.decodeIfPresent(Bool.self, forKey: .dryRun) ?? false
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(type, forKey: .type)
+        try c.encodeIfPresent(idempotencyKey, forKey: .idempotencyKey)
+        try c.encode(timeout, forKey: .timeout)
+        try c.encode(params, forKey: .params)
+        try c.encodeIfPresent(signature, forKey: .signature)
+        try c.encodeIfPresent(metadata, forKey: .metadata)
+        if dryRun { try c.encode(true, forKey: .dryRun) }
+    }
+
+    /// Checks what PROTOCOL.md requires of every CMD, whatever its type.
+    /// - Throws: `RunnerError` `INVALID_CMD` naming the field.
+    public func validate() throws(RunnerError) {
+        if id.isEmpty { throw .invalid("CMD has no \"id\"") }
+        if type.rawValue.isEmpty { throw .invalid("CMD \(id) has no \"type\"") }
+        if timeout <= 0 { throw .invalid("CMD \(id): \"timeout\" must be an integer number of seconds > 0") }
+        guard case .object = params else {
+            throw .invalid("CMD \(id): \"params\" must be an object, found \(params.kindName)")
+        }
+    }
+}
+
+/// **ext** CANCEL: stop a running or queued command.
+public struct CancelMessage: Codable, Sendable, Equatable {
+    public var commandID: String
+
+    enum CodingKeys: String, CodingKey { case commandID = "command_id" }
+
+    /// Creates a CANCEL message.
+    public init(commandID: String) { self.commandID = commandID }
+}
