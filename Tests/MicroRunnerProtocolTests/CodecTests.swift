@@ -1,0 +1,186 @@
+import MicroRunnerProtocol
+import Testing
+
+@Suite struct JSONReaderTests {
+    @Test func depthLimitStopsDeepNesting() {
+        let deep = Array(repeating: UInt8(ascii: "["), count: 100_000)
+        #expect(throws: JSONParseError.self) { try JSONReader(maxDepth: 128).parse(deep) }
+        let ok = Array(repeating: UInt8(ascii: "["), count: 10) + Array(repeating: UInt8(ascii: "]"), count: 10)
+        #expect(throws: Never.self) { try JSONReader(maxDepth: 10).parse(ok) }
+        #expect(throws: JSONParseError.self) { try JSONReader(maxDepth: 9).parse(ok) }
+    }
+
+    @Test(arguments: [
+        (#""\u00e9\ud83d\ude00""#, "é😀"),
+        (#""a\nb\t\"\\\/""#, "a\nb\t\"\\/"),
+        (#""\ud800""#, "\u{FFFD}"),  // lone surrogate: replaced, as Go does
+        (#""\udc00x""#, "\u{FFFD}x"),
+    ])
+    func stringEscapes(_ input: String, _ expected: String) throws {
+        #expect(try JSONReader().parse(Array(input.utf8)) == .string(expected))
+    }
+
+    @Test func duplicateKeyLastWins() throws {
+        let v = try JSONReader().parse(Array(#"{"a":1,"a":2}"#.utf8))
+        #expect(v["a"] == .number("2"))
+    }
+
+    @Test func capturesRawParamsExactly() throws {
+        let line = Array(#"{"type":"CMD","data":{"params": {"b" : [1, 2.50],"a":"x"} ,"id":"1"}}"#.utf8)
+        let (_, range) = try JSONReader().parse(line, capturing: ["data", "params"])
+        let r = try #require(range)
+        #expect(String(decoding: line[r], as: UTF8.self) == #"{"b" : [1, 2.50],"a":"x"}"#)
+    }
+
+    @Test func writerEscapesForOneLine() {
+        let s = JSONValue.string("a\"b\\c\n\r\t\u{1}\u{2028}é")
+        #expect(String(decoding: JSONWriter.serialize(s), as: UTF8.self) == #""a\"b\\c\n\r\t\u0001\u2028é""#)
+    }
+
+    @Test func prefixFittingEscapedNeverSplitsACharacter() {
+        let bytes = Array("ab\"é😀".utf8)  // escaped: a b \" é(2) 😀(4)
+        #expect(JSONWriter.prefixLength(of: bytes, fittingEscaped: 4) == 3)
+        let cut = JSONWriter.prefixLength(of: bytes, fittingEscaped: 7)
+        #expect(String(validating: bytes[0..<cut], as: UTF8.self) != nil)
+        #expect(JSONWriter.escapedLength(of: bytes[0..<cut]) <= 7)
+        #expect(JSONWriter.prefixLength(of: bytes, fittingEscaped: 100) == bytes.count)
+    }
+}
+
+@Suite struct WireCodingTests {
+    @Test func commandDecodesWithGoDefaults() throws {
+        let json = #"{"id":"c1","type":"exec","timeout":30,"params":{"command":"ls","args":null,"env":{"A":"1"}}}"#
+        let cmd = try WireDecoder().decode(CommandMessage.self, from: Array(json.utf8))
+        #expect(cmd.id == "c1" && cmd.type == .exec && cmd.timeout == 30 && cmd.dryRun == false)
+        let exec = try WireDecoder().decode(ExecParams.self, from: cmd.params)
+        #expect(exec.command == "ls" && exec.args == [] && exec.env == ["A": "1"] && exec.captureOut == false)
+    }
+
+    @Test(arguments: [
+        (#"{"id":"c","type":"exec","timeout":"30","params":{}}"#, "timeout"),
+        (#"{"id":"c","type":"exec","timeout":1.5,"params":{}}"#, "timeout"),
+        (#"{"id":7,"type":"exec","timeout":1,"params":{}}"#, "id"),
+    ])
+    func typeErrorsNameTheField(_ json: String, _ field: String) {
+        do {
+            _ = try WireDecoder().decode(CommandMessage.self, from: Array(json.utf8))
+            Issue.record("decoded a bad command")
+        } catch {
+            #expect(describeDecodingError(error).hasPrefix(field))
+        }
+    }
+
+    @Test(arguments: [
+        (#"{"id":"","type":"exec","timeout":1,"params":{}}"#, "id"),
+        (#"{"id":"c","type":"exec","timeout":0,"params":{}}"#, "timeout"),
+        (#"{"id":"c","type":"exec","timeout":5,"params":[]}"#, "params"),
+        (#"{"id":"c","type":"exec","timeout":5}"#, "params"),
+    ])
+    func validationNamesTheField(_ json: String, _ field: String) throws {
+        let cmd = try WireDecoder().decode(CommandMessage.self, from: Array(json.utf8))
+        do {
+            try cmd.validate()
+            Issue.record("validated a bad command")
+        } catch {
+            #expect(error.code == .invalidCommand)
+            #expect(error.message.contains(field))
+        }
+    }
+
+    @Test func unknownWireNamesStillDecode() throws {
+        let e = try WireDecoder().decode(ErrorMessage.self, from: Array(#"{"code":"FUTURE_CODE","message":"m"}"#.utf8))
+        #expect(e.code == ErrorCode(rawValue: "FUTURE_CODE") && e.retryable == false && e.commandID == nil)
+    }
+
+    @Test func messagesRoundTrip() throws {
+        let done = DoneMessage(commandID: "c", result: .object(JSONObject([("x", .bool(true))])), duration: 0.25)
+        let bytes = try WireEncoder().encode(done)
+        #expect(String(decoding: bytes, as: UTF8.self) == #"{"command_id":"c","result":{"x":true},"duration":0.25}"#)
+        #expect(try WireDecoder().decode(DoneMessage.self, from: bytes) == done)
+        let ready = ReadyMessage(
+            version: "1", platform: "linux", arch: "amd64", pid: 1, capabilities: ["b": true, "a": false],
+            metadata: ["ttl": "10m0s"])
+        let text = String(decoding: try WireEncoder().encode(ready), as: UTF8.self)
+        #expect(text.contains(#""capabilities":{"a":false,"b":true}"#))  // sorted, like Go
+        #expect(try WireDecoder().decode(ReadyMessage.self, from: Array(text.utf8)) == ready)
+    }
+
+    @Test func envelopeParsesAndKeepsParamsBytes() throws {
+        let line = Array(#"{"type":"CMD","timestamp":"2026-01-02T03:04:05.5Z","data":{"id":"a","params":{"x" :1}}}"#.utf8) + [0x0D]
+        let env = try Envelope.parse(line: line)
+        #expect(env.type == .command && env.timestamp == "2026-01-02T03:04:05.5Z")
+        #expect(env.rawParams == Array(#"{"x" :1}"#.utf8))
+    }
+
+    @Test(arguments: [
+        ("[1]", "object envelope"),
+        (#"{"data":{}}"#, "no \"type\""),
+        (#"{"type":5}"#, "expected a string"),
+        (#"{"type":"CMD","timestamp":"yesterday"}"#, "RFC 3339"),
+        ("{", "not valid JSON"),
+    ])
+    func badEnvelopesSayWhy(_ text: String, _ expected: String) {
+        do {
+            _ = try Envelope.parse(line: Array(text.utf8))
+            Issue.record("parsed a bad envelope")
+        } catch {
+            #expect(error.code == .invalidCommand)
+            #expect(error.message.contains(expected), "\(error.message)")
+        }
+    }
+}
+
+@Suite struct TimeFormatTests {
+    @Test(arguments: [
+        (0, 0, "1970-01-01T00:00:00Z"),
+        (1_795_727_915, 123_000_000, "2026-11-26T21:18:35.123Z"),
+        (951_782_400, 1, "2000-02-29T00:00:00.000000001Z"),
+    ])
+    func formats(_ s: Int, _ ns: Int, _ expected: String) {
+        #expect(Timestamp.format(seconds: s, nanoseconds: ns) == expected)
+        let parsed = Timestamp.parse(expected)
+        #expect(parsed?.seconds == s && parsed?.nanoseconds == ns)
+    }
+
+    @Test func parsesOffsetsAndRejectsJunk() {
+        #expect(Timestamp.parse("2026-11-26T22:18:35+01:00")?.seconds == 1_795_727_915)
+        for bad in ["", "2026-11-26", "2026-13-01T00:00:00Z", "2026-11-26T21:18:35", "2026-11-26T21:18:35.Z"] {
+            #expect(Timestamp.parse(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test(arguments: [(600.0, "10m0s"), (2, "2s"), (3723, "1h2m3s"), (1.5, "1.5s"), (0.25, "250ms")])
+    func goDurations(_ seconds: Double, _ text: String) {
+        #expect(GoDuration.format(seconds: seconds) == text)
+        #expect(GoDuration.parse(text) == seconds)
+    }
+
+    @Test func durationParsing() {
+        #expect(GoDuration.parse("1h30m") == 5400)
+        #expect(GoDuration.parse("90") == 90)
+        for bad in ["", "10x", "-5s", "m", "0s"] { #expect(GoDuration.parse(bad) == nil, "\(bad)") }
+    }
+}
+
+@Suite struct LineFramerTests {
+    @Test func splitsAcrossChunksAndKeepsCR() {
+        var f = LineFramer(maxLineBytes: 100)
+        #expect(f.append(Array("ab".utf8)) == [])
+        #expect(f.append(Array("c\r\nd\ne".utf8)) == [.line(Array("abc\r".utf8)), .line(Array("d".utf8))])
+        #expect(f.finish() == .line(Array("e".utf8)))
+        #expect(f.finish() == nil)
+    }
+
+    @Test func oversizedLineIsDroppedAndCountedThenFramingResumes() {
+        var f = LineFramer(maxLineBytes: 10)
+        var frames = f.append(Array(repeating: UInt8(ascii: "x"), count: 7))
+        frames += f.append(Array(repeating: UInt8(ascii: "x"), count: 20_000))
+        frames += f.append(Array("xx\nok\n".utf8))
+        #expect(frames == [.oversized(byteCount: 20_009), .line(Array("ok".utf8))])
+    }
+
+    @Test func lineOfExactlyTheLimitIsAccepted() {
+        var f = LineFramer(maxLineBytes: 3)
+        #expect(f.append(Array("abc\nabcd\n".utf8)) == [.line(Array("abc".utf8)), .oversized(byteCount: 4)])
+    }
+}
