@@ -66,18 +66,21 @@ final class RunnerProcess: @unchecked Sendable {
         try process.run()
         let handle = stdout.fileHandleForReading
         Thread.detachNewThread { [self] in
-            var pending = Data()
+            var pending: [UInt8] = []
+            var scanFrom = 0
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
-                pending.append(chunk)
-                while let nl = pending.firstIndex(of: 0x0A) {
-                    let line = pending[pending.startIndex..<nl]
-                    pending = Data(pending[(nl + 1)...])
+                pending.append(contentsOf: chunk)
+                // Scan only the new bytes: a multi-megabyte line arrives in many chunks.
+                while let nl = pending[scanFrom...].firstIndex(of: 0x0A) {
+                    let line = Array(pending[0..<nl])
+                    pending.removeSubrange(0...nl)
+                    scanFrom = 0
                     let text = String(decoding: line, as: UTF8.self)
                     let received: Received
                     do {
-                        let env = try Envelope.parse(line: [UInt8](line))
+                        let env = try Envelope.parse(line: line)
                         received = Received(type: env.type, data: env.data, at: Date())
                     } catch {
                         received = Received(type: "UNPARSEABLE", data: .string(text), at: Date())
@@ -88,6 +91,7 @@ final class RunnerProcess: @unchecked Sendable {
                     lock.broadcast()
                     lock.unlock()
                 }
+                scanFrom = pending.count
             }
             lock.lock()
             eof = true
