@@ -31,11 +31,15 @@ let package = Package(
         ),
         .target(
             name: "MicroRunnerAgent",
-            dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers"]
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers", "CMicroRunnerShims"]
         ),
         .executableTarget(
             name: "micro-runner",
             dependencies: ["MicroRunnerAgent", "MicroRunnerProtocol"]
+        ),
+        .executableTarget(
+            name: "micro-runner-bench",
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers"]
         ),
         .testTarget(
             name: "MicroRunnerProtocolTests",

@@ -28,8 +28,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     // 3. The framer, fed in two pieces at a split chosen by the first byte, with a tiny limit.
     var framer = LineFramer(maxLineBytes: 64)
     let split = size == 0 ? 0 : Int(bytes[0]) % (size + 1)
-    var frames = framer.append(bytes[0..<split])
-    frames += framer.append(bytes[split...])
+    var frames = framer.append(Array(bytes[0..<split]))
+    frames += framer.append(Array(bytes[split...]))
     if let last = framer.finish() { frames.append(last) }
     var total = 0
     for frame in frames {

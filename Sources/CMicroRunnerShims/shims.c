@@ -67,3 +67,14 @@ int mr_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
     return ENOSYS;
 #endif
 }
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+void mr_tune_malloc(void) {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+#endif
+}

@@ -22,7 +22,8 @@ extension Agent {
                 queue.push(.endOfInput)
                 return
             }
-            for frame in framer.append(buffer[0..<n]) { handle(frame) }
+            let frames = buffer.withUnsafeBufferPointer { framer.append(UnsafeBufferPointer(rebasing: $0[0..<n])) }
+            for frame in frames { handle(frame) }
         }
     }
 
@@ -44,7 +45,7 @@ extension Agent {
     func handleLine(_ bytes: [UInt8]) {
         let envelope: Envelope
         do {
-            envelope = try Envelope.parse(line: bytes)
+            envelope = try Envelope.parse(line: bytes, keepRawParams: keepRawParams)
         } catch {
             queue.push(.reject(error, commandID: nil))
             return
@@ -53,7 +54,7 @@ extension Agent {
         case .command:
             do {
                 let command = try WireDecoder().decode(CommandMessage.self, from: envelope.data)
-                queue.push(.command(command, rawParams: envelope.rawParams))
+                queue.push(.command(command, rawParams: envelope.rawParams, size: bytes.count))
             } catch {
                 queue.push(
                     .reject(

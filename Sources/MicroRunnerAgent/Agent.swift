@@ -62,6 +62,8 @@ package final class Agent: @unchecked Sendable {
     var earlyCancels: Set<String> = []
     var commandsTotal = 0
     var ttlDeadline: Int64 = .max
+    /// Keep the raw bytes of each CMD's params (needed only to check signatures).
+    var keepRawParams: Bool { false }
 
     package init(configuration: AgentConfiguration) {
         var config = configuration
@@ -127,7 +129,7 @@ package final class Agent: @unchecked Sendable {
                 return finish(.ttlExpired, code: 124)
             }
             switch item {
-            case .command(let command, let rawParams):
+            case .command(let command, let rawParams, _):
                 serve(command, rawParams: rawParams)
                 if Monotonic.now() >= ttlDeadline { return finish(.ttlExpired, code: 124) }
             case .reject(let error, let id):

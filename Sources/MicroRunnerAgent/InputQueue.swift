@@ -4,7 +4,8 @@ import MicroRunnerProtocol
 /// What the stdin reader hands the worker, in wire order.
 enum InputItem: Sendable {
     /// A CMD to serve.
-    case command(CommandMessage, rawParams: [UInt8]?)
+    /// `size` is the line's length, for the queue's byte bound.
+    case command(CommandMessage, rawParams: [UInt8]?, size: Int)
     /// A line that cannot be served: answered with ERROR in its turn.
     case reject(RunnerError, commandID: String?)
     /// stdin reached end of file (or failed).
@@ -31,7 +32,7 @@ final class InputQueue: @unchecked Sendable {
     }
 
     private static func weight(_ item: InputItem) -> Int {
-        if case .command(_, let raw) = item { return (raw?.count ?? 0) + 256 }
+        if case .command(_, let raw, let size) = item { return size + (raw?.count ?? 0) }
         return 64
     }
 
@@ -60,6 +61,9 @@ final class InputQueue: @unchecked Sendable {
                 if !lock.wait(until: deadline) && head == items.count { return nil }
             }
             let item = items[head]
+            // Drop the queue's reference now: a served command's params (up to a 16 MiB line) must not
+            // stay alive until the array is compacted.
+            items[head] = .endOfInput
             head += 1
             if head > 64 && head * 2 > items.count {
                 items.removeFirst(head)
@@ -75,7 +79,7 @@ final class InputQueue: @unchecked Sendable {
     func cancelQueued(id: String) -> Bool {
         lock.withLock {
             for i in head..<items.count {
-                if case .command(let cmd, _) = items[i], cmd.id == id {
+                if case .command(let cmd, _, _) = items[i], cmd.id == id {
                     cancelledIDs.insert(id)
                     return true
                 }

@@ -1,3 +1,4 @@
+import CMicroRunnerShims
 import MicroRunnerHandlers
 import MicroRunnerProtocol
 
@@ -78,6 +79,9 @@ package enum RunnerMain {
     package static func main(_ arguments: [String]) -> Never {
         // A controller that closes the pipe must not kill the runner before it stops its children.
         signal(SIGPIPE, SIG_IGN)
+        // Multi-megabyte buffers (file content, output) come from mmap and go back to the kernel when
+        // freed; glibc's sliding threshold would otherwise keep them in the heap and the RSS stays high.
+        mr_tune_malloc()
         var config: AgentConfiguration
         switch configuration(arguments) {
         case .success(let c): config = c

@@ -29,9 +29,13 @@ package struct FileReadHandler: CommandHandler {
 
         // Read one byte more than asked: it tells whether anything is left (files in /proc report size 0).
         let want = min(p.maxBytes, FileReadParams.defaultMaxBytes)
-        var bytes = [UInt8](repeating: 0, count: want + 1)
+        // A regular file says how much there is: no need to allocate the whole window for a small one
+        // (files in /proc say 0 and get a small buffer that grows).
+        let expected = st.st_size > 0 ? max(0, Int(st.st_size) - p.offset) : 4096
+        var bytes = [UInt8](repeating: 0, count: min(want, expected) + 1)
         var got = 0
-        while got < bytes.count {
+        while got <= want {
+            if got == bytes.count { bytes += [UInt8](repeating: 0, count: min(bytes.count, want + 1 - got)) }
             let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, $0.count - got, off_t(p.offset + got)) }
             if n < 0 {
                 if errno == EINTR { continue }

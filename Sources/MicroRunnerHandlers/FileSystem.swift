@@ -48,6 +48,52 @@ package enum FileSystem {
         return out
     }
 
+    /// Whether the file at `path` holds exactly `bytes` (read in chunks and compared; no hashing).
+    package static func contentEquals(_ path: String, _ bytes: [UInt8]) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var chunk = [UInt8](repeating: 0, count: min(1 << 20, bytes.count + 1))
+        var offset = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return false }
+            if n == 0 { return offset == bytes.count }
+            if offset + n > bytes.count { return false }
+            let same = chunk.withUnsafeBytes { c in bytes.withUnsafeBytes { b in memcmp(c.baseAddress!, b.baseAddress! + offset, n) == 0 } }
+            if !same { return false }
+            offset += n
+        }
+    }
+
+    /// Whether two files have the same content.
+    package static func filesEqual(_ a: String, _ b: String) -> Bool {
+        let fa = open(a, O_RDONLY | O_CLOEXEC)
+        guard fa >= 0 else { return false }
+        defer { close(fa) }
+        let fb = open(b, O_RDONLY | O_CLOEXEC)
+        guard fb >= 0 else { return false }
+        defer { close(fb) }
+        var ba = [UInt8](repeating: 0, count: 1 << 16)
+        var bb = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let na = ba.withUnsafeMutableBytes { read(fa, $0.baseAddress, $0.count) }
+            var nb = 0
+            while nb < max(na, 0) {
+                let r = bb.withUnsafeMutableBytes { read(fb, $0.baseAddress! + nb, na - nb) }
+                if r <= 0 { return false }
+                nb += r
+            }
+            if na < 0 { return false }
+            if na == 0 {
+                var probe: UInt8 = 0
+                return read(fb, &probe, 1) == 0
+            }
+            if memcmp(ba, bb, na) != 0 { return false }
+        }
+    }
+
     /// SHA-256 of a file's content, streamed.
     package static func sha256(of path: String) throws(RunnerError) -> String {
         let fd: FileDescriptor

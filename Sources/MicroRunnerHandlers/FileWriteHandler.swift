@@ -139,7 +139,10 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
 
         var contentSame = false
         if let existing, Int(existing.st_size) == newSize {
-            contentSame = (try? FileSystem.sha256(of: target)) == checksum
+            switch content {
+            case .bytes(let b): contentSame = FileSystem.contentEquals(target, b)
+            case .staged(let path, _): contentSame = FileSystem.filesEqual(target, path)
+            }
         }
         let metaSame =
             existing.map {

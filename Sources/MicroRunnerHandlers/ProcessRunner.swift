@@ -111,28 +111,38 @@ package struct ProcessRunner: Sendable {
         return nil
     }
 
-    /// The runner's environment as `KEY=VALUE` strings, with `overrides` applied.
-    package static func environment(overriding overrides: [String: String]) -> [String] {
-        var result: [String] = []
-        var seen = Set<String>()
-        if let env = mr_environ() {
+    /// Calls `body` with the runner's environment block, `overrides` applied.
+    ///
+    /// Hot path: with no overrides the runner's own `environ` is passed as it is; otherwise inherited
+    /// entries are passed by pointer (compared as bytes, never converted to Swift strings) and only the
+    /// overrides are allocated.
+    package static func withEnvironment<R>(
+        overriding overrides: [String: String],
+        _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R
+    ) -> R {
+        let inherited = mr_environ()
+        if overrides.isEmpty, let inherited {
+            return inherited.withMemoryRebound(to: UnsafeMutablePointer<CChar>?.self, capacity: 1) { body($0) }
+        }
+        let keys = overrides.keys.map { Array($0.utf8) }
+        var pointers: [UnsafeMutablePointer<CChar>?] = []
+        if let inherited {
             var i = 0
-            while let entry = env[i] {
-                let text = String(cString: entry)
-                let key = String(text.prefix { $0 != "=" })
-                if let value = overrides[key] {
-                    if !seen.contains(key) { result.append(key + "=" + value) }
-                } else {
-                    result.append(text)
-                }
-                seen.insert(key)
+            while let entry = inherited[i] {
                 i += 1
+                let length = strlen(entry)
+                let keyLength = strchr(entry, 0x3D).map { $0 - entry } ?? length
+                let overridden = keys.contains { key in
+                    key.count == keyLength && key.withUnsafeBufferPointer { memcmp($0.baseAddress!, entry, keyLength) == 0 }
+                }
+                if !overridden { pointers.append(UnsafeMutablePointer(mutating: entry)) }
             }
         }
-        for (key, value) in overrides.sorted(by: { $0.key < $1.key }) where !seen.contains(key) {
-            result.append(key + "=" + value)
-        }
-        return result
+        let added = overrides.sorted { $0.key < $1.key }.map { strdup($0.key + "=" + $0.value) }
+        defer { for p in added { free(p) } }
+        pointers += added
+        pointers.append(nil)
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
     /// Runs a process to its end (or until the deadline or cancellation stops its group).
@@ -202,11 +212,10 @@ package struct ProcessRunner: Sendable {
         for s in [SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD] { sigaddset(&defaults, s) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
 
-        let envStrings = Self.environment(overriding: spec.environment)
         let start = Monotonic.now()
         var pid: pid_t = 0
         let rc = withCStringArray(spec.arguments) { argv in
-            withCStringArray(envStrings) { envp in
+            Self.withEnvironment(overriding: spec.environment) { envp in
                 posix_spawn(&pid, spec.executable, &actions, &attr, argv, envp)
             }
         }
@@ -239,7 +248,8 @@ package struct ProcessRunner: Sendable {
         var stoppedBy: StoppedBy?
         var termSentAt: Int64 = 0
         var killSentAt: Int64 = 0
-        var buffer = [UInt8](repeating: 0, count: 65536)
+        // Only a command with pipes needs a read buffer.
+        var buffer = [UInt8](repeating: 0, count: pipes.out != nil || pipes.err != nil ? 65536 : 0)
 
         func signalGroup(_ sig: Int32) {
             // The group outlives its leader while any member lives; ESRCH means it is gone.

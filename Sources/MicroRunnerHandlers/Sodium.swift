@@ -1,33 +1,47 @@
+import CMicroRunnerShims
 import CSodium
 
 /// SHA-256 and base64 from libsodium, linked statically into the runner.
 package enum Sodium {
     private static let initialized: Bool = sodium_init() >= 0
 
-    /// Incremental SHA-256.
+    /// Incremental SHA-256 (the shim's: SHA-NI when the CPU has it, ~30x libsodium's portable code).
     package struct SHA256 {
-        private var state = crypto_hash_sha256_state()
+        private var context = mr_sha256_ctx()
 
-        package init() {
-            _ = Sodium.initialized
-            crypto_hash_sha256_init(&state)
+        /// - Parameter accelerated: false forces the portable code path (for cross-checking).
+        package init(accelerated: Bool = true) {
+            mr_sha256_init(&context, accelerated ? 1 : 0)
         }
 
         package mutating func update(_ bytes: UnsafeRawBufferPointer) {
             guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-            crypto_hash_sha256_update(&state, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+            mr_sha256_update(&context, base, bytes.count)
         }
 
         package mutating func update(_ bytes: [UInt8]) {
             bytes.withUnsafeBytes { update($0) }
         }
 
+        /// The digest.
+        package mutating func finalize() -> [UInt8] {
+            var digest = [UInt8](repeating: 0, count: 32)
+            mr_sha256_final(&context, &digest)
+            return digest
+        }
+
         /// The digest as lowercase hex.
         package mutating func finalizeHex() -> String {
-            var digest = [UInt8](repeating: 0, count: 32)
-            crypto_hash_sha256_final(&state, &digest)
-            return Sodium.hex(digest)
+            Sodium.hex(finalize())
         }
+    }
+
+    /// SHA-256 by libsodium, for cross-checking the shim in tests.
+    package static func libsodiumSHA256Hex(_ bytes: [UInt8]) -> String {
+        _ = initialized
+        var digest = [UInt8](repeating: 0, count: 32)
+        bytes.withUnsafeBufferPointer { _ = crypto_hash_sha256(&digest, $0.baseAddress, UInt64($0.count)) }
+        return hex(digest)
     }
 
     /// Lowercase hex SHA-256 of `bytes`.
@@ -50,13 +64,12 @@ package enum Sodium {
     }
 
     /// Standard base64 (with padding).
-    package static func base64Encode(_ bytes: some Collection<UInt8>) -> String {
+    package static func base64Encode(_ bytes: [UInt8]) -> String {
         _ = initialized
         let variant = Int32(sodium_base64_VARIANT_ORIGINAL)
         let length = sodium_base64_encoded_len(bytes.count, variant)
         var out = [CChar](repeating: 0, count: length)
-        let input = Array(bytes)
-        input.withUnsafeBufferPointer { inp in
+        bytes.withUnsafeBufferPointer { inp in
             _ = sodium_bin2base64(&out, length, inp.baseAddress, inp.count, variant)
         }
         return out.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }

@@ -40,7 +40,7 @@ package enum UnifiedDiff {
                 ops.append((" ", midA[i]))
                 i += 1
                 j += 1
-            } else if j < m && (i == n || table[i * (m + 1) + j + 1] >= table[(i + 1) * (m + 1) + j]) {
+            } else if j < m && (i == n || table[i * (m + 1) + j + 1] > table[(i + 1) * (m + 1) + j]) {
                 ops.append(("+", midB[j]))
                 j += 1
             } else {

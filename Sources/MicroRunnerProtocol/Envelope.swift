@@ -18,16 +18,21 @@ public struct Envelope: Sendable {
     }
 
     /// Parses one received line (without its `\n`; a trailing `\r` is ignored).
+    /// - Parameters:
+    ///   - line: the bytes of the line.
+    ///   - reader: the JSON reader.
+    ///   - keepRawParams: keep a copy of the bytes of `data.params` (signature checking needs them; a
+    ///     runner without signatures saves the copy).
     /// - Throws: `RunnerError` `INVALID_CMD` naming what is wrong.
-    public static func parse(line: [UInt8], reader: JSONReader = JSONReader()) throws(RunnerError)
-        -> Envelope
+    public static func parse(line: [UInt8], reader: JSONReader = JSONReader(), keepRawParams: Bool = true)
+        throws(RunnerError) -> Envelope
     {
         var bytes = line[...]
         if bytes.last == 0x0D { bytes = bytes.dropLast() }
         let value: JSONValue
         let captured: Range<Int>?
         do {
-            (value, captured) = try reader.parse(bytes, capturing: ["data", "params"])
+            (value, captured) = try reader.parse(bytes, capturing: keepRawParams ? ["data", "params"] : [])
         } catch {
             throw RunnerError.invalid("line is not valid JSON: \(error)")
         }
@@ -60,7 +65,8 @@ public struct Envelope: Sendable {
     /// Serializes an outgoing message as one line, `\n` included.
     public static func line(type: MessageType, timestamp: String, data: JSONValue) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(192)
+        // Sized up front: a multi-megabyte answer must not be copied through doubling reallocations.
+        out.reserveCapacity(JSONWriter.estimatedSize(of: data) + 96)
         out.append(contentsOf: #"{"type":"#.utf8)
         JSONWriter.writeString(type.rawValue, into: &out)
         out.append(contentsOf: #","timestamp":"#.utf8)

@@ -39,6 +39,18 @@ public enum JSONWriter {
         }
     }
 
+    /// The serialized size of `value` when no string needs escaping (a lower bound otherwise); used to
+    /// size output buffers once.
+    public static func estimatedSize(of value: JSONValue) -> Int {
+        switch value {
+        case .null, .bool: return 5
+        case .number(let n): return n.utf8.count
+        case .string(let s): return s.utf8.count + 2
+        case .array(let a): return a.reduce(2) { $0 + estimatedSize(of: $1) + 1 }
+        case .object(let o): return o.members.reduce(2) { $0 + $1.key.utf8.count + 4 + estimatedSize(of: $1.value) }
+        }
+    }
+
     /// Appends `s` as a quoted, escaped JSON string.
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
@@ -46,37 +58,43 @@ public enum JSONWriter {
         s.withUTF8 { utf8 in
             var runStart = 0
             var i = 0
-            let hex: [UInt8] = Array("0123456789abcdef".utf8)
             while i < utf8.count {
                 let b = utf8[i]
-                var escape: [UInt8]? = nil
-                var width = 1
-                switch b {
-                case 0x22: escape = [0x5C, 0x22]
-                case 0x5C: escape = [0x5C, 0x5C]
-                case 0x0A: escape = [0x5C, UInt8(ascii: "n")]
-                case 0x0D: escape = [0x5C, UInt8(ascii: "r")]
-                case 0x09: escape = [0x5C, UInt8(ascii: "t")]
-                case 0x00..<0x20:
-                    escape = [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]]
-                case 0xE2 where i + 2 < utf8.count && utf8[i + 1] == 0x80 && (utf8[i + 2] == 0xA8 || utf8[i + 2] == 0xA9):
-                    escape = Array((utf8[i + 2] == 0xA8 ? "\\u2028" : "\\u2029").utf8)
-                    width = 3
-                default: break
-                }
-                if let escape {
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
-                    out.append(contentsOf: escape)
-                    i += width
-                    runStart = i
-                } else {
+                // Fast scan: most bytes need no escape.
+                if b >= 0x20 && b != 0x22 && b != 0x5C && b != 0xE2 {
                     i += 1
+                    continue
                 }
+                if b == 0xE2 {
+                    guard i + 2 < utf8.count && utf8[i + 1] == 0x80 && (utf8[i + 2] == 0xA8 || utf8[i + 2] == 0xA9) else {
+                        i += 1
+                        continue
+                    }
+                }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
+                out.append(0x5C)
+                switch b {
+                case 0x22: out.append(0x22)
+                case 0x5C: out.append(0x5C)
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
+                case 0xE2:
+                    out.append(contentsOf: [UInt8(ascii: "u"), 0x32, 0x30, 0x32, utf8[i + 2] == 0xA8 ? 0x38 : 0x39])
+                    i += 2
+                default:
+                    out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hexDigit(b >> 4), hexDigit(b & 0xF)])
+                }
+                i += 1
+                runStart = i
             }
             out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
         }
         out.append(UInt8(ascii: "\""))
     }
+
+    @inline(__always)
+    static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 
     /// The number of bytes `bytes` takes inside a JSON string once escaped (quotes excluded).
     ///

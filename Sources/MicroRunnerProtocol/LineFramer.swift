@@ -26,43 +26,50 @@ public struct LineFramer: Sendable {
     public var hasPartialLine: Bool { !buffer.isEmpty || discarding }
 
     /// Feeds bytes; returns the frames they complete, in order.
-    public mutating func append(_ bytes: some Collection<UInt8>) -> [Frame] {
+    public mutating func append(_ bytes: [UInt8]) -> [Frame] {
+        bytes.withUnsafeBufferPointer { append($0) }
+    }
+
+    /// Feeds bytes; returns the frames they complete, in order.
+    ///
+    /// Takes contiguous memory on purpose: a generic `Collection` parameter is not specialized across
+    /// modules, and a per-byte witness call made an 8 MiB line cost ~300 ms.
+    public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) -> [Frame] {
         var frames: [Frame] = []
-        var rest = bytes[...]
-        while !rest.isEmpty {
+        var start = 0
+        let count = bytes.count
+        while start < count {
+            var newline = start
+            while newline < count && bytes[newline] != 0x0A { newline += 1 }
+            let found = newline < count
+            let piece = UnsafeBufferPointer(rebasing: bytes[start..<newline])
             if discarding {
-                if let nl = rest.firstIndex(of: 0x0A) {
-                    discarded += rest.distance(from: rest.startIndex, to: nl)
+                discarded += piece.count
+                if found {
                     frames.append(.oversized(byteCount: discarded))
                     discarding = false
                     discarded = 0
-                    rest = rest[rest.index(after: nl)...]
-                } else {
-                    discarded += rest.count
-                    rest = rest[rest.endIndex...]
                 }
-                continue
-            }
-            if let nl = rest.firstIndex(of: 0x0A) {
-                let piece = rest[rest.startIndex..<nl]
-                if buffer.count + piece.count > maxLineBytes {
+            } else if buffer.count + piece.count > maxLineBytes {
+                if found {
                     frames.append(.oversized(byteCount: buffer.count + piece.count))
+                } else {
+                    discarding = true
+                    discarded = buffer.count + piece.count
+                }
+                buffer = []
+            } else if found {
+                if buffer.isEmpty {
+                    frames.append(.line(Array(piece)))
                 } else {
                     buffer.append(contentsOf: piece)
                     frames.append(.line(buffer))
-                }
-                buffer = []
-                rest = rest[rest.index(after: nl)...]
-            } else {
-                if buffer.count + rest.count > maxLineBytes {
-                    discarding = true
-                    discarded = buffer.count + rest.count
                     buffer = []
-                } else {
-                    buffer.append(contentsOf: rest)
                 }
-                rest = rest[rest.endIndex...]
+            } else {
+                buffer.append(contentsOf: piece)
             }
+            start = found ? newline + 1 : count
         }
         return frames
     }

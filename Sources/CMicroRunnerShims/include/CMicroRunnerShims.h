@@ -27,3 +27,25 @@ long mr_getrandom(void *buf, size_t len);
 /// posix_spawn_file_actions_addchdir_np (glibc 2.29+); ENOSYS where missing.
 int mr_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 #endif
+
+#include <stdint.h>
+
+/// Streaming SHA-256; uses the x86 SHA extensions when present.
+typedef struct {
+    uint32_t state[8];
+    uint64_t length;
+    uint8_t buffer[64];
+    size_t buffered;
+    void *blocks;
+} mr_sha256_ctx;
+
+/// Starts a hash; `allow_accelerated` 0 forces the portable code (tests compare both).
+void mr_sha256_init(mr_sha256_ctx *ctx, int allow_accelerated);
+void mr_sha256_update(mr_sha256_ctx *ctx, const void *data, size_t len);
+void mr_sha256_final(mr_sha256_ctx *ctx, uint8_t out[32]);
+/// 1 when this CPU runs the SHA-extension code path.
+int mr_sha256_accelerated(void);
+
+/// Makes glibc serve allocations of 256 KiB or more with mmap (returned to the kernel when freed) and
+/// trim the heap above 1 MiB, so a multi-megabyte transfer does not leave the RSS high. No-op elsewhere.
+void mr_tune_malloc(void);

@@ -1,0 +1,77 @@
+import CMicroRunnerShims
+import MicroRunnerHandlers
+import Testing
+
+@Suite struct SHA256Tests {
+    @Test(arguments: [
+        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        (
+            "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        ),
+    ])
+    func fipsVectors(_ input: String, _ digest: String) {
+        for accelerated in [true, false] {
+            var h = Sodium.SHA256(accelerated: accelerated)
+            h.update(Array(input.utf8))
+            #expect(h.finalizeHex() == digest)
+        }
+    }
+
+    @Test func bothPathsAgreeWithLibsodiumAtEveryLengthAndSplit() {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<5000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        for length in Array(0...200) + [1000, 4095, 4096, 4097, 5000] {
+            let slice = Array(data[0..<length])
+            let expected = Sodium.libsodiumSHA256Hex(slice)
+            for accelerated in [true, false] {
+                var whole = Sodium.SHA256(accelerated: accelerated)
+                whole.update(slice)
+                #expect(whole.finalizeHex() == expected, "length \(length) accelerated \(accelerated)")
+                // The same bytes fed in uneven pieces.
+                var pieces = Sodium.SHA256(accelerated: accelerated)
+                var i = 0
+                var step = 1
+                while i < length {
+                    let end = min(length, i + step)
+                    pieces.update(Array(slice[i..<end]))
+                    i = end
+                    step = step * 3 % 97 + 1
+                }
+                #expect(pieces.finalizeHex() == expected, "pieces, length \(length)")
+            }
+        }
+    }
+
+    @Test func millionAs() {
+        var h = Sodium.SHA256()
+        let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 1000)
+        for _ in 0..<1000 { h.update(chunk) }
+        #expect(h.finalizeHex() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test func reportsWhetherTheCPUPathIsUsed() {
+        // Not an assertion about the machine: the answer must match what /proc/cpuinfo says.
+        let cpuinfo = (try? FileSystem.readAll("/proc/cpuinfo")) ?? []
+        let hasSHA = String(decoding: cpuinfo, as: UTF8.self).contains(" sha_ni")
+        #expect((mr_sha256_accelerated() == 1) == hasSHA)
+    }
+}
+
+@Suite struct Base64Tests {
+    @Test(arguments: [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")])
+    func rfc4648Vectors(_ plain: String, _ encoded: String) {
+        #expect(Sodium.base64Encode(Array(plain.utf8)) == encoded)
+        #expect(Sodium.base64Decode(encoded) == Array(plain.utf8))
+    }
+
+    @Test(arguments: ["Zg", "Zm9v!", "Zm9vYmFy=", "====", "Zm 9v"])
+    func rejectsInvalid(_ text: String) {
+        if text == "Zm 9v" {
+            #expect(Sodium.base64Decode(text) == Array("foo".utf8))  // whitespace is ignored
+        } else {
+            #expect(Sodium.base64Decode(text) == nil)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import MicroRunnerHandlers
+import MicroRunnerProtocol
+import Testing
+
+@Suite struct UnifiedDiffTests {
+    @Test func smallEdit() {
+        let old = Array("a\nb\nc\nd\ne\nf\ng\nh\n".utf8)
+        let new = Array("a\nb\nc\nD\ne\nf\ng\nh\ni\n".utf8)
+        let diff = UnifiedDiff.make(old: old, new: new, path: "/x", limit: 1 << 20)
+        #expect(diff == "--- /x\n+++ /x\n@@ -1,8 +1,9 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n h\n+i\n")
+    }
+
+    @Test func separateHunksAndNewFile() {
+        let old = (1...20).map { "\($0)" }.joined(separator: "\n") + "\n"
+        let new = old.replacingFirst("2\n", "two\n").replacingFirst("19\n", "nineteen\n")
+        let diff = UnifiedDiff.make(old: Array(old.utf8), new: Array(new.utf8), path: "/f", limit: 1 << 20)
+        #expect(diff.components("@@ ") == 2)
+        #expect(UnifiedDiff.make(old: [], new: Array("x\n".utf8), path: "/n", limit: 100) == "--- /n\n+++ /n\n@@ -0,0 +1,1 @@\n+x\n")
+        #expect(UnifiedDiff.make(old: [0, 1], new: [2], path: "/b", limit: 100).contains("binary"))
+        #expect(UnifiedDiff.make(old: Array("same\n".utf8), new: Array("same\n".utf8), path: "/s", limit: 100) == "")
+    }
+}
+
+extension String {
+    func replacingFirst(_ a: String, _ b: String) -> String {
+        guard let r = range(of: a) else { return self }
+        return replacingCharacters(in: r, with: b)
+    }
+
+    func components(_ separator: String) -> Int {
+        var count = 0
+        var rest = self[...]
+        while let r = rest.range(of: separator) {
+            count += 1
+            rest = rest[r.upperBound...]
+        }
+        return count
+    }
+}
+
+@Suite struct FileSystemTests {
+    @Test(arguments: [("0644", 0o644), ("644", 0o644), ("0o755", 0o755), ("4755", 0o4755), ("07777", 0o7777)])
+    func parsesModes(_ text: String, _ mode: Int) {
+        #expect(FileSystem.parseMode(text) == mode_t(mode))
+    }
+
+    @Test(arguments: ["", "8", "0999", "rwx", "-644", "777777", "0o"])
+    func rejectsModes(_ text: String) {
+        #expect(FileSystem.parseMode(text) == nil)
+    }
+
+    @Test func resolvesUsersAndGroupsFromFiles() {
+        #expect(FileSystem.userID("root") == 0)
+        #expect(FileSystem.userID("1234") == 1234)
+        #expect(FileSystem.userID("no-such-user-xyz") == nil)
+        #expect(FileSystem.groupID("root") == 0)
+        #expect(FileSystem.octalMode(0o100644) == "0644")
+    }
+}
+
+@Suite(.serialized) struct ProcessRunnerTests {
+    @Test func environmentOverridesAndAdds() throws {
+        var spec = ProcessSpec(executable: "/bin/sh", arguments: ["sh", "-c", "echo \"$HOME|$MR_NEW|$PATH\""])
+        spec.environment = ["HOME": "/override", "MR_NEW": "added"]
+        let out = try ProcessRunner().run(spec)
+        let text = String(decoding: out.stdout, as: UTF8.self)
+        #expect(text.hasPrefix("/override|added|"))
+        #expect(text.contains("/bin"))  // the rest of the environment is inherited
+    }
+
+    @Test func environmentPassesThroughWhenNothingIsOverridden() throws {
+        let spec = ProcessSpec(executable: "/usr/bin/env", arguments: ["env"])
+        let out = try ProcessRunner().run(spec)
+        let lines = String(decoding: out.stdout, as: UTF8.self).split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("PATH=") })
+    }
+
+    @Test func streamsLongLinesInPieces() throws {
+        final class Lines: @unchecked Sendable { var items: [[UInt8]] = [] }
+        let lines = Lines()
+        var spec = ProcessSpec(executable: "/bin/sh", arguments: ["sh", "-c", "head -c 10 /dev/zero | tr '\\0' x; echo; printf 'a\\r\\nb'"])
+        spec.maxLineBytes = 4
+        spec.onLine = { _, line in lines.items.append(line) }
+        _ = try ProcessRunner().run(spec)
+        #expect(lines.items.map { String(decoding: $0, as: UTF8.self) } == ["xxxx", "xxxx", "xx", "a", "b"])
+    }
+
+    @Test func deadlineAndCancellationStopTheGroup() throws {
+        var spec = ProcessSpec(executable: "/bin/sh", arguments: ["sh", "-c", "sleep 30 | cat"])
+        spec.deadline = Monotonic.now() + 200_000_000
+        let out = try ProcessRunner().run(spec)
+        #expect(out.stoppedBy == .deadline)
+        #expect(out.signal == SIGTERM && out.exitCode == -1)
+
+        let token = CancellationToken()
+        var spec2 = ProcessSpec(executable: "/bin/sleep", arguments: ["sleep", "30"])
+        spec2.cancellation = token
+        token.cancel(.cancelled)
+        let out2 = try ProcessRunner().run(spec2)
+        #expect(out2.stoppedBy == .token(.cancelled))
+    }
+
+    @Test func spawnErrorsAreTyped() {
+        #expect(throws: RunnerError.self) {
+            try ProcessRunner().run(ProcessSpec(executable: "/no/such/binary", arguments: ["x"]))
+        }
+        do {
+            _ = try ProcessRunner().run(ProcessSpec(executable: "/etc/passwd", arguments: ["x"]))
+            Issue.record("ran a non-executable")
+        } catch {
+            #expect(error.code == .permissionDenied)
+        }
+    }
+}
