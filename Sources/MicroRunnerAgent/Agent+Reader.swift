@@ -32,7 +32,9 @@ extension Agent {
         case .oversized(let count):
             queue.push(
                 .reject(
-                    .invalid("line of \(count) bytes exceeds the limit of \(config.maxLineBytes) bytes; it was discarded"),
+                    .invalid(
+                        "line of \(count) bytes exceeds the limit of \(config.maxLineBytes) bytes; it was discarded"
+                    ),
                     commandID: nil
                 )
             )
@@ -75,7 +77,10 @@ extension Agent {
             )
         default:
             queue.push(
-                .reject(.invalid("unknown message type \"\(envelope.type)\" (this runner accepts CMD and CANCEL)"), commandID: nil)
+                .reject(
+                    .invalid("unknown message type \"\(envelope.type)\" (this runner accepts CMD and CANCEL)"),
+                    commandID: nil
+                )
             )
         }
     }

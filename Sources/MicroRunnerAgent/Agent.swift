@@ -233,7 +233,10 @@ package final class Agent: @unchecked Sendable {
             deleted = unlink(path) == 0
             if !deleted && config.verbose { log("cannot remove \(path): \(errnoText(errno))") }
         }
-        send(.exit, ExitMessage(reason: reason, exitCode: Int(code), selfDeleted: deleted, commandsTotal: commandsTotal))
+        send(
+            .exit,
+            ExitMessage(reason: reason, exitCode: Int(code), selfDeleted: deleted, commandsTotal: commandsTotal)
+        )
         return code
     }
 

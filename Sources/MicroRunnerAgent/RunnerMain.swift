@@ -42,7 +42,9 @@ package enum RunnerMain {
                 config.verbose = true
             case "--ttl":
                 guard let text = value(arg), let seconds = GoDuration.parse(text) else {
-                    return .failure(ExitRequest(code: 2, output: "micro-runner: --ttl needs a duration like 10m or 30s\n"))
+                    return .failure(
+                        ExitRequest(code: 2, output: "micro-runner: --ttl needs a duration like 10m or 30s\n")
+                    )
                 }
                 config.ttlSeconds = seconds
             case "--max-line-bytes":
@@ -54,11 +56,15 @@ package enum RunnerMain {
                 config.maxLineBytes = n
             case "--allow":
                 guard let text = value(arg) else {
-                    return .failure(ExitRequest(code: 2, output: "micro-runner: --allow needs a list of command types\n"))
+                    return .failure(
+                        ExitRequest(code: 2, output: "micro-runner: --allow needs a list of command types\n")
+                    )
                 }
                 let types = text.split(separator: ",").map { CommandType(rawValue: String($0)) }
                 if let unknown = types.first(where: { !CommandType.all.contains($0) }) {
-                    return .failure(ExitRequest(code: 2, output: "micro-runner: --allow: unknown command type \(unknown)\n"))
+                    return .failure(
+                        ExitRequest(code: 2, output: "micro-runner: --allow: unknown command type \(unknown)\n")
+                    )
                 }
                 config.allowedTypes = Set(types)
             default:

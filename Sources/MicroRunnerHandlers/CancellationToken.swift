@@ -35,7 +35,11 @@ package final class CancellationToken: Sendable {
 
     /// Cancels (the first reason wins).
     package func cancel(_ why: StopReason) {
-        let (exchanged, _) = reason.compareExchange(expected: 0, desired: why.rawValue, ordering: .acquiringAndReleasing)
+        let (exchanged, _) = reason.compareExchange(
+            expected: 0,
+            desired: why.rawValue,
+            ordering: .acquiringAndReleasing
+        )
         if exchanged && fd >= 0 {
             var one: UInt64 = 1
             _ = write(fd, &one, 8)

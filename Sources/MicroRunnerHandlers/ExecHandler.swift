@@ -54,7 +54,8 @@ package struct ExecHandler: CommandHandler {
         spec.standardInput = stdin
         spec.captureOutput = p.captureOut
         spec.captureError = p.captureErr
-        spec.maxOutputBytes = p.maxOutputBytes.map { $0 == 0 ? Self.defaultMaxOutputBytes : $0 } ?? Self.defaultMaxOutputBytes
+        spec.maxOutputBytes =
+            p.maxOutputBytes.map { $0 == 0 ? Self.defaultMaxOutputBytes : $0 } ?? Self.defaultMaxOutputBytes
         spec.deadline = context.deadline
         spec.ttlDeadline = context.ttlDeadline
         spec.cancellation = context.cancellation

@@ -36,7 +36,9 @@ package struct FileReadHandler: CommandHandler {
         var got = 0
         while got <= want {
             if got == bytes.count { bytes += [UInt8](repeating: 0, count: min(bytes.count, want + 1 - got)) }
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, $0.count - got, off_t(p.offset + got)) }
+            let n = bytes.withUnsafeMutableBytes {
+                pread(fd, $0.baseAddress! + got, $0.count - got, off_t(p.offset + got))
+            }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileSystem.error(errno, "file.read", p.path)

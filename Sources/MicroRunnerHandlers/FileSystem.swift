@@ -61,7 +61,9 @@ package enum FileSystem {
             if n < 0 { return false }
             if n == 0 { return offset == bytes.count }
             if offset + n > bytes.count { return false }
-            let same = chunk.withUnsafeBytes { c in bytes.withUnsafeBytes { b in memcmp(c.baseAddress!, b.baseAddress! + offset, n) == 0 } }
+            let same = chunk.withUnsafeBytes { c in
+                bytes.withUnsafeBytes { b in memcmp(c.baseAddress!, b.baseAddress! + offset, n) == 0 }
+            }
             if !same { return false }
             offset += n
         }
@@ -136,14 +138,18 @@ package enum FileSystem {
     }
 
     /// Creates an empty, exclusive 0600 temporary file in the directory of `path`.
-    package static func createTemporary(beside path: String, tag: String = "tmp") throws(RunnerError) -> (
+    package static func createTemporary(
+        beside path: String,
+        tag: String = "tmp"
+    ) throws(RunnerError) -> (
         FileDescriptor, String
     ) {
         let fp = FilePath(path)
         let dir = fp.removingLastComponent().string
         let name = fp.lastComponent?.string ?? "file"
         for _ in 0..<16 {
-            let temp = (dir.isEmpty ? "." : dir) + "/." + name + ".mr-" + tag + "-" + String(getpid()) + "-" + randomHex(6)
+            let temp =
+                (dir.isEmpty ? "." : dir) + "/." + name + ".mr-" + tag + "-" + String(getpid()) + "-" + randomHex(6)
             do {
                 let fd = try FileDescriptor.open(
                     FilePath(temp),

@@ -97,7 +97,12 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
         var target = path
         if let link = FileSystem.status(path, followLinks: false), (link.st_mode & S_IFMT) == S_IFLNK {
             guard let resolved = realpath(path, nil) else {
-                throw FileSystem.error(errno, "file.write", path, hint: "it is a symlink whose target cannot be resolved")
+                throw FileSystem.error(
+                    errno,
+                    "file.write",
+                    path,
+                    hint: "it is a symlink whose target cannot be resolved"
+                )
             }
             target = String(cString: resolved)
             free(resolved)
@@ -113,7 +118,10 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
         if e != ENOENT { throw FileSystem.error(e, "file.write", path) }
         let parent = String(target[..<(target.lastIndex(of: "/") ?? target.startIndex)])
         guard FileSystem.status(parent.isEmpty ? "/" : parent).map({ ($0.st_mode & S_IFMT) == S_IFDIR }) == true else {
-            throw RunnerError(.notFound, "file.write: \(path): parent directory \(parent) does not exist (create it first)")
+            throw RunnerError(
+                .notFound,
+                "file.write: \(path): parent directory \(parent) does not exist (create it first)"
+            )
         }
         if !create {
             throw RunnerError(.notFound, "file.write: \(path): does not exist (set create: true to create it)")
@@ -243,7 +251,8 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
     ) throws(RunnerError) -> JSONValue {
         guard uploadID.utf8.count <= 64,
             uploadID.utf8.allSatisfy({
-                ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F
+                    || $0 == 0x2E
             })
         else {
             throw .invalid("file.write: upload_id must be 1-64 characters of [A-Za-z0-9._-]")
@@ -263,7 +272,9 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             )
         }
         let finished = try uploads.finish(uploadID: uploadID)
-        return try encodeResult(try apply(request, content: .staged(path: finished.path, size: finished.size), dryRun: false))
+        return try encodeResult(
+            try apply(request, content: .staged(path: finished.path, size: finished.size), dryRun: false)
+        )
     }
 }
 
@@ -314,7 +325,12 @@ final class UploadRegistry: Sendable {
         if rc != 0 {
             // Keep the staged bytes consistent with the count: cut back what this chunk half-wrote.
             _ = ftruncate(fd, off_t(upload.size))
-            throw FileSystem.error(rc, "file.write: staging", upload.target, hint: "the chunk was not staged; resend it")
+            throw FileSystem.error(
+                rc,
+                "file.write: staging",
+                upload.target,
+                hint: "the chunk was not staged; resend it"
+            )
         }
         upload.size += bytes.count
         let updated = upload

@@ -1,3 +1,6 @@
+import CMicroRunnerShims
+import MicroRunnerProtocol
+
 #if canImport(Glibc)
 @_exported import Glibc
 #elseif canImport(Musl)
@@ -7,8 +10,6 @@
 #else
 #error("unsupported platform: no libc module")
 #endif
-import CMicroRunnerShims
-import MicroRunnerProtocol
 
 /// The text of an errno value, e.g. `No such file or directory`.
 package func errnoText(_ code: Int32) -> String {

@@ -133,7 +133,8 @@ package struct ProcessRunner: Sendable {
                 let length = strlen(entry)
                 let keyLength = strchr(entry, 0x3D).map { $0 - entry } ?? length
                 let overridden = keys.contains { key in
-                    key.count == keyLength && key.withUnsafeBufferPointer { memcmp($0.baseAddress!, entry, keyLength) == 0 }
+                    key.count == keyLength
+                        && key.withUnsafeBufferPointer { memcmp($0.baseAddress!, entry, keyLength) == 0 }
                 }
                 if !overridden { pointers.append(UnsafeMutablePointer(mutating: entry)) }
             }

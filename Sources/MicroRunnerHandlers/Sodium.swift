@@ -87,7 +87,13 @@ package enum Sodium {
         let rc = input.withUnsafeBufferPointer { inp in
             inp.withMemoryRebound(to: CChar.self) { chars in
                 sodium_base642bin(
-                    &out, out.count, chars.baseAddress, chars.count, " \t\r\n", &written, &end,
+                    &out,
+                    out.count,
+                    chars.baseAddress,
+                    chars.count,
+                    " \t\r\n",
+                    &written,
+                    &end,
                     Int32(sodium_base64_VARIANT_ORIGINAL)
                 )
             }

@@ -3,7 +3,8 @@ package enum UnifiedDiff {
     /// The diff of `old` to `new`, or a one-line note when either side is not text or is too large.
     package static func make(old: [UInt8], new: [UInt8], path: String, limit: Int) -> String {
         if old.count > limit || new.count > limit { return "(diff omitted: larger than \(limit) bytes)\n" }
-        guard let oldText = String(validating: old, as: UTF8.self), let newText = String(validating: new, as: UTF8.self),
+        guard let oldText = String(validating: old, as: UTF8.self),
+            let newText = String(validating: new, as: UTF8.self),
             !old.contains(0), !new.contains(0)
         else { return "(diff omitted: binary content)\n" }
         let a = lines(oldText)
@@ -12,7 +13,9 @@ package enum UnifiedDiff {
         var prefix = 0
         while prefix < a.count && prefix < b.count && a[prefix] == b[prefix] { prefix += 1 }
         var suffix = 0
-        while suffix < a.count - prefix && suffix < b.count - prefix && a[a.count - 1 - suffix] == b[b.count - 1 - suffix] {
+        while suffix < a.count - prefix && suffix < b.count - prefix
+            && a[a.count - 1 - suffix] == b[b.count - 1 - suffix]
+        {
             suffix += 1
         }
         let midA = Array(a[prefix..<(a.count - suffix)])
@@ -81,7 +84,8 @@ package enum UnifiedDiff {
             let hunk = ops[start..<end]
             let oldCount = hunk.filter { $0.0 != "+" }.count
             let newCount = hunk.filter { $0.0 != "-" }.count
-            out += "@@ -\(oldCount == 0 ? oldStart - 1 : oldStart),\(oldCount) +\(newCount == 0 ? newStart - 1 : newStart),\(newCount) @@\n"
+            out +=
+                "@@ -\(oldCount == 0 ? oldStart - 1 : oldStart),\(oldCount) +\(newCount == 0 ? newStart - 1 : newStart),\(newCount) @@\n"
             for op in hunk { out += String(op.0) + op.1 + "\n" }
         }
         return out

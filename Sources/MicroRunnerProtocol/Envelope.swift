@@ -24,7 +24,11 @@ public struct Envelope: Sendable {
     ///   - keepRawParams: keep a copy of the bytes of `data.params` (signature checking needs them; a
     ///     runner without signatures saves the copy).
     /// - Throws: `RunnerError` `INVALID_CMD` naming what is wrong.
-    public static func parse(line: [UInt8], reader: JSONReader = JSONReader(), keepRawParams: Bool = true)
+    public static func parse(
+        line: [UInt8],
+        reader: JSONReader = JSONReader(),
+        keepRawParams: Bool = true
+    )
         throws(RunnerError) -> Envelope
     {
         var bytes = line[...]
@@ -59,7 +63,12 @@ public struct Envelope: Sendable {
             let start = bytes.startIndex + captured.lowerBound
             rawParams = Array(bytes[start..<(start + captured.count)])
         }
-        return Envelope(type: MessageType(rawValue: type), timestamp: timestamp, data: object["data"] ?? .null, rawParams: rawParams)
+        return Envelope(
+            type: MessageType(rawValue: type),
+            timestamp: timestamp,
+            data: object["data"] ?? .null,
+            rawParams: rawParams
+        )
     }
 
     /// Serializes an outgoing message as one line, `\n` included.

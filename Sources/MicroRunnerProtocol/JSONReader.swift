@@ -104,9 +104,15 @@ private struct Parser {
         case UInt8(ascii: "{"): value = try parseObject(pathMatch: pathMatch)
         case UInt8(ascii: "["): value = try parseArray()
         case UInt8(ascii: "\""): value = .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); value = .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); value = .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); value = .null
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            value = .bool(true)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            value = .bool(false)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            value = .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): value = .number(try parseNumber())
         default: throw fail("unexpected character, expected a value")
         }
@@ -306,7 +312,9 @@ private struct Parser {
         var scalar = try readHex4()
         if scalar >= 0xD800 && scalar <= 0xDBFF {
             // A high surrogate: a low one must follow to make a pair.
-            if buffer.count - index >= 6 && buffer[index] == UInt8(ascii: "\\") && buffer[index + 1] == UInt8(ascii: "u") {
+            if buffer.count - index >= 6 && buffer[index] == UInt8(ascii: "\\")
+                && buffer[index + 1] == UInt8(ascii: "u")
+            {
                 let save = index
                 index += 2
                 let low = try readHex4()

@@ -66,7 +66,8 @@ public enum JSONWriter {
                     continue
                 }
                 if b == 0xE2 {
-                    guard i + 2 < utf8.count && utf8[i + 1] == 0x80 && (utf8[i + 2] == 0xA8 || utf8[i + 2] == 0xA9) else {
+                    guard i + 2 < utf8.count && utf8[i + 1] == 0x80 && (utf8[i + 2] == 0xA8 || utf8[i + 2] == 0xA9)
+                    else {
                         i += 1
                         continue
                     }

@@ -125,7 +125,11 @@ private func decodeScalar<T: Decodable>(_ type: T.Type, _ value: JSONValue, _ pa
     }
 }
 
-private func decodeInteger<I: FixedWidthInteger>(_ type: I.Type, _ value: JSONValue, _ path: [any CodingKey]) throws -> I {
+private func decodeInteger<I: FixedWidthInteger>(
+    _ type: I.Type,
+    _ value: JSONValue,
+    _ path: [any CodingKey]
+) throws -> I {
     guard case .number(let literal) = value else { throw mismatch("an integer", value, path) }
     guard let i = I(literal) else {
         throw DecodingError.dataCorrupted(

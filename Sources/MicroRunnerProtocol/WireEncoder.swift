@@ -95,7 +95,9 @@ private func encodeScalar<T: Encodable>(_ value: T, _ path: [any CodingKey]) thr
     case let v as JSONValue: return EncodingNode(.value(v))
     // Maps come out with sorted keys, as Go's encoder writes them: stable lines, stable hashes.
     case let m as [String: String]:
-        return EncodingNode(.value(.object(JSONObject(m.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))))
+        return EncodingNode(
+            .value(.object(JSONObject(m.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+        )
     case let m as [String: Bool]:
         return EncodingNode(.value(.object(JSONObject(m.sorted { $0.key < $1.key }.map { ($0.key, .bool($0.value)) }))))
     default:

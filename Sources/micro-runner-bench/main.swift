@@ -128,9 +128,11 @@ let runner = Runner(runnerPath)
 _ = runner.readLine()
 var execTimes: [Double] = [0]
 for i in 0..<(runs("exec") ? commands + 50 : 0) {
-    let line = Array(
-        #"{"type":"CMD","data":{"id":"b\#(i)","type":"exec","timeout":10,"params":{"command":"/bin/true","args":["x"]}}}"#
-            .utf8) + [0x0A]
+    let line =
+        Array(
+            #"{"type":"CMD","data":{"id":"b\#(i)","type":"exec","timeout":10,"params":{"command":"/bin/true","args":["x"]}}}"#
+                .utf8
+        ) + [0x0A]
     let t0 = Monotonic.now()
     runner.send(line)
     let answer = runner.readLine()
@@ -182,16 +184,23 @@ var readTimes: [Double] = [1]
 for i in 0..<(runs("files") ? 10 : 0) {
     // Alternate content so every write really writes (an identical one is skipped as unchanged).
     let body = i % 2 == 0 ? content : String(repeating: "fedcba9876543210", count: size / 16)
-    let w = Array(
-        #"{"type":"CMD","data":{"id":"w\#(i)","type":"file.write","timeout":60,"params":{"path":"\#(dir)/f","create":true,"content":"\#(body)"}}}"#
-            .utf8) + [0x0A]
+    let w =
+        Array(
+            #"{"type":"CMD","data":{"id":"w\#(i)","type":"file.write","timeout":60,"params":{"path":"\#(dir)/f","create":true,"content":"\#(body)"}}}"#
+                .utf8
+        ) + [0x0A]
     var t0 = Monotonic.now()
     runner.send(w)
     let wa = runner.readLine()
     if i == 0 { writeTimes = [] }
     writeTimes.append(ms(Monotonic.now() - t0))
-    guard wa.starts(with: Array(#"{"type":"DONE""#.utf8)) else { fatalError(String(decoding: wa.prefix(300), as: UTF8.self)) }
-    let r = Array(#"{"type":"CMD","data":{"id":"r\#(i)","type":"file.read","timeout":60,"params":{"path":"\#(dir)/f"}}}"#.utf8) + [0x0A]
+    guard wa.starts(with: Array(#"{"type":"DONE""#.utf8)) else {
+        fatalError(String(decoding: wa.prefix(300), as: UTF8.self))
+    }
+    let r =
+        Array(
+            #"{"type":"CMD","data":{"id":"r\#(i)","type":"file.read","timeout":60,"params":{"path":"\#(dir)/f"}}}"#.utf8
+        ) + [0x0A]
     t0 = Monotonic.now()
     runner.send(r)
     let ra = runner.readLine()
@@ -207,14 +216,26 @@ rmdir(dir)
 
 var st = stat()
 stat(runnerPath, &st)
-let mib = Double(size) / 1048576
+let mib = Double(size) / 1_048_576
 print("runner: \(runnerPath) (\(st.st_size) bytes)")
-print("time to READY (\(starts) starts):        median \(fmt(percentile(readyTimes, 0.5))) ms, p99 \(fmt(percentile(readyTimes, 0.99))) ms")
-print("exec /bin/true round trip (\(commands)):   median \(fmt(percentile(execTimes, 0.5))) ms, p99 \(fmt(percentile(execTimes, 0.99))) ms")
-print("raw posix_spawn floor (\(commands)):       median \(fmt(percentile(spawnTimes, 0.5))) ms, p99 \(fmt(percentile(spawnTimes, 0.99))) ms")
-print("ProcessRunner in-process (\(commands)):   median \(fmt(percentile(supervisedTimes, 0.5))) ms, p99 \(fmt(percentile(supervisedTimes, 0.99))) ms")
+print(
+    "time to READY (\(starts) starts):        median \(fmt(percentile(readyTimes, 0.5))) ms, p99 \(fmt(percentile(readyTimes, 0.99))) ms"
+)
+print(
+    "exec /bin/true round trip (\(commands)):   median \(fmt(percentile(execTimes, 0.5))) ms, p99 \(fmt(percentile(execTimes, 0.99))) ms"
+)
+print(
+    "raw posix_spawn floor (\(commands)):       median \(fmt(percentile(spawnTimes, 0.5))) ms, p99 \(fmt(percentile(spawnTimes, 0.99))) ms"
+)
+print(
+    "ProcessRunner in-process (\(commands)):   median \(fmt(percentile(supervisedTimes, 0.5))) ms, p99 \(fmt(percentile(supervisedTimes, 0.99))) ms"
+)
 print("runner overhead over the floor:     median \(fmt(percentile(execTimes, 0.5) - percentile(spawnTimes, 0.5))) ms")
-print("file.write 8 MiB (10 runs):         median \(fmt(percentile(writeTimes, 0.5), 1)) ms = \(fmt(mib / percentile(writeTimes, 0.5) * 1000, 0)) MiB/s")
-print("file.read 8 MiB (10 runs):          median \(fmt(percentile(readTimes, 0.5), 1)) ms = \(fmt(mib / percentile(readTimes, 0.5) * 1000, 0)) MiB/s")
+print(
+    "file.write 8 MiB (10 runs):         median \(fmt(percentile(writeTimes, 0.5), 1)) ms = \(fmt(mib / percentile(writeTimes, 0.5) * 1000, 0)) MiB/s"
+)
+print(
+    "file.read 8 MiB (10 runs):          median \(fmt(percentile(readTimes, 0.5), 1)) ms = \(fmt(mib / percentile(readTimes, 0.5) * 1000, 0)) MiB/s"
+)
 print("runner peak RSS after READY + exec phase: \(peakAfterExec) KiB")
 print("runner peak RSS after 8 MiB transfers:     \(peakAfterFiles) KiB (resident afterwards: \(rssAfterFiles) KiB)")

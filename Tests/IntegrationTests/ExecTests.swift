@@ -24,8 +24,11 @@ import Testing
         let r = try RunnerProcess()
         _ = try r.next(.ready)
         r.sendCommand(
-            "t", "exec", timeout: 1,
-            params: ["command": "echo before; echo oops >&2; sleep 20", "capture_out": true, "capture_err": true])
+            "t",
+            "exec",
+            timeout: 1,
+            params: ["command": "echo before; echo oops >&2; sleep 20", "capture_out": true, "capture_err": true]
+        )
         let answer = try r.answer(timeout: 10)
         #expect(answer.code == "TIMEOUT")
         #expect(answer["details"]?["stdout"] == .string("before\n"))
@@ -73,8 +76,12 @@ import Testing
         let r = try RunnerProcess()
         _ = try r.next(.ready)
         r.sendCommand(
-            "s", "exec",
-            params: ["command": "echo one; echo two >&2; sleep 1; echo three", "stream_lines": true, "capture_out": true])
+            "s",
+            "exec",
+            params: [
+                "command": "echo one; echo two >&2; sleep 1; echo three", "stream_lines": true, "capture_out": true,
+            ]
+        )
         var events: [Received] = []
         var done: Received?
         while done == nil {
@@ -94,7 +101,11 @@ import Testing
     @Test func argvFormRunsWithoutAShellAndFindsThePATH() throws {
         let r = try RunnerProcess()
         _ = try r.next(.ready)
-        r.sendCommand("a", "exec", params: ["command": "printf", "args": ["%s|", "$HOME", "a b", ";ls"], "capture_out": true])
+        r.sendCommand(
+            "a",
+            "exec",
+            params: ["command": "printf", "args": ["%s|", "$HOME", "a b", ";ls"], "capture_out": true]
+        )
         #expect(try r.answer().result["stdout"] == .string("$HOME|a b|;ls|"))
         r.sendCommand("m", "exec", params: ["command": "no-such-tool-xyz", "args": ["x"]])
         let missing = try r.answer()
@@ -110,11 +121,13 @@ import Testing
         let r = try RunnerProcess()
         _ = try r.next(.ready)
         r.sendCommand(
-            "e", "exec",
+            "e",
+            "exec",
             params: [
                 "command": "echo \"$GREETING $(pwd)\"; cat; exit 3", "env": ["GREETING": "hi"], "work_dir": "/tmp",
                 "stdin": "from stdin\n", "capture_out": true,
-            ])
+            ]
+        )
         let done = try r.answer()
         #expect(done.result["stdout"] == .string("hi /tmp\nfrom stdin\n"))
         #expect(done.result["exit_code"]?.intValue == 3)
@@ -140,8 +153,13 @@ import Testing
         let r = try RunnerProcess()
         _ = try r.next(.ready)
         r.sendCommand(
-            "y", "exec", timeout: 60,
-            params: ["command": "head -c 50000000 /dev/zero | tr '\\0' y", "capture_out": true, "max_output_bytes": 1000])
+            "y",
+            "exec",
+            timeout: 60,
+            params: [
+                "command": "head -c 50000000 /dev/zero | tr '\\0' y", "capture_out": true, "max_output_bytes": 1000,
+            ]
+        )
         let done = try r.answer(timeout: 60)
         #expect(done.result["stdout"]?.stringValue?.utf8.count == 1000)
         #expect(done.result["stdout_truncated"] == .bool(true))
@@ -153,8 +171,14 @@ import Testing
         _ = try r.next(.ready)
         // 8 MiB of \x01 escapes to 48 MiB; the runner must cut it to fit one Go-readable line.
         r.sendCommand(
-            "z", "exec", timeout: 60,
-            params: ["command": "head -c 8388608 /dev/zero | tr '\\0' '\\001'", "capture_out": true, "max_output_bytes": 8 << 20])
+            "z",
+            "exec",
+            timeout: 60,
+            params: [
+                "command": "head -c 8388608 /dev/zero | tr '\\0' '\\001'", "capture_out": true,
+                "max_output_bytes": 8 << 20,
+            ]
+        )
         let done = try r.answer(timeout: 60)
         #expect(done.result["stdout_truncated"] == .bool(true))
         let longest = r.allRawLines.map { $0.utf8.count }.max() ?? 0
@@ -174,10 +198,18 @@ import Testing
         let r = try RunnerProcess()
         _ = try r.next(.ready)
         let sent = Date()
-        r.sendCommand("bg", "exec", timeout: 30, params: ["command": "sleep \(marker) & echo started", "capture_out": true])
+        r.sendCommand(
+            "bg",
+            "exec",
+            timeout: 30,
+            params: ["command": "sleep \(marker) & echo started", "capture_out": true]
+        )
         let done = try r.answer(timeout: 20)
         #expect(done.type == .done && done.result["stdout"] == .string("started\n"))
-        #expect(done.at.timeIntervalSince(sent) < 5, "the leader exited; the answer must not wait for the background job")
+        #expect(
+            done.at.timeIntervalSince(sent) < 5,
+            "the leader exited; the answer must not wait for the background job"
+        )
         // A background job the user started is left running (as with ssh), not killed.
         #expect(processRunning(withMarker: "sleep \(marker)"))
         _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/pkill"), arguments: ["-f", "sleep \(marker)"])
@@ -189,8 +221,12 @@ import Testing
         _ = try r.next(.ready)
         let secret = "s3cr3t-\(Int.random(in: 1000...9999))"
         r.sendCommand(
-            "p", "exec",
-            params: ["command": "id -u", "use_sudo": true, "sudo_password": secret, "capture_out": true, "capture_err": true])
+            "p",
+            "exec",
+            params: [
+                "command": "id -u", "use_sudo": true, "sudo_password": secret, "capture_out": true, "capture_err": true,
+            ]
+        )
         let done = try r.answer()
         #expect(done.type == .done)
         #expect(!r.allRawLines.contains { $0.contains(secret) })

@@ -79,8 +79,13 @@ func statLine(_ path: String) -> String {
         _ = try r.next(.ready)
         let target = s.file("app.conf")
         r.sendCommand(
-            "w", "file.write",
-            params: ["path": target, "content": "key=1\n", "mode": "0640", "owner": TestUser.name, "group": TestUser.name, "create": true])
+            "w",
+            "file.write",
+            params: [
+                "path": target, "content": "key=1\n", "mode": "0640", "owner": TestUser.name, "group": TestUser.name,
+                "create": true,
+            ]
+        )
         let done = try r.answer()
         #expect(done.type == .done, "\(done.data)")
         #expect(done.result["created"] == .bool(true) && done.result["changed"] == .bool(true))
@@ -93,8 +98,12 @@ func statLine(_ path: String) -> String {
         // Numeric ids work too, and the same content+mode+owner is not written again.
         let inode = statLine(target)
         r.sendCommand(
-            "again", "file.write",
-            params: ["path": target, "content": "key=1\n", "mode": "0640", "owner": TestUser.uid, "group": TestUser.gid])
+            "again",
+            "file.write",
+            params: [
+                "path": target, "content": "key=1\n", "mode": "0640", "owner": TestUser.uid, "group": TestUser.gid,
+            ]
+        )
         let again = try r.answer()
         #expect(again.result["changed"] == .bool(false) && again.result["bytes_written"]?.intValue == 0)
         #expect(statLine(target) == inode)  // same inode: nothing was replaced
@@ -152,14 +161,25 @@ func statLine(_ path: String) -> String {
         let r = try RunnerProcess()
         _ = try r.next(.ready)
         r.sendCommand(
-            "d", "file.write", params: ["path": s.file("cfg"), "content": "a\nB\nc\nd\n"], extra: ["dry_run": true])
+            "d",
+            "file.write",
+            params: ["path": s.file("cfg"), "content": "a\nB\nc\nd\n"],
+            extra: ["dry_run": true]
+        )
         let done = try r.answer()
         #expect(done.result["changed"] == .bool(true))
         let diff = try #require(done.result["diff"]?.stringValue)
-        #expect(diff.contains("-b\n") && diff.contains("+B\n") && diff.contains("+d\n") && diff.contains("@@ -1,3 +1,4 @@"))
+        #expect(
+            diff.contains("-b\n") && diff.contains("+B\n") && diff.contains("+d\n") && diff.contains("@@ -1,3 +1,4 @@")
+        )
         #expect(s.read("cfg") == "a\nb\nc\n")
         #expect(s.entries() == ["cfg"])
-        r.sendCommand("same", "file.write", params: ["path": s.file("cfg"), "content": "a\nb\nc\n"], extra: ["dry_run": true])
+        r.sendCommand(
+            "same",
+            "file.write",
+            params: ["path": s.file("cfg"), "content": "a\nb\nc\n"],
+            extra: ["dry_run": true]
+        )
         #expect(try r.answer().result["changed"] == .bool(false))
     }
 
@@ -169,8 +189,10 @@ func statLine(_ path: String) -> String {
         let r = try RunnerProcess()
         _ = try r.next(.ready)
         r.sendCommand(
-            "w", "file.write",
-            params: ["path": s.file("bin"), "content_base64": Data(bytes).base64EncodedString(), "create": true])
+            "w",
+            "file.write",
+            params: ["path": s.file("bin"), "content_base64": Data(bytes).base64EncodedString(), "create": true]
+        )
         #expect(try r.answer().type == .done)
         #expect(FileManager.default.contents(atPath: s.file("bin")) == Data(bytes))
         r.sendCommand("r", "file.read", params: ["path": s.file("bin")])
@@ -189,7 +211,11 @@ func statLine(_ path: String) -> String {
         try s.write("data", "the old content\n")
         let r = try RunnerProcess()
         _ = try r.next(.ready)
-        r.sendCommand("big", "file.write", params: ["path": s.file("data"), "content": String(repeating: "z", count: 200_000)])
+        r.sendCommand(
+            "big",
+            "file.write",
+            params: ["path": s.file("data"), "content": String(repeating: "z", count: 200_000)]
+        )
         let error = try r.answer()
         #expect(error.type == .error, "\(error.data)")
         #expect(error.message.contains("No space left") && error.message.contains("untouched"))
@@ -221,11 +247,13 @@ func statLine(_ path: String) -> String {
         _ = try r.next(.ready)
         func send(_ id: String, _ i: Int, offset: Int, final: Bool) {
             r.sendCommand(
-                id, "file.write",
+                id,
+                "file.write",
                 params: [
                     "path": s.file("big"), "upload_id": "up1", "offset": offset, "final": final,
                     "content_base64": chunks[i].base64EncodedString(), "mode": "0600",
-                ])
+                ]
+            )
         }
         send("c0", 0, offset: 0, final: false)
         #expect(try r.answer().result["bytes_staged"]?.intValue == 100_000)
@@ -250,8 +278,10 @@ func statLine(_ path: String) -> String {
         let r = try RunnerProcess()
         _ = try r.next(.ready)
         r.sendCommand(
-            "c0", "file.write",
-            params: ["path": s.file("f"), "upload_id": "u", "offset": 0, "final": false, "content_base64": "aGVsbG8="])
+            "c0",
+            "file.write",
+            params: ["path": s.file("f"), "upload_id": "u", "offset": 0, "final": false, "content_base64": "aGVsbG8="]
+        )
         #expect(try r.answer().type == .done)
         #expect(s.entries().count == 1 && s.entries()[0].contains("mr-upload"))
         r.closeStdin()
@@ -327,7 +357,9 @@ func statLine(_ path: String) -> String {
         try FileManager.default.copyItem(atPath: RunnerBinary.path, toPath: binary)
         shell("chown -R \(TestUser.name) \(dir)")
         let r = try RunnerProcess(
-            arguments: ["-u", TestUser.name, "--", binary], binary: "/usr/sbin/runuser")
+            arguments: ["-u", TestUser.name, "--", binary],
+            binary: "/usr/sbin/runuser"
+        )
         _ = try r.next(.ready)
         r.sendCommand("s", "file.read", params: ["path": "/etc/shadow"])
         let a = try r.answer()

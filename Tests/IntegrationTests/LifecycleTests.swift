@@ -205,7 +205,9 @@ import Testing
         _ = try r.next(.ready)
         var batch = ""
         for i in 0..<50 {
-            batch += #"{"type":"CMD","data":{"id":"p\#(i)","type":"exec","timeout":5,"params":{"command":"echo","args":["\#(i)"],"capture_out":true}}}"# + "\n"
+            batch +=
+                #"{"type":"CMD","data":{"id":"p\#(i)","type":"exec","timeout":5,"params":{"command":"echo","args":["\#(i)"],"capture_out":true}}}"#
+                + "\n"
         }
         r.send(bytes: Array(batch.utf8))
         for i in 0..<50 {

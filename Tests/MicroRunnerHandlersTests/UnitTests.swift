@@ -16,7 +16,10 @@ import Testing
         let new = old.replacingFirst("2\n", "two\n").replacingFirst("19\n", "nineteen\n")
         let diff = UnifiedDiff.make(old: Array(old.utf8), new: Array(new.utf8), path: "/f", limit: 1 << 20)
         #expect(diff.components("@@ ") == 2)
-        #expect(UnifiedDiff.make(old: [], new: Array("x\n".utf8), path: "/n", limit: 100) == "--- /n\n+++ /n\n@@ -0,0 +1,1 @@\n+x\n")
+        #expect(
+            UnifiedDiff.make(old: [], new: Array("x\n".utf8), path: "/n", limit: 100)
+                == "--- /n\n+++ /n\n@@ -0,0 +1,1 @@\n+x\n"
+        )
         #expect(UnifiedDiff.make(old: [0, 1], new: [2], path: "/b", limit: 100).contains("binary"))
         #expect(UnifiedDiff.make(old: Array("same\n".utf8), new: Array("same\n".utf8), path: "/s", limit: 100) == "")
     }
@@ -79,7 +82,10 @@ extension String {
     @Test func streamsLongLinesInPieces() throws {
         final class Lines: @unchecked Sendable { var items: [[UInt8]] = [] }
         let lines = Lines()
-        var spec = ProcessSpec(executable: "/bin/sh", arguments: ["sh", "-c", "head -c 10 /dev/zero | tr '\\0' x; echo; printf 'a\\r\\nb'"])
+        var spec = ProcessSpec(
+            executable: "/bin/sh",
+            arguments: ["sh", "-c", "head -c 10 /dev/zero | tr '\\0' x; echo; printf 'a\\r\\nb'"]
+        )
         spec.maxLineBytes = 4
         spec.onLine = { _, line in lines.items.append(line) }
         _ = try ProcessRunner().run(spec)

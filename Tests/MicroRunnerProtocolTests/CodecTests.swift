@@ -98,15 +98,23 @@ import Testing
         #expect(String(decoding: bytes, as: UTF8.self) == #"{"command_id":"c","result":{"x":true},"duration":0.25}"#)
         #expect(try WireDecoder().decode(DoneMessage.self, from: bytes) == done)
         let ready = ReadyMessage(
-            version: "1", platform: "linux", arch: "amd64", pid: 1, capabilities: ["b": true, "a": false],
-            metadata: ["ttl": "10m0s"])
+            version: "1",
+            platform: "linux",
+            arch: "amd64",
+            pid: 1,
+            capabilities: ["b": true, "a": false],
+            metadata: ["ttl": "10m0s"]
+        )
         let text = String(decoding: try WireEncoder().encode(ready), as: UTF8.self)
         #expect(text.contains(#""capabilities":{"a":false,"b":true}"#))  // sorted, like Go
         #expect(try WireDecoder().decode(ReadyMessage.self, from: Array(text.utf8)) == ready)
     }
 
     @Test func envelopeParsesAndKeepsParamsBytes() throws {
-        let line = Array(#"{"type":"CMD","timestamp":"2026-01-02T03:04:05.5Z","data":{"id":"a","params":{"x" :1}}}"#.utf8) + [0x0D]
+        let line =
+            Array(#"{"type":"CMD","timestamp":"2026-01-02T03:04:05.5Z","data":{"id":"a","params":{"x" :1}}}"#.utf8) + [
+                0x0D
+            ]
         let env = try Envelope.parse(line: line)
         #expect(env.type == .command && env.timestamp == "2026-01-02T03:04:05.5Z")
         #expect(env.rawParams == Array(#"{"x" :1}"#.utf8))
