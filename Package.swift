@@ -20,18 +20,19 @@ let package = Package(
         ),
         .target(name: "CMicroRunnerShims"),
         .target(name: "MicroRunnerProtocol"),
+        .target(name: "MicroRunnerCrypto", dependencies: ["CSodium", "CMicroRunnerShims"]),
         .target(
             name: "MicroRunnerHandlers",
             dependencies: [
                 "MicroRunnerProtocol",
-                "CSodium",
+                "MicroRunnerCrypto",
                 "CMicroRunnerShims",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .target(
             name: "MicroRunnerAgent",
-            dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers", "CMicroRunnerShims"]
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers", "MicroRunnerCrypto", "CMicroRunnerShims"]
         ),
         .executableTarget(
             name: "micro-runner",
@@ -47,7 +48,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MicroRunnerHandlersTests",
-            dependencies: ["MicroRunnerHandlers", "MicroRunnerProtocol"]
+            dependencies: ["MicroRunnerHandlers", "MicroRunnerProtocol", "MicroRunnerCrypto"]
         ),
         .testTarget(
             name: "IntegrationTests",

@@ -1,3 +1,4 @@
+import MicroRunnerCrypto
 import MicroRunnerProtocol
 
 /// `file.read`: a bounded window of a file, as UTF-8 text or base64, with its metadata.
@@ -67,7 +68,7 @@ package struct FileReadHandler: CommandHandler {
                 bytes.removeSubrange(keep...)
                 moreLeft = true
             }
-            content = Sodium.base64Encode(bytes)
+            content = Crypto.base64Encode(bytes)
             encoding = "base64"
         }
         let size = max(Int(st.st_size), p.offset + bytes.count + (moreLeft ? 1 : 0))
@@ -78,7 +79,7 @@ package struct FileReadHandler: CommandHandler {
                 mode: FileSystem.octalMode(st.st_mode),
                 owner: String(st.st_uid),
                 group: String(st.st_gid),
-                checksum: Sodium.sha256Hex(bytes),
+                checksum: Crypto.sha256Hex(bytes),
                 truncated: moreLeft,
                 encoding: encoding,
                 offset: p.offset

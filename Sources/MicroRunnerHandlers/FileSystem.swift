@@ -1,3 +1,4 @@
+import MicroRunnerCrypto
 import CMicroRunnerShims
 import MicroRunnerProtocol
 import SystemPackage
@@ -105,7 +106,7 @@ package enum FileSystem {
             throw Self.error(errnoOf(error), "read", path)
         }
         defer { try? fd.close() }
-        var hash = Sodium.SHA256()
+        var hash = Crypto.SHA256()
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n: Int
@@ -186,7 +187,7 @@ package enum FileSystem {
             if n <= 0 { break }
             got += n
         }
-        return Sodium.hex(buf)
+        return Crypto.hex(buf)
     }
 
     /// `0644` form of a mode.

@@ -1,3 +1,4 @@
+import MicroRunnerCrypto
 import MicroRunnerProtocol
 import Synchronization
 
@@ -78,7 +79,7 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             if !p.content.isEmpty {
                 throw .invalid("file.write: give content or content_base64, not both")
             }
-            guard let bytes = Sodium.base64Decode(b64) else {
+            guard let bytes = Crypto.base64Decode(b64) else {
                 throw .invalid("file.write: content_base64 is not valid base64")
             }
             return bytes
@@ -136,7 +137,7 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
         switch content {
         case .bytes(let b):
             newSize = b.count
-            checksum = Sodium.sha256Hex(b)
+            checksum = Crypto.sha256Hex(b)
         case .staged(let path, let size):
             newSize = size
             checksum = try FileSystem.sha256(of: path)

@@ -144,33 +144,54 @@ for i in 0..<(runs("exec") ? commands + 50 : 0) {
     if i >= 50 { execTimes.append(t) }  // first 50 warm up
 }
 
+// 2b. A round trip that spawns nothing (file.read of a 16-byte file): the protocol's own cost.
+var protocolTimes: [Double] = [0]
+let tinyPath = "/tmp/mr-bench-tiny-\(getpid())"
+let tinyFD = open(tinyPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+_ = write(tinyFD, "0123456789abcdef", 16)
+close(tinyFD)
+for i in 0..<(runs("protocol") ? commands + 50 : 0) {
+    let line =
+        Array(
+            #"{"type":"CMD","data":{"id":"p\#(i)","type":"file.read","timeout":10,"params":{"path":"\#(tinyPath)"}}}"#
+                .utf8
+        )
+        + [0x0A]
+    let t0 = Monotonic.now()
+    runner.send(line)
+    _ = runner.readLine()
+    if i == 50 { protocolTimes = [] }
+    if i >= 50 { protocolTimes.append(ms(Monotonic.now() - t0)) }
+}
+unlink(tinyPath)
+
 let peakAfterExec = runner.statusKiB("VmHWM")
 
-// 3. The floor: raw posix_spawn + waitpid of /bin/true from this process.
+// 3. The floor (raw posix_spawn + waitpid of /bin/true from this process) and the runner's own spawn path
+// (ProcessRunner: process group, /dev/null stdio, pidfd, poll) in this process without the protocol,
+// interleaved so that both see the same machine: this VM's spawn cost drifts by 0.1 ms between minutes.
 var spawnTimes: [Double] = [0]
+var supervisedTimes: [Double] = [0]
 let trueArgv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
-for i in 0..<(runs("spawn") ? commands + 50 : 0) {
-    let t0 = Monotonic.now()
+let processRunner = ProcessRunner()
+for i in 0..<(runs("spawn") || runs("supervised") ? commands + 50 : 0) {
+    if i == 50 {
+        spawnTimes = []
+        supervisedTimes = []
+    }
+    var t0 = Monotonic.now()
     var pid: pid_t = 0
     posix_spawn(&pid, "/bin/true", nil, nil, trueArgv, environ)
     var status: Int32 = 0
     waitpid(pid, &status, 0)
-    if i == 50 { spawnTimes = [] }
     if i >= 50 { spawnTimes.append(ms(Monotonic.now() - t0)) }
-}
 
-// 3b. The runner's own spawn path (ProcessRunner: process group, /dev/null stdio, pidfd, poll), in this
-// process, without the protocol: separates spawn cost from framing, parsing and thread hand-off.
-var supervisedTimes: [Double] = [0]
-let processRunner = ProcessRunner()
-for i in 0..<(runs("supervised") ? commands + 50 : 0) {
     var spec = ProcessSpec(executable: "/bin/true", arguments: ["/bin/true", "x"])
     spec.captureOutput = false
     spec.captureError = false
     spec.cancellation = CancellationToken()
-    let t0 = Monotonic.now()
+    t0 = Monotonic.now()
     _ = try? processRunner.run(spec)
-    if i == 50 { supervisedTimes = [] }
     if i >= 50 { supervisedTimes.append(ms(Monotonic.now() - t0)) }
 }
 
@@ -217,25 +238,31 @@ rmdir(dir)
 var st = stat()
 stat(runnerPath, &st)
 let mib = Double(size) / 1_048_576
+/// One result row: label, then median and p99 in ms, or free text.
+func row(_ label: String, _ text: String) {
+    print(label + String(repeating: " ", count: max(1, 44 - label.count)) + text)
+}
+
+func timing(_ values: [Double]) -> String {
+    "median \(fmt(percentile(values, 0.5))) ms, p99 \(fmt(percentile(values, 0.99))) ms"
+}
+
 print("runner: \(runnerPath) (\(st.st_size) bytes)")
-print(
-    "time to READY (\(starts) starts):        median \(fmt(percentile(readyTimes, 0.5))) ms, p99 \(fmt(percentile(readyTimes, 0.99))) ms"
-)
-print(
-    "exec /bin/true round trip (\(commands)):   median \(fmt(percentile(execTimes, 0.5))) ms, p99 \(fmt(percentile(execTimes, 0.99))) ms"
-)
-print(
-    "raw posix_spawn floor (\(commands)):       median \(fmt(percentile(spawnTimes, 0.5))) ms, p99 \(fmt(percentile(spawnTimes, 0.99))) ms"
-)
-print(
-    "ProcessRunner in-process (\(commands)):   median \(fmt(percentile(supervisedTimes, 0.5))) ms, p99 \(fmt(percentile(supervisedTimes, 0.99))) ms"
-)
-print("runner overhead over the floor:     median \(fmt(percentile(execTimes, 0.5) - percentile(spawnTimes, 0.5))) ms")
-print(
-    "file.write 8 MiB (10 runs):         median \(fmt(percentile(writeTimes, 0.5), 1)) ms = \(fmt(mib / percentile(writeTimes, 0.5) * 1000, 0)) MiB/s"
-)
-print(
-    "file.read 8 MiB (10 runs):          median \(fmt(percentile(readTimes, 0.5), 1)) ms = \(fmt(mib / percentile(readTimes, 0.5) * 1000, 0)) MiB/s"
-)
-print("runner peak RSS after READY + exec phase: \(peakAfterExec) KiB")
-print("runner peak RSS after 8 MiB transfers:     \(peakAfterFiles) KiB (resident afterwards: \(rssAfterFiles) KiB)")
+if runs("ready") { row("time to READY (\(starts) starts)", timing(readyTimes)) }
+if runs("exec") { row("exec /bin/true round trip (\(commands))", timing(execTimes)) }
+if runs("protocol") { row("protocol round trip, no spawn (\(commands))", timing(protocolTimes)) }
+if runs("spawn") || runs("supervised") { row("raw posix_spawn+waitpid floor (\(commands))", timing(spawnTimes)) }
+if runs("spawn") || runs("supervised") { row("ProcessRunner in-process (\(commands))", timing(supervisedTimes)) }
+if only == nil {
+    row("runner overhead over the floor", "median \(fmt(percentile(execTimes, 0.5) - percentile(spawnTimes, 0.5))) ms")
+}
+if runs("files") {
+    let w = percentile(writeTimes, 0.5)
+    let r = percentile(readTimes, 0.5)
+    row("file.write 8 MiB (10 runs)", "median \(fmt(w, 1)) ms = \(fmt(mib / w * 1000, 0)) MiB/s")
+    row("file.read 8 MiB (10 runs)", "median \(fmt(r, 1)) ms = \(fmt(mib / r * 1000, 0)) MiB/s")
+}
+row("runner peak RSS after READY + exec", "\(peakAfterExec) KiB")
+if runs("files") {
+    row("runner peak RSS after 8 MiB transfers", "\(peakAfterFiles) KiB (resident afterwards: \(rssAfterFiles) KiB)")
+}

@@ -1,3 +1,4 @@
+import MicroRunnerCrypto
 import CMicroRunnerShims
 import MicroRunnerHandlers
 import Testing
@@ -13,7 +14,7 @@ import Testing
     ])
     func fipsVectors(_ input: String, _ digest: String) {
         for accelerated in [true, false] {
-            var h = Sodium.SHA256(accelerated: accelerated)
+            var h = Crypto.SHA256(accelerated: accelerated)
             h.update(Array(input.utf8))
             #expect(h.finalizeHex() == digest)
         }
@@ -24,13 +25,13 @@ import Testing
         let data = (0..<5000).map { _ in UInt8.random(in: 0...255, using: &rng) }
         for length in Array(0...200) + [1000, 4095, 4096, 4097, 5000] {
             let slice = Array(data[0..<length])
-            let expected = Sodium.libsodiumSHA256Hex(slice)
+            let expected = Crypto.libsodiumSHA256Hex(slice)
             for accelerated in [true, false] {
-                var whole = Sodium.SHA256(accelerated: accelerated)
+                var whole = Crypto.SHA256(accelerated: accelerated)
                 whole.update(slice)
                 #expect(whole.finalizeHex() == expected, "length \(length) accelerated \(accelerated)")
                 // The same bytes fed in uneven pieces.
-                var pieces = Sodium.SHA256(accelerated: accelerated)
+                var pieces = Crypto.SHA256(accelerated: accelerated)
                 var i = 0
                 var step = 1
                 while i < length {
@@ -45,7 +46,7 @@ import Testing
     }
 
     @Test func millionAs() {
-        var h = Sodium.SHA256()
+        var h = Crypto.SHA256()
         let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 1000)
         for _ in 0..<1000 { h.update(chunk) }
         #expect(h.finalizeHex() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
@@ -62,16 +63,16 @@ import Testing
 @Suite struct Base64Tests {
     @Test(arguments: [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")])
     func rfc4648Vectors(_ plain: String, _ encoded: String) {
-        #expect(Sodium.base64Encode(Array(plain.utf8)) == encoded)
-        #expect(Sodium.base64Decode(encoded) == Array(plain.utf8))
+        #expect(Crypto.base64Encode(Array(plain.utf8)) == encoded)
+        #expect(Crypto.base64Decode(encoded) == Array(plain.utf8))
     }
 
     @Test(arguments: ["Zg", "Zm9v!", "Zm9vYmFy=", "====", "Zm 9v"])
     func rejectsInvalid(_ text: String) {
         if text == "Zm 9v" {
-            #expect(Sodium.base64Decode(text) == Array("foo".utf8))  // whitespace is ignored
+            #expect(Crypto.base64Decode(text) == Array("foo".utf8))  // whitespace is ignored
         } else {
-            #expect(Sodium.base64Decode(text) == nil)
+            #expect(Crypto.base64Decode(text) == nil)
         }
     }
 }

@@ -1,8 +1,8 @@
 import CMicroRunnerShims
 import CSodium
 
-/// SHA-256 and base64 from libsodium, linked statically into the runner.
-package enum Sodium {
+/// SHA-256 (SHA-NI shim), base64 and, for signatures, Ed25519 (libsodium, linked statically into the runner).
+package enum Crypto {
     private static let initialized: Bool = sodium_init() >= 0
 
     /// Incremental SHA-256 (the shim's: SHA-NI when the CPU has it, ~30x libsodium's portable code).
@@ -32,7 +32,7 @@ package enum Sodium {
 
         /// The digest as lowercase hex.
         package mutating func finalizeHex() -> String {
-            Sodium.hex(finalize())
+            Crypto.hex(finalize())
         }
     }
 
