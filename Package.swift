@@ -7,10 +7,13 @@ let package = Package(
     name: "micro-runner",
     products: [
         .executable(name: "micro-runner", targets: ["micro-runner"]),
+        .executable(name: "mrctl", targets: ["mrctl"]),
         .library(name: "MicroRunnerProtocol", targets: ["MicroRunnerProtocol"]),
+        .library(name: "MicroRunnerClient", targets: ["MicroRunnerClient"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-system", from: "1.8.1")
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .systemLibrary(
@@ -38,6 +41,18 @@ let package = Package(
             name: "micro-runner",
             dependencies: ["MicroRunnerAgent", "MicroRunnerProtocol"]
         ),
+        .target(
+            name: "MicroRunnerClient",
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerCrypto", "CMicroRunnerShims"]
+        ),
+        .executableTarget(
+            name: "mrctl",
+            dependencies: [
+                "MicroRunnerClient",
+                "MicroRunnerProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "micro-runner-bench",
             dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers"]
@@ -49,6 +64,10 @@ let package = Package(
         .testTarget(
             name: "MicroRunnerHandlersTests",
             dependencies: ["MicroRunnerHandlers", "MicroRunnerProtocol", "MicroRunnerCrypto"]
+        ),
+        .testTarget(
+            name: "MicroRunnerClientTests",
+            dependencies: ["MicroRunnerClient", "MicroRunnerProtocol"]
         ),
         .testTarget(
             name: "IntegrationTests",

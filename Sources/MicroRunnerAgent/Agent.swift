@@ -166,6 +166,12 @@ package final class Agent: @unchecked Sendable {
         do throws(RunnerError) {
             try command.validate()
             guard let handler = handlers[command.type] else {
+                if CommandType.all.contains(command.type) {
+                    throw RunnerError(
+                        .unsupported,
+                        "\(command.type) is not implemented by this runner (READY capabilities say false)"
+                    )
+                }
                 throw RunnerError(.unsupported, "unknown command type \"\(command.type)\"")
             }
             guard capability(command.type) else {

@@ -1,5 +1,5 @@
-import MicroRunnerCrypto
 import CMicroRunnerShims
+import MicroRunnerCrypto
 import MicroRunnerProtocol
 import SystemPackage
 

@@ -1,0 +1,52 @@
+import MicroRunnerProtocol
+
+/// A failure on the controller's side: the transport, the runner process, or the protocol.
+///
+/// A command the runner answered with ERROR is a `CommandError` instead.
+public struct ClientError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure.
+    public struct Kind: WireName {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// The transport could not upload or start the runner (ssh failed, host unreachable, key refused).
+        public static let transport: Self = "transport"
+        /// The runner did not send READY in time.
+        public static let startTimeout: Self = "start_timeout"
+        /// The runner's output ended (it exited or was killed) while something was still expected.
+        public static let runnerExited: Self = "runner_exited"
+        /// The runner sent something that is not the protocol.
+        public static let protocolViolation: Self = "protocol_violation"
+        /// The client was used after it was closed.
+        public static let closed: Self = "closed"
+        /// A local problem (missing runner binary, bad inventory line...).
+        public static let usage: Self = "usage"
+    }
+
+    /// The kind.
+    public var kind: Kind
+    /// What happened, for people.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// A command the runner answered with ERROR.
+public struct CommandError: Error, Sendable, CustomStringConvertible {
+    /// The ERROR as sent.
+    public var error: ErrorMessage
+
+    /// Creates the error.
+    public init(_ error: ErrorMessage) { self.error = error }
+
+    /// The wire code (`TIMEOUT`, `NOT_FOUND`, ...).
+    public var code: ErrorCode { error.code }
+
+    public var description: String { "\(error.code): \(error.message)" }
+}

@@ -1,0 +1,81 @@
+import Foundation
+
+/// A host as people write it: `host`, `user@host`, `host:port`, `user@host:port`, `[::1]:2222`,
+/// or an alias from `~/.ssh/config`. `local` or `localhost` without a user or port means this machine
+/// without ssh.
+public struct HostSpec: Sendable, Hashable, CustomStringConvertible {
+    public var user: String?
+    public var host: String
+    public var port: Int?
+
+    /// Creates a host spec.
+    public init(user: String? = nil, host: String, port: Int? = nil) {
+        self.user = user
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses the common `user@host:port` form.
+    /// - Throws: `ClientError` `.usage` for an empty host or a bad port.
+    public init(parsing text: String) throws {
+        var rest = Substring(text.trimmingCharacters(in: .whitespaces))
+        if let at = rest.lastIndex(of: "@") {
+            user = String(rest[..<at])
+            rest = rest[rest.index(after: at)...]
+        }
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { throw ClientError(.usage, "bad host \(text): missing ]") }
+            host = String(rest[rest.index(after: rest.startIndex)..<close])
+            let after = rest[rest.index(after: close)...]
+            if after.hasPrefix(":") {
+                guard let p = Int(after.dropFirst()), (1...65535).contains(p) else {
+                    throw ClientError(.usage, "bad port in \(text)")
+                }
+                port = p
+            }
+        } else if let colon = rest.lastIndex(of: ":"), rest.firstIndex(of: ":") == colon {
+            host = String(rest[..<colon])
+            guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else {
+                throw ClientError(.usage, "bad port in \(text)")
+            }
+            port = p
+        } else {
+            host = String(rest)
+        }
+        if host.isEmpty || host.hasPrefix("-") || user?.hasPrefix("-") == true {
+            throw ClientError(.usage, "bad host \"\(text)\"")
+        }
+    }
+
+    /// Whether this names the local machine (no ssh).
+    public var isLocal: Bool { user == nil && port == nil && (host == "local" || host == "localhost") }
+
+    public var description: String {
+        var s = host.contains(":") ? "[\(host)]" : host
+        if let user { s = user + "@" + s }
+        if let port { s += ":\(port)" }
+        return s
+    }
+
+    /// Reads an inventory: one host per line; blank lines and `#` comments are skipped.
+    /// - Throws: `ClientError` for an unreadable file or a bad line (with its number).
+    public static func inventory(path: String) throws -> [HostSpec] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ClientError(.usage, "cannot read inventory \(path)")
+        }
+        var hosts: [HostSpec] = []
+        for (n, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            .enumerated()
+        {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            do {
+                hosts.append(try HostSpec(parsing: trimmed))
+            } catch let error as ClientError {
+                throw ClientError(.usage, "\(path):\(n + 1): \(error.message)")
+            }
+        }
+        return hosts
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import MicroRunnerCrypto
+
+/// The runner executable a transport uploads: its bytes, their SHA-256, and a gzip copy for the wire.
+public struct RunnerBinary: Sendable {
+    /// Where it is on this machine.
+    public let path: String
+    /// Lowercase hex SHA-256 of the executable.
+    public let sha256: String
+    /// Size in bytes.
+    public let size: Int
+
+    /// Reads and hashes a runner binary.
+    /// - Throws: `ClientError` `.usage` when it is missing or not executable.
+    public init(path: String) throws {
+        guard FileManager.default.isExecutableFile(atPath: path),
+            let data = FileManager.default.contents(atPath: path)
+        else {
+            throw ClientError(
+                .usage,
+                "runner binary \(path) is missing or not executable (build it: scripts/build-runner)"
+            )
+        }
+        self.path = path
+        var h = Crypto.SHA256()
+        data.withUnsafeBytes { h.update($0) }
+        self.sha256 = h.finalizeHex()
+        self.size = data.count
+    }
+
+    /// The default runner: `micro-runner` next to the running executable (how `swift build` lays them out),
+    /// else `.build/release/micro-runner` under the current directory.
+    public static func defaultPath() -> String {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let sibling = me.deletingLastPathComponent().appendingPathComponent("micro-runner").path
+        if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
+        return FileManager.default.currentDirectoryPath + "/.build/release/micro-runner"
+    }
+
+    /// The gzip-compressed executable (level 6), cached under `~/.cache/micro-runner/<sha256>.gz` so it is
+    /// compressed once per build, not once per run.
+    /// - Throws: `ClientError` when gzip fails.
+    public func gzipped() throws -> Data {
+        let cacheDir = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
+        let cached = cacheDir.appendingPathComponent("\(sha256).gz")
+        if let data = FileManager.default.contents(atPath: cached.path), !data.isEmpty { return data }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "exec gzip -6 -c -- \"$0\"", path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, !data.isEmpty else {
+            throw ClientError(.usage, "gzip of \(path) failed (status \(process.terminationStatus))")
+        }
+        try? FileManager.default.createDirectory(at: cacheDir, withIntermediateDirectories: true)
+        let temp = cacheDir.appendingPathComponent(".\(sha256).\(getpid()).tmp")
+        if (try? data.write(to: temp)) != nil {
+            _ = rename(temp.path, cached.path)
+        }
+        return data
+    }
+}

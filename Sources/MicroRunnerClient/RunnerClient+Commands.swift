@@ -1,0 +1,141 @@
+import Foundation
+import MicroRunnerProtocol
+
+extension RunnerClient {
+    /// Runs one command of any type and decodes its result.
+    /// - Parameters:
+    ///   - type: the command type.
+    ///   - params: its parameters.
+    ///   - resultType: what DONE's result decodes to.
+    ///   - timeout: seconds the runner allows it.
+    ///   - dryRun: report what would change, change nothing.
+    ///   - idempotencyKey: run at most once per key (see PROTOCOL.md).
+    ///   - onEvent: called for each EVENT.
+    /// - Returns: the decoded result.
+    /// - Throws: `CommandError` for an ERROR answer, `ClientError` when the runner is gone.
+    public func run<P: Encodable & Sendable, R: Decodable>(
+        _ type: CommandType,
+        _ params: P,
+        as resultType: R.Type,
+        timeout: Int = 300,
+        dryRun: Bool = false,
+        idempotencyKey: String? = nil,
+        onEvent: (@Sendable (EventMessage) -> Void)? = nil
+    ) async throws -> R {
+        let command = CommandMessage(
+            id: makeID(),
+            type: type,
+            timeout: timeout,
+            params: try WireEncoder().encodeToValue(params),
+            idempotencyKey: idempotencyKey,
+            dryRun: dryRun
+        )
+        let done = try await send(command, onEvent: onEvent).result()
+        do {
+            return try WireDecoder().decode(R.self, from: done.result)
+        } catch {
+            throw ClientError(.protocolViolation, "\(type) result from \(hostName): \(describeDecodingError(error))")
+        }
+    }
+
+    /// `exec`. A non-zero exit status is a result, not an error.
+    public func exec(
+        _ params: ExecParams,
+        timeout: Int = 300,
+        onEvent: (@Sendable (EventMessage) -> Void)? = nil
+    ) async throws -> ExecResult {
+        try await run(.exec, params, as: ExecResult.self, timeout: timeout, onEvent: onEvent)
+    }
+
+    /// `file.write` of content that fits one line.
+    public func writeFile(
+        _ params: FileWriteParams,
+        timeout: Int = 300,
+        dryRun: Bool = false
+    ) async throws
+        -> FileWriteResult
+    {
+        try await run(.fileWrite, params, as: FileWriteResult.self, timeout: timeout, dryRun: dryRun)
+    }
+
+    /// Writes `bytes` to `path` on the host, in chunks of `chunkSize` (PROTOCOL.md chunked writes) when they
+    /// would not fit one line: atomic at the end either way. The chunks go out pipelined (one round trip).
+    public func putFile(
+        _ bytes: [UInt8],
+        to path: String,
+        mode: String = "",
+        owner: String = "",
+        group: String = "",
+        backup: Bool = false,
+        dryRun: Bool = false,
+        chunkSize: Int = 4 << 20,
+        timeout: Int = 300
+    ) async throws -> FileWriteResult {
+        if bytes.count <= chunkSize || dryRun {
+            var p = FileWriteParams(path: path, contentBase64: Data(bytes).base64EncodedString(), mode: mode)
+            p.owner = owner
+            p.group = group
+            p.backup = backup
+            return try await writeFile(p, timeout: timeout, dryRun: dryRun)
+        }
+        let uploadID = "u" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        var commands: [CommandMessage] = []
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + chunkSize)
+            var p = FileWriteParams(
+                path: path,
+                contentBase64: Data(bytes[offset..<end]).base64EncodedString(),
+                mode: mode,
+                uploadID: uploadID,
+                offset: offset,
+                final: end == bytes.count
+            )
+            p.owner = owner
+            p.group = group
+            p.backup = backup
+            commands.append(
+                CommandMessage(
+                    id: makeID(),
+                    type: .fileWrite,
+                    timeout: timeout,
+                    params: try WireEncoder().encodeToValue(p)
+                )
+            )
+            offset = end
+        }
+        let answers = try await sendBatch(commands, stopOnFailure: true)
+        for answer in answers { _ = try answer.result() }
+        let last = try answers.last!.result()
+        return try WireDecoder().decode(FileWriteResult.self, from: last.result)
+    }
+
+    /// `file.read` of one window.
+    public func readFile(_ params: FileReadParams, timeout: Int = 300) async throws -> FileReadResult {
+        try await run(.fileRead, params, as: FileReadResult.self, timeout: timeout)
+    }
+
+    /// Reads a whole file (up to `limit` bytes), window by window, decoding base64 windows.
+    /// - Returns: the bytes and the metadata of the last window.
+    public func getFile(
+        _ path: String,
+        limit: Int = 1 << 30,
+        timeout: Int = 300
+    ) async throws -> (
+        [UInt8], FileReadResult
+    ) {
+        var bytes: [UInt8] = []
+        while true {
+            let r = try await readFile(FileReadParams(path: path, offset: bytes.count), timeout: timeout)
+            if r.encoding == "base64" {
+                guard let d = Data(base64Encoded: r.content) else {
+                    throw ClientError(.protocolViolation, "file.read from \(hostName): content is not base64")
+                }
+                bytes += d
+            } else {
+                bytes += Array(r.content.utf8)
+            }
+            if !r.truncated || bytes.count >= limit { return (bytes, r) }
+        }
+    }
+}

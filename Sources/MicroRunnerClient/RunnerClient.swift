@@ -1,0 +1,314 @@
+import Foundation
+import MicroRunnerProtocol
+
+/// How a command ended: DONE with a result, or ERROR.
+public enum Answer: Sendable, Equatable {
+    case done(DoneMessage)
+    case error(ErrorMessage)
+
+    /// The command id.
+    public var commandID: String? {
+        switch self {
+        case .done(let d): d.commandID
+        case .error(let e): e.commandID
+        }
+    }
+
+    /// The result, or the ERROR as a thrown `CommandError`.
+    public func result() throws -> DoneMessage {
+        switch self {
+        case .done(let d): return d
+        case .error(let e): throw CommandError(e)
+        }
+    }
+
+    /// ERROR, or an exec whose exit status is not 0.
+    public var failed: Bool {
+        switch self {
+        case .error: true
+        case .done(let d): (d.result["exit_code"]?.intValue ?? 0) != 0
+        }
+    }
+}
+
+/// A session with one runner: typed commands, events, pipelining, cancel, close.
+///
+/// Works with any runner that speaks PROTOCOL.md (ours or the Go original). Use it through
+/// `RunnerClient.withRunner`, which starts the runner, waits for READY, and always closes and cleans up.
+public actor RunnerClient {
+    /// The transport's name for the host.
+    public nonisolated let hostName: String
+    /// READY as the runner sent it (empty until it arrived).
+    public private(set) var ready = ReadyMessage(
+        version: "",
+        platform: "",
+        arch: "",
+        pid: 0,
+        capabilities: [:],
+        metadata: [:]
+    )
+    /// EXIT, once it arrived.
+    public private(set) var exit: ExitMessage?
+    /// Every EVENT of this session, in order (bounded: the newest 4096 are kept if nobody reads).
+    public nonisolated let events: AsyncStream<EventMessage>
+
+    let session: RunnerSession
+    let transport: any Transport
+    private let eventsContinuation: AsyncStream<EventMessage>.Continuation
+    private var waiters: [String: Promise<Answer>] = [:]
+    private var eventHandlers: [String: @Sendable (EventMessage) -> Void] = [:]
+    private let readyPromise = Promise<Void>()
+    private let exitPromise = Promise<Void>()
+    private var outputEnded = false
+    private var closed = false
+    private var nextID = 0
+    /// Signs each CMD when set (see `CommandSigner`).
+    var signer: (any CommandSigning)?
+
+    init(session: RunnerSession, transport: any Transport, signer: (any CommandSigning)?) {
+        self.session = session
+        self.transport = transport
+        self.hostName = transport.name
+        self.signer = signer
+        (events, eventsContinuation) = AsyncStream.makeStream(
+            of: EventMessage.self,
+            bufferingPolicy: .bufferingNewest(4096)
+        )
+    }
+
+    /// Starts a runner through `transport`, waits for READY, runs `body`, then closes the runner (stdin
+    /// closed, EXIT read) and cleans up, also when `body` throws.
+    /// - Parameters:
+    ///   - transport: where and how to run it.
+    ///   - runner: the binary to upload.
+    ///   - arguments: runner flags (e.g. `--ttl 5m`).
+    ///   - startTimeout: how long to wait for READY, upload included.
+    ///   - signer: signs every CMD (for a runner started with `--verify-key`).
+    ///   - body: what to do with the runner.
+    /// - Returns: what `body` returns.
+    /// - Throws: `ClientError` for transport and start failures, or what `body` throws.
+    public static func withRunner<T: Sendable>(
+        transport: any Transport,
+        runner: RunnerBinary,
+        arguments: [String] = [],
+        startTimeout: Duration = .seconds(60),
+        signer: (any CommandSigning)? = nil,
+        _ body: @Sendable (RunnerClient) async throws -> T
+    ) async throws -> T {
+        let session = try await transport.start(runner: runner, arguments: arguments)
+        let client = RunnerClient(session: session, transport: transport, signer: signer)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.pump() }
+            do {
+                try await client.waitForReady(timeout: startTimeout)
+                let value = try await body(client)
+                try await client.close()
+                try await group.waitForAll()
+                return value
+            } catch {
+                await client.abort()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
+    }
+
+    // MARK: Receiving
+
+    /// Reads the runner's output until it ends; dispatches each line.
+    func pump() async {
+        for await line in session.child.lines {
+            receive(line)
+        }
+        outputEnded = true
+        let status = await session.child.waitForExit(timeout: .seconds(5))
+        let stderr = SSHTransport.explain(await session.child.stderrTextAtEOF())
+        let why =
+            exit != nil
+            ? "runner on \(hostName) has exited (\(exit!.reason))"
+            : "runner on \(hostName) exited unexpectedly (status \(status.map(String.init) ?? "unknown")): \(stderr)"
+        failAll(ClientError(.runnerExited, why))
+    }
+
+    private func receive(_ line: [UInt8]) {
+        let envelope: Envelope
+        do {
+            envelope = try Envelope.parse(line: line, keepRawParams: false)
+        } catch {
+            // Not the protocol: a shell banner, or a runner writing garbage. Say so and keep reading.
+            eventsContinuation.yield(
+                EventMessage(commandID: "", level: .warn, message: "unparseable line from runner: \(error.message)")
+            )
+            return
+        }
+        let decoder = WireDecoder()
+        switch envelope.type {
+        case .ready:
+            if let r = try? decoder.decode(ReadyMessage.self, from: envelope.data) {
+                ready = r
+                readyPromise.complete(.success(()))
+            }
+        case .event:
+            guard let e = try? decoder.decode(EventMessage.self, from: envelope.data) else { return }
+            eventHandlers[e.commandID]?(e)
+            eventsContinuation.yield(e)
+        case .done:
+            guard let d = try? decoder.decode(DoneMessage.self, from: envelope.data) else { return }
+            resolve(d.commandID, .done(d))
+        case .error:
+            guard let e = try? decoder.decode(ErrorMessage.self, from: envelope.data) else { return }
+            if let id = e.commandID {
+                resolve(id, .error(e))
+            } else if waiters.count == 1, let only = waiters.keys.first {
+                // An ERROR without an id while exactly one command is outstanding can only be about a line
+                // we sent (e.g. too long): hand it to that command rather than hang.
+                resolve(only, .error(e))
+            }
+        case .exit:
+            exit = try? decoder.decode(ExitMessage.self, from: envelope.data)
+            exitPromise.complete(.success(()))
+        default:
+            break
+        }
+    }
+
+    private func resolve(_ id: String, _ answer: Answer) {
+        eventHandlers[id] = nil
+        waiters.removeValue(forKey: id)?.complete(.success(answer))
+    }
+
+    private func failAll(_ error: ClientError) {
+        for (_, w) in waiters { w.complete(.failure(error)) }
+        waiters = [:]
+        eventHandlers = [:]
+        readyPromise.complete(.failure(error))
+        exitPromise.complete(exit == nil ? .failure(error) : .success(()))
+        eventsContinuation.finish()
+    }
+
+    func waitForReady(timeout: Duration) async throws {
+        let name = hostName
+        try await readyPromise.value(
+            timeout: timeout,
+            orFail: ClientError(.startTimeout, "no READY from \(name) within \(timeout)")
+        )
+    }
+
+    // MARK: Sending
+
+    /// A new command id, unique in this session.
+    public func makeID() -> String {
+        nextID += 1
+        return "c\(nextID)"
+    }
+
+    /// Sends one command and waits for its DONE or ERROR.
+    /// - Parameters:
+    ///   - command: the command (its `signature` is filled in when this client signs).
+    ///   - onEvent: called for each EVENT of this command, in order.
+    /// - Returns: how it ended.
+    /// - Throws: `ClientError` when the runner is gone.
+    public func send(
+        _ command: CommandMessage,
+        onEvent: (@Sendable (EventMessage) -> Void)? = nil
+    ) async throws
+        -> Answer
+    {
+        let line = try encode(command)
+        let promise = try register(command.id, onEvent)
+        do {
+            try await session.child.send(line)
+        } catch {
+            waiters[command.id] = nil
+            throw error
+        }
+        return try await promise.value()
+    }
+
+    /// Sends several commands at once (one write; the runner queues them in order) and returns their answers
+    /// in order: a batch costs about one round trip plus run time.
+    /// - Parameter stopOnFailure: after the first ERROR or non-zero exec exit, cancel the rest (they answer
+    ///   `CANCELLED` without running).
+    public func sendBatch(_ commands: [CommandMessage], stopOnFailure: Bool = false) async throws -> [Answer] {
+        var bytes: [UInt8] = []
+        var promises: [Promise<Answer>] = []
+        for c in commands {
+            bytes += try encode(c)
+            promises.append(try register(c.id, nil))
+        }
+        try await session.child.send(bytes)
+        var answers: [Answer] = []
+        var cancelled = false
+        for (i, promise) in promises.enumerated() {
+            let answer = try await promise.value()
+            answers.append(answer)
+            if stopOnFailure && answer.failed && !cancelled {
+                cancelled = true
+                for later in commands[(i + 1)...] { try? await cancel(later.id) }
+            }
+        }
+        return answers
+    }
+
+    private func register(_ id: String, _ onEvent: (@Sendable (EventMessage) -> Void)?) throws -> Promise<Answer> {
+        if outputEnded || closed {
+            throw ClientError(closed ? .closed : .runnerExited, "runner on \(hostName) is gone")
+        }
+        guard waiters[id] == nil else { throw ClientError(.usage, "command id \(id) is already in flight") }
+        let promise = Promise<Answer>()
+        waiters[id] = promise
+        if let onEvent { eventHandlers[id] = onEvent }
+        return promise
+    }
+
+    private func encode(_ command: CommandMessage) throws -> [UInt8] {
+        var command = command
+        if let signer {
+            command.signature = try signer.signature(for: command, nonce: ready.metadata["nonce"] ?? "")
+        }
+        let data = try WireEncoder().encodeToValue(command)
+        return Envelope.line(type: .command, timestamp: Self.timestamp(), data: data)
+    }
+
+    static func timestamp() -> String {
+        let now = Date().timeIntervalSince1970
+        let seconds = Int(now.rounded(.down))
+        return Timestamp.format(seconds: seconds, nanoseconds: Int((now - Double(seconds)) * 1e9))
+    }
+
+    /// Sends CANCEL for a running or queued command (it then answers `CANCELLED`).
+    public func cancel(_ commandID: String) async throws {
+        let data = try WireEncoder().encodeToValue(CancelMessage(commandID: commandID))
+        try await session.child.send(Envelope.line(type: .cancel, timestamp: Self.timestamp(), data: data))
+    }
+
+    // MARK: Ending
+
+    /// Closes stdin, waits for EXIT (the runner finishes the running command first), and cleans up.
+    /// - Returns: EXIT.
+    @discardableResult
+    public func close(timeout: Duration = .seconds(660)) async throws -> ExitMessage {
+        if !closed {
+            closed = true
+            session.child.closeStdin()
+        }
+        let name = hostName
+        try await exitPromise.value(
+            timeout: timeout,
+            orFail: ClientError(.runnerExited, "no EXIT from \(name) within \(timeout)")
+        )
+        await transport.cleanup(session)
+        guard let exit else {
+            throw ClientError(.runnerExited, "runner on \(hostName) ended without EXIT")
+        }
+        return exit
+    }
+
+    /// Ends the session at once: kills the transport's process and cleans up.
+    func abort() async {
+        closed = true
+        session.child.closeStdin()
+        if await session.child.waitForExit(timeout: .seconds(2)) == nil { session.child.terminate() }
+        await transport.cleanup(session)
+    }
+}

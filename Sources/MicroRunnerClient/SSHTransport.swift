@@ -1,0 +1,192 @@
+import Foundation
+import MicroRunnerCrypto
+
+/// Options for the system OpenSSH client. Everything else (ProxyJump, agent, keys, known_hosts) comes
+/// from the user's own `~/.ssh/config`, which ssh reads as usual.
+public struct SSHOptions: Sendable {
+    /// How the host key is checked.
+    public enum HostKeyChecking: String, Sendable {
+        /// Known hosts only (the default).
+        case strict = "yes"
+        /// Add unknown hosts, refuse changed keys.
+        case acceptNew = "accept-new"
+        /// No checking at all: an explicit, insecure opt-out.
+        case insecureDisabled = "no"
+    }
+
+    /// The ssh executable.
+    public var sshPath = "ssh"
+    /// `-F`: an ssh config file instead of `~/.ssh/config`.
+    public var configFile: String?
+    /// `-i`: a private key (with IdentitiesOnly).
+    public var identityFile: String?
+    /// `UserKnownHostsFile`.
+    public var knownHostsFile: String?
+    /// Host key policy; strict by default.
+    public var hostKeyChecking = HostKeyChecking.strict
+    /// Seconds to connect.
+    public var connectTimeout = 10
+    /// Extra `-o` options; they come first, so they win over everything this transport sets.
+    public var extraOptions: [String] = []
+    /// Private directory (0700) for ControlMaster sockets; created when empty.
+    public var controlDirectory: String
+    /// Seconds a master stays after its last session.
+    public var controlPersist = 60
+
+    /// Creates options with a fresh private control directory.
+    public init() {
+        var template = Array((NSTemporaryDirectory() + "/mrctl-ssh.XXXXXX").utf8CString)
+        controlDirectory = mkdtemp(&template).map { String(cString: $0) } ?? NSTemporaryDirectory()
+    }
+}
+
+/// Runs the runner on a host through the system OpenSSH client, one ControlMaster connection per host.
+///
+/// Upload and start are one ssh command: a POSIX sh bootstrap reads the gzip'd runner from stdin, checks its
+/// SHA-256, puts it in a fresh `mktemp -d` directory (mode 0700) and runs it with the rest of stdin as the
+/// protocol channel; the directory is removed when the runner exits, and by `cleanup` if the session died.
+public struct SSHTransport: Transport {
+    /// The host.
+    public let host: HostSpec
+    /// ssh options.
+    public let options: SSHOptions
+
+    public var name: String { host.description }
+
+    /// Creates a transport for one host.
+    public init(host: HostSpec, options: SSHOptions) {
+        self.host = host
+        self.options = options
+    }
+
+    /// Reads the gzip'd runner from stdin into a fresh private directory (decompressing while the bytes
+    /// arrive), checks the SHA-256 of the compressed stream (gzip output is fully determined by its input, so
+    /// this pins the runner's bytes exactly), runs it on the rest of stdin, and removes the directory when it
+    /// exits.
+    static let bootstrap = #"""
+        set -u
+        size=$1; sum=$2; shift 2
+        umask 077
+        d=$(mktemp -d "${TMPDIR:-/tmp}/micro-runner.XXXXXXXX") || { echo "micro-runner-bootstrap: mktemp failed" >&2; exit 90; }
+        echo "micro-runner-dir: $d" >&2
+        trap 'rm -rf "$d"' EXIT
+        trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
+        head -c "$size" | tee "$d/r.gz" | gzip -dc > "$d/micro-runner" || { echo "micro-runner-bootstrap: upload failed" >&2; exit 91; }
+        if command -v sha256sum >/dev/null 2>&1; then got=$(sha256sum "$d/r.gz"); else got=$(shasum -a 256 "$d/r.gz"); fi
+        got=${got%% *}
+        [ "$got" = "$sum" ] || { echo "micro-runner-bootstrap: checksum mismatch: got $got, want $sum" >&2; exit 92; }
+        rm -f "$d/r.gz"
+        chmod 700 "$d/micro-runner"
+        "$d/micro-runner" "$@"
+        """#
+
+    /// Quotes a word for a POSIX shell.
+    static func shellQuote(_ s: String) -> String {
+        "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// The ssh command line for `remoteCommand`, options first.
+    func sshArguments(_ remoteCommand: String?, extra: [String] = []) -> [String] {
+        var args: [String] = []
+        for o in options.extraOptions { args += ["-o", o] }
+        if let config = options.configFile { args += ["-F", config] }
+        args += [
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=\(options.hostKeyChecking.rawValue)",
+            "-o", "ConnectTimeout=\(options.connectTimeout)",
+            "-o", "ControlMaster=auto",
+            "-o", "ControlPath=\(controlPath)",
+            "-o", "ControlPersist=\(options.controlPersist)",
+            "-o", "ServerAliveInterval=15",
+            "-o", "LogLevel=ERROR",
+        ]
+        if options.hostKeyChecking == .insecureDisabled { args += ["-o", "UserKnownHostsFile=/dev/null"] }
+        if let known = options.knownHostsFile { args += ["-o", "UserKnownHostsFile=\(known)"] }
+        if let key = options.identityFile { args += ["-i", key, "-o", "IdentitiesOnly=yes"] }
+        if let port = host.port { args += ["-p", String(port)] }
+        if let user = host.user { args += ["-l", user] }
+        args += extra
+        args += ["--", host.host]
+        if let remoteCommand { args.append(remoteCommand) }
+        return args
+    }
+
+    /// One socket per host as written (aliases of one machine get their own connections), short enough for
+    /// the 108-byte socket path limit.
+    var controlPath: String {
+        var h = Crypto.SHA256()
+        h.update(Array(host.description.utf8))
+        return options.controlDirectory + "/" + String(h.finalizeHex().prefix(16))
+    }
+
+    func sshExecutable() throws -> String {
+        if options.sshPath.contains("/") { return options.sshPath }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(options.sshPath)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw ClientError(.usage, "ssh client \(options.sshPath) not found in PATH (install openssh-client)")
+    }
+
+    public func start(runner: RunnerBinary, arguments: [String]) async throws -> RunnerSession {
+        let payload = try runner.gzipped()
+        var hash = Crypto.SHA256()
+        payload.withUnsafeBytes { hash.update($0) }
+        var words = ["exec", "/bin/sh", "-c", Self.shellQuote(Self.bootstrap), "micro-runner-bootstrap"]
+        words += [String(payload.count), hash.finalizeHex()].map(Self.shellQuote)
+        words += arguments.map(Self.shellQuote)
+        let child = try ChildProcess(
+            executable: try sshExecutable(),
+            arguments: sshArguments(words.joined(separator: " "))
+        )
+        do {
+            try await child.send([UInt8](payload))
+        } catch {
+            // ssh exited before reading: its stderr says why (refused key, unreachable host...).
+            _ = await child.waitForExit(timeout: .seconds(5))
+            throw ClientError(.transport, "\(name): \(Self.explain(await child.stderrTextAtEOF(timeout: .seconds(5))))")
+        }
+        return RunnerSession(child: child, remoteDirectory: nil)
+    }
+
+    /// ssh's stderr, reduced to what helps: the last non-empty lines.
+    static func explain(_ stderr: String) -> String {
+        let lines = stderr.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty && !$0.hasPrefix("micro-runner-dir:")
+        }
+        return lines.suffix(3).joined(separator: "; ").isEmpty ? "ssh failed" : lines.suffix(3).joined(separator: "; ")
+    }
+
+    /// The private directory the bootstrap made, as it reported on stderr.
+    static func remoteDirectory(in stderr: String) -> String? {
+        for line in stderr.split(separator: "\n") where line.hasPrefix("micro-runner-dir: ") {
+            let dir = String(line.dropFirst("micro-runner-dir: ".count))
+            if dir.contains("/micro-runner.") && !dir.contains("'") { return dir }
+        }
+        return nil
+    }
+
+    public func cleanup(_ session: RunnerSession) async {
+        let status = await session.child.waitForExit(timeout: .seconds(10))
+        // The bootstrap's EXIT trap removes the directory whenever its shell ends by itself (any status
+        // below 128); only a killed shell or a lost connection (255) needs the extra round trip.
+        if let status, status < 128 { return }
+        session.child.terminate()
+        guard let dir = Self.remoteDirectory(in: await session.child.stderrTextAtEOF()) else { return }
+        if let ssh = try? sshExecutable(),
+            let rm = try? ChildProcess(executable: ssh, arguments: sshArguments("rm -rf -- " + Self.shellQuote(dir)))
+        {
+            rm.closeStdin()
+            _ = await rm.waitForExit(timeout: .seconds(15))
+        }
+    }
+
+    /// Closes this host's ControlMaster connection.
+    public func closeMaster() async {
+        guard FileManager.default.fileExists(atPath: controlPath), let ssh = try? sshExecutable(),
+            let p = try? ChildProcess(executable: ssh, arguments: sshArguments(nil, extra: ["-O", "exit"]))
+        else { return }
+        p.closeStdin()
+        _ = await p.waitForExit(timeout: .seconds(5))
+    }
+}

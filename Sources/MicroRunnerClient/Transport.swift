@@ -1,0 +1,67 @@
+import Foundation
+
+/// How a runner reaches a host: put the binary there, start it with stdin/stdout as the protocol
+/// channel, and clean up afterwards.
+///
+/// Both shipped transports upload and start in one step (the runner's bytes, then the protocol, on the
+/// same stdin), so a start costs one round trip, not one per step.
+public protocol Transport: Sendable {
+    /// A name for messages and results (`user@host:port`, `local`).
+    var name: String { get }
+    /// Uploads `runner` and starts it with `arguments`.
+    /// - Returns: the running session; its stdout carries the protocol.
+    /// - Throws: `ClientError` `.transport` when the host cannot be reached or the upload fails.
+    func start(runner: RunnerBinary, arguments: [String]) async throws -> RunnerSession
+    /// Removes whatever a session left behind (called after the runner exited, cleanly or not).
+    func cleanup(_ session: RunnerSession) async
+}
+
+/// A started runner: the process that carries its stdin/stdout (the runner itself, or ssh).
+public final class RunnerSession: Sendable {
+    let child: ChildProcess
+    /// The private directory the runner was placed in, when the transport knows it.
+    public let remoteDirectory: String?
+
+    init(child: ChildProcess, remoteDirectory: String?) {
+        self.child = child
+        self.remoteDirectory = remoteDirectory
+    }
+}
+
+/// Runs the runner on this machine, from a private temporary directory (mode 0700).
+public struct LocalTransport: Transport {
+    public var name: String { "local" }
+
+    /// Creates the transport.
+    public init() {}
+
+    public func start(runner: RunnerBinary, arguments: [String]) async throws -> RunnerSession {
+        var template = Array((NSTemporaryDirectory() + "/micro-runner.XXXXXX").utf8CString)
+        guard let dirPointer = mkdtemp(&template) else {
+            throw ClientError(
+                .transport,
+                "local: cannot create a private directory: \(String(cString: strerror(errno)))"
+            )
+        }
+        let dir = String(cString: dirPointer)
+        let target = dir + "/micro-runner"
+        do {
+            try FileManager.default.copyItem(atPath: runner.path, toPath: target)
+            chmod(target, 0o700)
+        } catch {
+            try? FileManager.default.removeItem(atPath: dir)
+            throw ClientError(.transport, "local: cannot copy the runner to \(dir): \(error.localizedDescription)")
+        }
+        do {
+            let child = try ChildProcess(executable: target, arguments: arguments)
+            return RunnerSession(child: child, remoteDirectory: dir)
+        } catch {
+            try? FileManager.default.removeItem(atPath: dir)
+            throw error
+        }
+    }
+
+    public func cleanup(_ session: RunnerSession) async {
+        if let dir = session.remoteDirectory { try? FileManager.default.removeItem(atPath: dir) }
+    }
+}

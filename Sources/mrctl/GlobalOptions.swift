@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import MicroRunnerClient
+import MicroRunnerProtocol
+
+/// Options every subcommand shares: where to run, how to connect, how to report.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .customLong("host"), help: "A host (user@host:port, an ssh alias, or 'local'); repeatable.")
+    var hosts: [String] = []
+
+    @Option(name: .customLong("inventory"), help: "A file with one host per line (# comments).")
+    var inventory: String?
+
+    @Option(help: "How many hosts run at once.")
+    var forks = 10
+
+    @Flag(help: "Report what would change; change nothing.")
+    var dryRun = false
+
+    @Flag(help: "One JSON object per host on stdout.")
+    var json = false
+
+    @Option(help: "The runner binary to upload (default: micro-runner next to mrctl).")
+    var runner: String?
+
+    @Option(help: "Seconds each command may take on the host.")
+    var timeout = 300
+
+    @Option(help: "The runner's lifetime (Go duration, e.g. 10m).")
+    var ttl: String?
+
+    @Option(name: .customLong("ssh-config"), help: "An ssh config file instead of ~/.ssh/config.")
+    var sshConfig: String?
+
+    @Option(name: [.short, .customLong("identity")], help: "Private key for ssh.")
+    var identity: String?
+
+    @Option(name: .customLong("known-hosts"), help: "known_hosts file for ssh.")
+    var knownHosts: String?
+
+    @Option(name: .customLong("ssh-option"), help: "An extra ssh -o option (wins over mrctl's); repeatable.")
+    var sshOptions: [String] = []
+
+    @Flag(
+        name: .customLong("accept-new-host-keys"),
+        help: "Trust unknown host keys on first contact (changed keys are still refused)."
+    )
+    var acceptNewHostKeys = false
+
+    @Flag(name: .customLong("insecure-no-host-key-check"), help: "Do not check host keys at all (insecure).")
+    var insecureNoHostKeyCheck = false
+
+    @Flag(name: .customLong("no-color"), help: "No colours.")
+    var noColor = false
+
+    func hostSpecs() throws -> [HostSpec] {
+        var specs = try hosts.map { try HostSpec(parsing: $0) }
+        if let inventory { specs += try HostSpec.inventory(path: inventory) }
+        return specs.isEmpty ? [HostSpec(host: "local")] : specs
+    }
+
+    func sshOptionsValue() -> SSHOptions {
+        var o = SSHOptions()
+        o.configFile = sshConfig
+        o.identityFile = identity
+        o.knownHostsFile = knownHosts
+        o.extraOptions = sshOptions
+        if acceptNewHostKeys { o.hostKeyChecking = .acceptNew }
+        if insecureNoHostKeyCheck { o.hostKeyChecking = .insecureDisabled }
+        return o
+    }
+
+    func runnerArguments() -> [String] {
+        var args: [String] = []
+        if let ttl { args += ["--ttl", ttl] }
+        return args
+    }
+}
+
+/// Runs `body` on every host and reports: a line per host as it finishes, a summary, and the exit status.
+func runOnHosts(
+    _ options: GlobalOptions,
+    _ body: @escaping @Sendable (RunnerClient) async throws -> HostReport
+) async throws {
+    let specs = try options.hostSpecs()
+    let runner = try RunnerBinary(path: options.runner ?? RunnerBinary.defaultPath())
+    let ssh = options.sshOptionsValue()
+    let transports: [any Transport] = specs.map {
+        $0.isLocal ? LocalTransport() as any Transport : SSHTransport(host: $0, options: ssh)
+    }
+    let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
+    await Fleet.run(transports, runner: runner, arguments: options.runnerArguments(), forks: options.forks, body: body)
+    {
+        outcome in
+        reporter.report(outcome)
+    }
+    for t in transports { await (t as? SSHTransport)?.closeMaster() }
+    try? FileManager.default.removeItem(atPath: ssh.controlDirectory)
+    reporter.finish()
+    if reporter.failed > 0 { throw ExitCode(1) }
+}

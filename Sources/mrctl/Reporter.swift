@@ -1,0 +1,111 @@
+import Foundation
+import MicroRunnerClient
+import MicroRunnerProtocol
+
+/// What one host did, for people and for `--json`.
+struct HostReport: Sendable {
+    /// Whether the host did what was asked (an exec's non-zero exit is a failure here, as in Ansible).
+    var ok: Bool
+    /// Whether something changed on the host (`nil`: the command cannot tell, e.g. exec).
+    var changed: Bool?
+    /// The command's result.
+    var result: JSONValue
+    /// Text to show under the host line (stdout, a diff...).
+    var text: String = ""
+    /// A one-line summary.
+    var summary: String = ""
+}
+
+/// Prints results as hosts finish: coloured lines and a progress line on a terminal, JSON lines otherwise.
+final class Reporter: @unchecked Sendable {
+    let json: Bool
+    let color: Bool
+    let total: Int
+    let progress: Bool
+    var done = 0
+    var ok = 0
+    var changed = 0
+    var failed = 0
+
+    init(json: Bool, color: Bool, total: Int) {
+        self.json = json
+        self.color = color && !json && isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+        self.total = total
+        self.progress = !json && total > 1 && isatty(2) == 1
+    }
+
+    func paint(_ text: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+
+    func report(_ outcome: HostOutcome<HostReport>) {
+        done += 1
+        let duration = (outcome.duration * 1000).rounded() / 1000
+        var line: JSONObject = JSONObject([("host", .string(outcome.host))])
+        switch outcome.result {
+        case .success(let r):
+            if r.ok { ok += 1 } else { failed += 1 }
+            if r.changed == true { changed += 1 }
+            line["ok"] = .bool(r.ok)
+            if let c = r.changed { line["changed"] = .bool(c) }
+            line["result"] = r.result
+            if !json {
+                let status =
+                    !r.ok
+                    ? paint("FAILED", "31;1") : r.changed == true ? paint("CHANGED", "33;1") : paint("OK", "32;1")
+                clearProgress()
+                print("\(paint(outcome.host, "1"))  \(status)  \(r.summary)  (\(duration)s)")
+                if !r.text.isEmpty {
+                    print(
+                        r.text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(
+                            separator: "\n"
+                        )
+                    )
+                }
+            }
+        case .failure(let error):
+            failed += 1
+            line["ok"] = .bool(false)
+            var e = JSONObject()
+            if let c = error as? CommandError {
+                e["code"] = .string(c.code.rawValue)
+                e["message"] = .string(c.error.message)
+                if let d = c.error.details {
+                    e["details"] = .object(JSONObject(d.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))
+                }
+            } else if let c = error as? ClientError {
+                e["code"] = .string("CLIENT_\(c.kind.rawValue.uppercased())")
+                e["message"] = .string(c.message)
+            } else {
+                e["code"] = .string("CLIENT_ERROR")
+                e["message"] = .string("\(error)")
+            }
+            line["error"] = .object(e)
+            if !json {
+                clearProgress()
+                print(
+                    "\(paint(outcome.host, "1"))  \(paint("FAILED", "31;1"))  \(e["code"]!.stringValue!): \(e["message"]!.stringValue!)  (\(duration)s)"
+                )
+            }
+        }
+        line["duration"] = .number(String(duration))
+        if json {
+            print(String(decoding: JSONWriter.serialize(.object(line)), as: UTF8.self))
+        }
+        fflush(nil)
+        if progress && done < total {
+            FileHandle.standardError.write(Data("\r[\(done)/\(total)] \(ok) ok, \(failed) failed".utf8))
+        }
+    }
+
+    func clearProgress() {
+        if progress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+
+    func finish() {
+        clearProgress()
+        guard !json else { return }
+        let hosts = total == 1 ? "1 host" : "\(total) hosts"
+        print(
+            "\(hosts): \(paint("\(ok) ok", "32")), \(paint("\(changed) changed", "33")), \(paint("\(failed) failed", failed > 0 ? "31;1" : "0"))"
+        )
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+
+@discardableResult
+func sh(_ command: String) -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try? p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// A real OpenSSH server on 127.0.0.1 with its own config, host key, a key-only test user and an ssh
+/// client config with `count` host aliases (h1...hN) that all point at it, each its own connection.
+final class SSHServer: @unchecked Sendable {
+    static let user = "mr-ssh-test"
+    let dir: String
+    let port: Int
+    let clientConfig: String
+    let knownHosts: String
+    let clientKey: String
+
+    /// Starts sshd; the test user is created once and kept.
+    init(aliases count: Int = 50) throws {
+        guard geteuid() == 0 else { throw SSHServerError("the sshd fixture needs root (it creates a user)") }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
+            throw SSHServerError("/usr/sbin/sshd missing: scripts/test installs openssh-server")
+        }
+        if sh("id -u \(Self.user)").status != 0 {
+            sh("useradd --create-home --shell /bin/sh \(Self.user)")
+        }
+        // useradd leaves the account locked; sshd with UsePAM no refuses locked accounts.
+        sh("usermod -p '*' \(Self.user)")
+        dir = "/tmp/mr-sshd-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(
+            atPath: dir,
+            withIntermediateDirectories: false,
+            attributes: [.posixPermissions: 0o700]
+        )
+        sh("mkdir -p /run/sshd")
+        sh("ssh-keygen -q -t ed25519 -N '' -f \(dir)/hostkey && ssh-keygen -q -t ed25519 -N '' -f \(dir)/client")
+        sh("cp \(dir)/client.pub \(dir)/authorized_keys && chmod 644 \(dir)/authorized_keys && chmod 711 \(dir)")
+        port = Self.freePort()
+        let config = """
+            ListenAddress 127.0.0.1
+            Port \(port)
+            HostKey \(dir)/hostkey
+            PidFile \(dir)/sshd.pid
+            AuthorizedKeysFile \(dir)/authorized_keys
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            UsePAM no
+            StrictModes no
+            MaxStartups 200
+            MaxSessions 200
+            AllowUsers \(Self.user)
+            Subsystem sftp internal-sftp
+            """
+        try config.write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
+        let hostPub = try String(contentsOfFile: "\(dir)/hostkey.pub", encoding: .utf8).split(separator: " ").prefix(2)
+            .joined(separator: " ")
+        knownHosts = "\(dir)/known_hosts"
+        try "[127.0.0.1]:\(port) \(hostPub)\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
+        clientKey = "\(dir)/client"
+        var aliases = ""
+        for i in 1...count {
+            aliases += "Host h\(i)\n  HostName 127.0.0.1\n  Port \(port)\n  User \(Self.user)\n"
+        }
+        // A host that refuses connections, for failure tests.
+        aliases += "Host closed\n  HostName 127.0.0.1\n  Port \(Self.freePort())\n  User \(Self.user)\n"
+        aliases +=
+            "Host *\n  IdentityFile \(clientKey)\n  IdentitiesOnly yes\n  UserKnownHostsFile \(knownHosts)\n  KexAlgorithms curve25519-sha256\n"
+        clientConfig = "\(dir)/ssh_config"
+        try aliases.write(toFile: clientConfig, atomically: true, encoding: .utf8)
+
+        // sshd daemonizes (PidFile) rather than running under Foundation's Process: it closes inherited
+        // descriptors, which Foundation takes for an exit and then blocks in waitpid.
+        let started = sh("/usr/sbin/sshd -f \(dir)/sshd_config -E \(dir)/sshd.log")
+        guard started.status == 0 else { throw SSHServerError("sshd failed: \(started.output)") }
+        // Wait until it accepts connections.
+        for _ in 0..<200 {
+            if sh("ssh -F \(clientConfig) -o BatchMode=yes h1 true").status == 0 { return }
+            usleep(25_000)
+        }
+        throw SSHServerError("sshd did not come up: \(sh("cat \(dir)/sshd.log").output)")
+    }
+
+    deinit {
+        sh("kill $(cat \(dir)/sshd.pid) 2>/dev/null")
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// A TCP port nothing listens on right now.
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+struct SSHServerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// The static runner built by scripts/build-runner.
+let runnerPath: String = {
+    if let p = ProcessInfo.processInfo.environment["MICRO_RUNNER_BIN"] { return p }
+    let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    return repo.appendingPathComponent(".build/release/micro-runner").path
+}()

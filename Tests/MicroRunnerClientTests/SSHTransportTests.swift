@@ -1,0 +1,189 @@
+import Foundation
+import MicroRunnerClient
+import MicroRunnerProtocol
+import Testing
+
+/// One sshd for the whole suite.
+let sharedServer: Result<SSHServer, any Error> = Result { try SSHServer(aliases: 50) }
+
+func server() throws -> SSHServer { try sharedServer.get() }
+
+func sshOptions(_ s: SSHServer) -> SSHOptions {
+    var o = SSHOptions()
+    o.configFile = s.clientConfig
+    return o
+}
+
+func transport(_ alias: String, _ s: SSHServer) -> SSHTransport {
+    SSHTransport(host: HostSpec(host: alias), options: sshOptions(s))
+}
+
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
+}
+
+@Suite(.serialized, .enabled(if: geteuid() == 0, "starts sshd and creates a test user"))
+struct SSHTransportTests {
+    @Test func uploadRunStreamAndCleanUp() async throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        let seenDir = Box<String?>(nil)
+        let lines = Box<[String]>([])
+        let exit = try await RunnerClient.withRunner(transport: transport("h1", s), runner: runner) { client in
+            let ready = await client.ready
+            #expect(ready.capabilities["exec"] == true)
+            // The runner sits in a private directory of the remote user, mode 0700.
+            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(ready.pid)/exe")
+            let dir = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+            seenDir.value = dir
+            #expect(dir.hasPrefix("/tmp/micro-runner."))
+            let attributes = try FileManager.default.attributesOfItem(atPath: dir)
+            #expect((attributes[.posixPermissions] as? Int) == 0o700)
+            #expect((attributes[.ownerAccountName] as? String) == SSHServer.user)
+
+            var p = ExecParams(command: "echo one; sleep 0.2; echo two; id -un")
+            p.streamLines = true
+            p.captureOut = true
+            let r = try await client.exec(p) { event in lines.value.append(event.message) }
+            #expect(r.stdout == "one\ntwo\n\(SSHServer.user)\n")
+            return try await client.close()
+        }
+        _ = exit
+        #expect(lines.value == ["one", "two", SSHServer.user])
+        let dir = try #require(seenDir.value)
+        #expect(!FileManager.default.fileExists(atPath: dir), "remote directory left behind")
+    }
+
+    @Test func closeReturnsExitAndTheRunnerDeletedItself() async throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        let exit = try await RunnerClient.withRunner(transport: transport("h2", s), runner: runner) { client in
+            try await client.close()
+        }
+        #expect(exit.reason == .stdinClosed && exit.selfDeleted)
+    }
+
+    @Test func cancelOverSSH() async throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        try await RunnerClient.withRunner(transport: transport("h3", s), runner: runner) { client in
+            let id = await client.makeID()
+            let cmd = CommandMessage(
+                id: id,
+                type: .exec,
+                timeout: 60,
+                params: try WireEncoder().encodeToValue(ExecParams(command: "sleep 30"))
+            )
+            async let answer = client.send(cmd)
+            try await Task.sleep(for: .milliseconds(300))
+            try await client.cancel(id)
+            let a = try await answer
+            guard case .error(let e) = a else {
+                Issue.record("expected CANCELLED, got \(a)")
+                return
+            }
+            #expect(e.code == .cancelled)
+        }
+    }
+
+    @Test func pipelinedBatchStopsOnFailureWhenAsked() async throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        try await RunnerClient.withRunner(transport: transport("h4", s), runner: runner) { client in
+            var commands: [CommandMessage] = []
+            for command in ["true", "exit 3", "touch /tmp/mr-batch-should-not-run"] {
+                commands.append(
+                    CommandMessage(
+                        id: await client.makeID(),
+                        type: .exec,
+                        timeout: 10,
+                        params: try WireEncoder().encodeToValue(ExecParams(command: command))
+                    )
+                )
+            }
+            let answers = try await client.sendBatch(commands, stopOnFailure: true)
+            #expect(!answers[0].failed)
+            #expect(answers[1].failed)
+            guard case .error(let e) = answers[2] else {
+                Issue.record("third command ran: \(answers[2])")
+                return
+            }
+            #expect(e.code == .cancelled)
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/mr-batch-should-not-run"))
+    }
+
+    @Test func wrongHostKeyIsRefused() async throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        let bad = "\(s.dir)/known_hosts_wrong"
+        sh("ssh-keygen -q -t ed25519 -N '' -f \(s.dir)/otherkey")
+        let other = sh("cut -d' ' -f1,2 \(s.dir)/otherkey.pub").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        try "[127.0.0.1]:\(s.port) \(other)\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        var o = sshOptions(s)
+        o.extraOptions = ["UserKnownHostsFile=\(bad)"]  // extra options come first and win
+        do {
+            try await RunnerClient.withRunner(
+                transport: SSHTransport(host: HostSpec(host: "h5"), options: o),
+                runner: runner
+            ) { _ in }
+            Issue.record("connected despite a wrong host key")
+        } catch let error as ClientError {
+            #expect(error.kind == .transport || error.kind == .runnerExited)
+            #expect(error.message.contains("host key") || error.message.contains("HOST IDENTIFICATION"), "\(error)")
+        }
+    }
+
+    @Test func unreachableHostIsReported() async throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        do {
+            try await RunnerClient.withRunner(transport: transport("closed", s), runner: runner) { _ in }
+            Issue.record("connected to a closed port")
+        } catch let error as ClientError {
+            #expect(error.message.contains("refused"), "\(error)")
+        }
+    }
+
+    @Test func killedRunnerFailsTheCommandAndTheDirectoryIsRemoved() async throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        let dirBox = Box<String?>(nil)
+        do {
+            try await RunnerClient.withRunner(transport: transport("h6", s), runner: runner) { client in
+                let pid = await client.ready.pid
+                dirBox.value =
+                    URL(
+                        fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+                    ).deletingLastPathComponent().path
+                async let r = client.exec(ExecParams(command: "sleep 20"))
+                try await Task.sleep(for: .milliseconds(300))
+                kill(pid_t(pid), SIGKILL)
+                _ = try await r
+            }
+            Issue.record("a killed runner did not fail the command")
+        } catch let error as ClientError {
+            #expect(error.kind == .runnerExited, "\(error)")
+        }
+        let dir = try #require(dirBox.value)
+        #expect(!FileManager.default.fileExists(atPath: dir))
+    }
+
+    @Test func fanOutToFiftyAliasesWithOneFailingHost() async throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        let transports: [any Transport] = (1...50).map { transport("h\($0)", s) } + [transport("closed", s)]
+        let outcomes = Box<[String: Result<String, any Error>]>([:])
+        await Fleet.run(transports, runner: runner, forks: 51) { client in
+            try await client.exec(ExecParams(command: "echo hi", captureOut: true)).stdout
+        } onOutcome: { outcome in
+            outcomes.value[outcome.host] = outcome.result
+        }
+        #expect(outcomes.value.count == 51)
+        let ok = outcomes.value.values.filter { (try? $0.get()) == "hi\n" }.count
+        #expect(ok == 50)
+        #expect((try? outcomes.value["closed"]?.get()) == nil)
+        for t in transports { await (t as? SSHTransport)?.closeMaster() }
+    }
+}
