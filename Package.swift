@@ -71,7 +71,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["MicroRunnerProtocol"]
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerClient", "MicroRunnerCrypto"]
         ),
     ],
     swiftLanguageModes: [.v6]

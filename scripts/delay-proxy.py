@@ -43,16 +43,16 @@ def pump(read, write, close):
             queue.pop(0)
         write(data)
 
-stdin, stdout = sys.stdin.buffer.raw, sys.stdout.buffer.raw
+IN_FD, OUT_FD = 0, 1
 def to_server():
-    pump(lambda: os.read(stdin.fileno(), 65536), sock.sendall, lambda: sock.shutdown(socket.SHUT_WR))
+    pump(lambda: os.read(IN_FD, 65536), sock.sendall, lambda: sock.shutdown(socket.SHUT_WR))
 def to_client():
     def w(d):
         view = memoryview(d)
         while view:
-            n = os.write(stdout.fileno(), view)
+            n = os.write(OUT_FD, view)
             view = view[n:]
-    pump(lambda: sock.recv(65536), w, lambda: os.close(stdout.fileno()))
+    pump(lambda: sock.recv(65536), w, lambda: os.close(OUT_FD))
 t = threading.Thread(target=to_server, daemon=True)
 t.start()
 to_client()

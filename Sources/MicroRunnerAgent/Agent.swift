@@ -1,3 +1,4 @@
+import MicroRunnerCrypto
 import MicroRunnerHandlers
 import MicroRunnerProtocol
 
@@ -27,6 +28,10 @@ package struct AgentConfiguration: Sendable {
     package var allowedTypes: Set<CommandType>?
     /// Write diagnostics to stderr.
     package var verbose = false
+    /// Ed25519 public key: when set, every CMD must be signed (PROTOCOL.md, Signatures).
+    package var verifyKey: [UInt8]?
+    /// Directory for the idempotency journal; `nil`: idempotency lives in memory only and nothing is written.
+    package var stateDirectory: String?
 
     package init(version: String) {
         self.version = version
@@ -43,7 +48,7 @@ package final class Agent: @unchecked Sendable {
     /// The extensions of PROTOCOL.md this runner speaks, advertised in READY.
     package static let extensions = [
         "cancel", "dry_run", "exec.stdin", "exec.max_output_bytes", "exec.signal", "file.content_base64",
-        "file.chunked_write", "file.read_offset", "file.changed",
+        "file.chunked_write", "file.read_offset", "file.changed", "signatures", "idempotency",
     ]
 
     /// The handlers the runner ships with.
@@ -63,12 +68,21 @@ package final class Agent: @unchecked Sendable {
     var commandsTotal = 0
     var ttlDeadline: Int64 = .max
     /// Keep the raw bytes of each CMD's params (needed only to check signatures).
-    var keepRawParams: Bool { false }
+    var keepRawParams: Bool { config.verifyKey != nil }
+    /// 128 random bits, new at every start, bound into every signature (lowercase hex).
+    let nonce: String
+    /// Command ids seen in this session (signature mode: a reused id is a replay).
+    var usedIDs: Set<String> = []
+    /// Successful commands by idempotency key.
+    let idempotency: IdempotencyStore
 
-    package init(configuration: AgentConfiguration) {
+    /// - Throws: `RunnerError` when the state directory cannot be used.
+    package init(configuration: AgentConfiguration) throws(RunnerError) {
         var config = configuration
         config.maxLineBytes = max(config.maxLineBytes, 10 << 20)
         self.config = config
+        self.nonce = Crypto.hex(Crypto.randomBytes(16))
+        self.idempotency = try IdempotencyStore(stateDirectory: config.stateDirectory)
         self.queue = InputQueue(maxQueuedBytes: config.maxQueuedBytes)
         self.output = OutputChannel(fd: config.outputFD)
         var byType: [CommandType: any CommandHandler] = [:]
@@ -101,18 +115,26 @@ package final class Agent: @unchecked Sendable {
         #else
         let platform = "unknown"
         #endif
+        var metadata = [
+            "ttl": GoDuration.format(seconds: config.ttlSeconds),
+            "protocol": Self.protocolVersion,
+            "extensions": Self.extensions.joined(separator: ","),
+            "max_line_bytes": String(config.maxLineBytes),
+            "idempotency": idempotency.isDurable ? "journal" : "memory",
+        ]
+        if config.verifyKey != nil {
+            // Says that signatures are required and binds them to this start; the key itself is never sent.
+            metadata["signatures"] = "required"
+            metadata["nonce"] = nonce
+        }
+        if config.host.rootDirectory != nil { metadata["root_dir"] = "confined" }
         return ReadyMessage(
             version: config.version,
             platform: platform,
             arch: arch,
             pid: Int(getpid()),
             capabilities: capabilities,
-            metadata: [
-                "ttl": GoDuration.format(seconds: config.ttlSeconds),
-                "protocol": Self.protocolVersion,
-                "extensions": Self.extensions.joined(separator: ","),
-                "max_line_bytes": String(config.maxLineBytes),
-            ]
+            metadata: metadata
         )
     }
 
@@ -165,6 +187,33 @@ package final class Agent: @unchecked Sendable {
         let started = Monotonic.now()
         do throws(RunnerError) {
             try command.validate()
+            if let key = config.verifyKey {
+                try verifySignature(command, rawParams: rawParams, key: key)
+            }
+            var fingerprint: String?
+            if let key = command.idempotencyKey, !command.dryRun {
+                let fp = IdempotencyStore.fingerprint(command)
+                switch idempotency.lookup(key, fingerprint: fp) {
+                case .replay(let earlier):
+                    send(
+                        .done,
+                        DoneMessage(
+                            commandID: command.id,
+                            result: earlier.result,
+                            duration: earlier.duration,
+                            metadata: ["idempotent_replay": "true", "original_command_id": earlier.commandID]
+                        )
+                    )
+                    return
+                case .conflict(let earlier):
+                    throw RunnerError(
+                        .conflict,
+                        "idempotency_key \"\(key)\" was used by \(earlier.commandID) (\(earlier.type)) with different params"
+                    )
+                case .miss:
+                    fingerprint = fp
+                }
+            }
             guard let handler = handlers[command.type] else {
                 if CommandType.all.contains(command.type) {
                     throw RunnerError(
@@ -203,7 +252,21 @@ package final class Agent: @unchecked Sendable {
                 throw stopError(reason, what: "\(command.type) \(command.id)")
             }
             let result = try handler.run(context)
-            send(.done, DoneMessage(commandID: command.id, result: result, duration: Monotonic.seconds(since: started)))
+            let duration = Monotonic.seconds(since: started)
+            if let key = command.idempotencyKey, let fingerprint {
+                // Durable (journal fsynced) before the controller can see DONE.
+                idempotency.record(
+                    .init(
+                        key: key,
+                        fingerprint: fingerprint,
+                        type: command.type.rawValue,
+                        commandID: command.id,
+                        result: result,
+                        duration: duration
+                    )
+                )
+            }
+            send(.done, DoneMessage(commandID: command.id, result: result, duration: duration))
         } catch {
             sendError(error, commandID: command.id)
         }

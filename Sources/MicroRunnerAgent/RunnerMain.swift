@@ -15,6 +15,10 @@ package enum RunnerMain {
           --keep                  do not delete the executable at exit (development)
           --max-line-bytes N      longest input line accepted (default 16777216, at least 10485760)
           --allow TYPE[,TYPE...]  serve only these command types (others answer UNSUPPORTED)
+          --verify-key KEY|FILE   require every CMD to be signed by this Ed25519 key (base64, or a file)
+          --state-dir DIR         keep an idempotency journal there (mode 0700/0600); without it nothing
+                                  is written to disk
+          --root-dir DIR          confine file.read and file.write to DIR (symlinks resolved)
           --verbose               diagnostics on stderr
           --version               print the version and exit
           --help                  this text
@@ -67,6 +71,29 @@ package enum RunnerMain {
                     )
                 }
                 config.allowedTypes = Set(types)
+            case "--verify-key":
+                guard let text = value(arg), let key = Agent.loadVerifyKey(text) else {
+                    return .failure(
+                        ExitRequest(
+                            code: 2,
+                            output: "micro-runner: --verify-key needs a base64 Ed25519 public key or a file\n"
+                        )
+                    )
+                }
+                config.verifyKey = key
+            case "--state-dir":
+                guard let dir = value(arg), dir.hasPrefix("/") else {
+                    return .failure(ExitRequest(code: 2, output: "micro-runner: --state-dir needs an absolute path\n"))
+                }
+                config.stateDirectory = dir
+            case "--root-dir":
+                guard let dir = value(arg), let resolved = realpath(dir, nil) else {
+                    return .failure(
+                        ExitRequest(code: 2, output: "micro-runner: --root-dir needs an existing directory\n")
+                    )
+                }
+                config.host.rootDirectory = String(cString: resolved)
+                free(resolved)
             default:
                 return .failure(ExitRequest(code: 2, output: "micro-runner: unknown option \(arg)\n" + usage))
             }
@@ -105,7 +132,14 @@ package enum RunnerMain {
         for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, s) }
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
 
-        let agent = Agent(configuration: config)
+        let agent: Agent
+        do {
+            agent = try Agent(configuration: config)
+        } catch {
+            var text = "micro-runner: \(error.message)\n"
+            text.withUTF8 { _ = writeAll(2, UnsafeRawBufferPointer($0)) }
+            exit(2)
+        }
         let signals = stopSignals
         startThread(stackBytes: 64 << 10) {
             var set = signals

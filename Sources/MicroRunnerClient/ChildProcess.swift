@@ -71,7 +71,15 @@ final class ChildProcess: @unchecked Sendable {
         argv.append(nil)
         defer { for p in argv { free(p) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, executable, &actions, &attr, argv, mr_environ())
+        var rc = posix_spawn(&child, executable, &actions, &attr, argv, mr_environ())
+        // ETXTBSY: a just-copied executable is still open for writing in a child another thread forked
+        // before that child exec'd; it clears within milliseconds.
+        var attempts = 0
+        while rc == ETXTBSY && attempts < 50 {
+            attempts += 1
+            usleep(2000)
+            rc = posix_spawn(&child, executable, &actions, &attr, argv, mr_environ())
+        }
         close(inPipe[0])
         close(outPipe[1])
         close(errPipe[1])

@@ -107,4 +107,93 @@ package enum Crypto {
         out.removeSubrange(written...)
         return out
     }
+
+    // MARK: Ed25519
+
+    /// Ed25519 public key length in bytes.
+    package static let ed25519PublicKeyBytes = 32
+    /// Ed25519 signature length in bytes.
+    package static let ed25519SignatureBytes = 64
+
+    /// Whether `signature` is a valid Ed25519 signature of `message` by `publicKey` (libsodium).
+    package static func ed25519Verify(signature: [UInt8], message: [UInt8], publicKey: [UInt8]) -> Bool {
+        _ = initialized
+        guard signature.count == 64, publicKey.count == 32 else { return false }
+        return message.withUnsafeBufferPointer { m in
+            crypto_sign_verify_detached(signature, m.baseAddress, UInt64(m.count), publicKey) == 0
+        }
+    }
+
+    /// The key pair for a 32-byte seed: (public key, 64-byte libsodium secret key).
+    package static func ed25519KeyPair(seed: [UInt8]) -> (publicKey: [UInt8], secretKey: [UInt8])? {
+        _ = initialized
+        guard seed.count == 32 else { return nil }
+        var pk = [UInt8](repeating: 0, count: 32)
+        var sk = [UInt8](repeating: 0, count: 64)
+        guard crypto_sign_seed_keypair(&pk, &sk, seed) == 0 else { return nil }
+        return (pk, sk)
+    }
+
+    /// A detached Ed25519 signature of `message` with a 64-byte libsodium secret key.
+    package static func ed25519Sign(message: [UInt8], secretKey: [UInt8]) -> [UInt8]? {
+        _ = initialized
+        guard secretKey.count == 64 else { return nil }
+        var sig = [UInt8](repeating: 0, count: 64)
+        var length: UInt64 = 0
+        let rc = message.withUnsafeBufferPointer { m in
+            crypto_sign_detached(&sig, &length, m.baseAddress, UInt64(m.count), secretKey)
+        }
+        return rc == 0 ? sig : nil
+    }
+
+    /// Random bytes from the kernel (libsodium's `randombytes_buf`).
+    package static func randomBytes(_ count: Int) -> [UInt8] {
+        _ = initialized
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
+        return out
+    }
+
+    /// Bytes from lowercase or uppercase hex, or `nil`.
+    package static func unhex(_ text: String) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(chars.count / 2)
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: c - 0x30
+            case 0x61...0x66: c - 0x57
+            case 0x41...0x46: c - 0x37
+            default: nil
+            }
+        }
+        var i = 0
+        while i < chars.count {
+            guard let hi = nibble(chars[i]), let lo = nibble(chars[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
+}
+
+/// The bytes a CMD signature covers (PROTOCOL.md, Signatures):
+/// `"micro-runner-v1\n" + nonce + "\n" + id + "\n" + type + "\n" + timeout + "\n" + idempotency_key + "\n" + dry_run
+/// + "\n" + hex(sha256(params bytes as sent))`.
+package func signingInput(
+    nonce: String,
+    id: String,
+    type: String,
+    timeout: Int,
+    idempotencyKey: String,
+    dryRun: Bool,
+    paramsBytes: [UInt8]
+) -> [UInt8] {
+    var h = Crypto.SHA256()
+    h.update(paramsBytes)
+    let text =
+        "micro-runner-v1\n" + nonce + "\n" + id + "\n" + type + "\n" + String(timeout) + "\n" + idempotencyKey + "\n"
+        + (dryRun ? "true" : "false") + "\n" + h.finalizeHex()
+    return Array(text.utf8)
 }

@@ -79,9 +79,34 @@ package struct Host: Sendable {
     package var searchPath: String? = nil
     /// The effective user id of the runner (0: root).
     package var effectiveUID: UInt32 = geteuid()
+    /// When set (resolved, absolute), file.read and file.write only touch paths inside it.
+    package var rootDirectory: String? = nil
 
     package init() {
         if let p = getenv("PATH") { searchPath = String(cString: p) }
+    }
+
+    /// Refuses a path outside `rootDirectory` (after resolving symlinks; for a path that does not exist
+    /// yet, its parent directory is resolved).
+    /// - Throws: `RunnerError` `PERMISSION_DENIED`.
+    package func confine(_ path: String, what: String) throws(RunnerError) {
+        guard let root = rootDirectory else { return }
+        var resolved: String
+        if let r = realpath(path, nil) {
+            resolved = String(cString: r)
+            free(r)
+        } else {
+            let slash = path.lastIndex(of: "/") ?? path.startIndex
+            let parent = String(path[..<slash])
+            guard let r = realpath(parent.isEmpty ? "/" : parent, nil) else {
+                throw RunnerError(.permissionDenied, "\(what): \(path) is outside --root-dir \(root)")
+            }
+            resolved = String(cString: r) + "/" + path[path.index(after: slash)...]
+            free(r)
+        }
+        guard resolved == root || resolved.hasPrefix(root == "/" ? "/" : root + "/") else {
+            throw RunnerError(.permissionDenied, "\(what): \(path) is outside --root-dir \(root)")
+        }
     }
 
     /// The absolute path of a tool on this host, if installed.

@@ -15,6 +15,7 @@ package struct FileReadHandler: CommandHandler {
         let p = try context.params(FileReadParams.self)
         guard p.path.hasPrefix("/") else { throw .invalid("file.read: path \"\(p.path)\" must be absolute") }
         guard p.offset >= 0 else { throw .invalid("file.read: offset must be >= 0") }
+        try context.host.confine(p.path, what: "file.read")
         // O_NONBLOCK: opening a FIFO must not hang the runner.
         let fd = open(p.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw FileSystem.error(errno, "file.read", p.path) }

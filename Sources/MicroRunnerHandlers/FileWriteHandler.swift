@@ -44,6 +44,7 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             guard p.path.hasPrefix("/") else {
                 throw .invalid("file.write: path \"\(p.path)\" must be absolute")
             }
+            try host.confine(p.path, what: "file.write")
             if p.useSudo && host.effectiveUID != 0 {
                 throw RunnerError(
                     .unsupported,

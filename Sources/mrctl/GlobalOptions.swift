@@ -53,6 +53,19 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .customLong("no-color"), help: "No colours.")
     var noColor = false
 
+    @Option(
+        name: .customLong("signing-key"),
+        help: "Sign every command with this Ed25519 key (mrctl keygen); the runner then refuses unsigned ones."
+    )
+    var signingKey: String?
+
+    @Option(name: .customLong("state-dir"), help: "Runner idempotency journal directory on the host (absolute).")
+    var stateDir: String?
+
+    func signer() throws -> Ed25519Signer? {
+        try signingKey.map { try Ed25519Signer(keyFile: $0) }
+    }
+
     func hostSpecs() throws -> [HostSpec] {
         var specs = try hosts.map { try HostSpec(parsing: $0) }
         if let inventory { specs += try HostSpec.inventory(path: inventory) }
@@ -70,9 +83,11 @@ struct GlobalOptions: ParsableArguments {
         return o
     }
 
-    func runnerArguments() -> [String] {
+    func runnerArguments(signer: Ed25519Signer?) -> [String] {
         var args: [String] = []
         if let ttl { args += ["--ttl", ttl] }
+        if let signer { args += ["--verify-key", signer.publicKeyBase64] }
+        if let stateDir { args += ["--state-dir", stateDir] }
         return args
     }
 }
@@ -89,9 +104,15 @@ func runOnHosts(
         $0.isLocal ? LocalTransport() as any Transport : SSHTransport(host: $0, options: ssh)
     }
     let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
-    await Fleet.run(transports, runner: runner, arguments: options.runnerArguments(), forks: options.forks, body: body)
-    {
-        outcome in
+    let signer = try options.signer()
+    await Fleet.run(
+        transports,
+        runner: runner,
+        arguments: options.runnerArguments(signer: signer),
+        forks: options.forks,
+        signer: signer,
+        body: body
+    ) { outcome in
         reporter.report(outcome)
     }
     for t in transports { await (t as? SSHTransport)?.closeMaster() }

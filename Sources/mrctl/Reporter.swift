@@ -53,9 +53,11 @@ final class Reporter: @unchecked Sendable {
                     ? paint("FAILED", "31;1") : r.changed == true ? paint("CHANGED", "33;1") : paint("OK", "32;1")
                 clearProgress()
                 print("\(paint(outcome.host, "1"))  \(status)  \(r.summary)  (\(duration)s)")
-                if !r.text.isEmpty {
+                var text = r.text
+                while text.hasSuffix("\n") { text.removeLast() }
+                if !text.isEmpty {
                     print(
-                        r.text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(
+                        text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(
                             separator: "\n"
                         )
                     )

@@ -63,7 +63,17 @@ final class RunnerProcess: @unchecked Sendable {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
-        try process.run()
+        // A just-copied binary can be briefly "busy" (ETXTBSY) while another test's fork still holds it open.
+        var attempts = 0
+        while true {
+            do {
+                try process.run()
+                break
+            } catch  where attempts < 50 && "\(error)".contains("Text file busy") {
+                attempts += 1
+                usleep(2000)
+            }
+        }
         let handle = stdout.fileHandleForReading
         Thread.detachNewThread { [self] in
             var pending: [UInt8] = []

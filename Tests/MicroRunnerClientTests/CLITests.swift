@@ -1,0 +1,128 @@
+import Foundation
+import MicroRunnerProtocol
+import Testing
+
+/// `mrctl` as built (scripts/test builds it before the tests).
+let mrctlPath: String = {
+    let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    return repo.appendingPathComponent(".build/debug/mrctl").path
+}()
+
+struct CLIRun {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    /// Lines of `--json` output, parsed.
+    var objects: [JSONValue] {
+        stdout.split(separator: "\n").compactMap { try? JSONReader().parse(Array($0.utf8)) }
+    }
+}
+
+func mrctl(_ arguments: [String]) throws -> CLIRun {
+    guard FileManager.default.isExecutableFile(atPath: mrctlPath) else {
+        throw SSHServerError("mrctl missing at \(mrctlPath): run swift build --product mrctl (scripts/test does)")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: mrctlPath)
+    p.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return CLIRun(
+        status: p.terminationStatus,
+        stdout: String(decoding: o, as: UTF8.self),
+        stderr: String(decoding: e, as: UTF8.self)
+    )
+}
+
+@Suite(.serialized, .enabled(if: geteuid() == 0, "uses the sshd fixture"))
+struct CLITests {
+    @Test func jsonPerHostAndFailureExitStatus() throws {
+        let s = try server()
+        let run = try mrctl([
+            "exec", "--json", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h7", "--host",
+            "closed",
+            "--", "echo", "hi",
+        ])
+        #expect(run.status == 1, "one host failed, so the status is non-zero")
+        let byHost = Dictionary(uniqueKeysWithValues: run.objects.map { ($0["host"]?.stringValue ?? "", $0) })
+        #expect(byHost["h7"]?["ok"] == .bool(true))
+        #expect(byHost["h7"]?["result"]?["stdout"] == .string("hi\n"))
+        #expect(byHost["closed"]?["ok"] == .bool(false))
+        #expect(byHost["closed"]?["error"]?["code"] == .string("CLIENT_TRANSPORT"))
+    }
+
+    @Test func putIsIdempotentAndDryRunShowsADiff() throws {
+        let s = try server()
+        let local = FileManager.default.temporaryDirectory.appendingPathComponent("mr-cli-\(UUID().uuidString)").path
+        try "line one\nline two\n".write(toFile: local, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: local) }
+        let remote = "/tmp/mr-cli-put-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: remote) }
+        let base = ["--json", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h8"]
+        let first = try mrctl(["put"] + base + ["--mode", "0640", local, remote])
+        #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
+        #expect(first.objects.first?["changed"] == .bool(true))
+        #expect(FileManager.default.contents(atPath: remote) == Data("line one\nline two\n".utf8))
+        let second = try mrctl(["put"] + base + ["--mode", "0640", local, remote])
+        #expect(second.objects.first?["changed"] == .bool(false))
+        try "line one\nline 2\n".write(toFile: local, atomically: true, encoding: .utf8)
+        let dry = try mrctl(["put"] + base + ["--dry-run", local, remote])
+        #expect(dry.objects.first?["changed"] == .bool(true))
+        #expect(dry.objects.first?["result"]?["diff"]?.stringValue?.contains("+line 2") == true)
+        #expect(FileManager.default.contents(atPath: remote) == Data("line one\nline two\n".utf8))
+    }
+
+    @Test func inventoryWithUserHostPortLines() throws {
+        let s = try server()
+        let inventory = "\(s.dir)/inventory"
+        try """
+        # web servers
+        \(SSHServer.user)@127.0.0.1:\(s.port)
+
+        h9   # an alias
+        """.write(toFile: inventory, atomically: true, encoding: .utf8)
+        let run = try mrctl([
+            "exec", "--json", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--inventory", inventory,
+            "--known-hosts", s.knownHosts, "--identity", s.clientKey, "--argv", "--", "id", "-un",
+        ])
+        #expect(run.status == 0, "\(run.stdout) \(run.stderr)")
+        #expect(run.objects.count == 2)
+        #expect(run.objects.allSatisfy { $0["result"]?["stdout"] == .string("\(SSHServer.user)\n") })
+    }
+
+    @Test func localMachineByDefaultAndHumanSummary() throws {
+        let run = try mrctl(["exec", "--runner", runnerPath, "--no-color", "--", "echo", "local run"])
+        #expect(run.status == 0)
+        #expect(run.stdout.contains("local  OK  rc=0"))
+        #expect(run.stdout.contains("local run"))
+        #expect(run.stdout.contains("1 host: 1 ok, 0 changed, 0 failed"))
+    }
+
+    @Test func scriptStopsAtTheFirstFailure() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("mr-script-\(UUID().uuidString)").path
+        try "echo one\nfalse\necho never\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        for pipeline in [false, true] {
+            let run = try mrctl(
+                ["script", "--json", "--runner", runnerPath] + (pipeline ? ["--pipeline"] : []) + [file]
+            )
+            #expect(run.status == 1)
+            let results = run.objects.first?["result"]
+            guard case .array(let items)? = results else {
+                Issue.record("no results: \(run.stdout)")
+                continue
+            }
+            #expect(items.first?["stdout"] == .string("one\n"))
+            #expect(items.count == (pipeline ? 3 : 2))
+            if pipeline { #expect(items.last?["code"] == .string("CANCELLED")) }
+        }
+    }
+}
