@@ -37,7 +37,8 @@ extension Agent {
     static func loadVerifyKey(_ text: String) -> [UInt8]? {
         func parse(_ source: String) -> [UInt8]? {
             let word = source.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }).first
-            guard let word, let key = Crypto.base64Decode(String(word)), key.count == Crypto.ed25519PublicKeyBytes else {
+            guard let word, let key = Crypto.base64Decode(String(word)), key.count == Crypto.ed25519PublicKeyBytes
+            else {
                 return nil
             }
             return key
