@@ -81,6 +81,8 @@ package struct Host: Sendable {
     package var effectiveUID: UInt32 = geteuid()
     /// When set (resolved, absolute), file.read and file.write only touch paths inside it.
     package var rootDirectory: String? = nil
+    /// Where sudoers.ensure installs rules (sudo's `@includedir`).
+    package var sudoersDirectory = "/etc/sudoers.d"
 
     package init() {
         if let p = getenv("PATH") { searchPath = String(cString: p) }

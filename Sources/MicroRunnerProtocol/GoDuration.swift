@@ -34,10 +34,10 @@ public enum GoDuration {
         var rest = Substring(text)
         guard !rest.isEmpty else { return nil }
         while !rest.isEmpty {
-            let numberText = rest.prefix { $0.isNumber || $0 == "." }
+            let numberText = rest.prefix { ($0 >= "0" && $0 <= "9") || $0 == "." }
             guard !numberText.isEmpty, let value = Double(numberText) else { return nil }
             rest = rest.dropFirst(numberText.count)
-            let unit = rest.prefix { !$0.isNumber && $0 != "." }
+            let unit = rest.prefix { !($0 >= "0" && $0 <= "9") && $0 != "." }
             rest = rest.dropFirst(unit.count)
             switch unit {
             case "h": total += value * 3600

@@ -1,0 +1,165 @@
+import MicroRunnerCrypto
+import MicroRunnerProtocol
+
+/// `sudoers.ensure`: a sudo rule for one user, validated by `visudo -cf` before it is installed.
+///
+/// The rule is `USER ALL=(ALL) [NOPASSWD: ]CMD, CMD` in `<sudoers.d>/froyo-<user>`, mode 0440 root:root.
+/// The candidate is written to a temporary file whose name starts with a dot (sudo's `@includedir` skips
+/// it), checked with `visudo -cf`, and only then renamed over the rule: an invalid rule is never live.
+/// User names and commands are checked against strict allow-lists, so nothing can smuggle sudoers syntax
+/// (`,` `:` `=` `!` wildcards, newlines, `ALL`) into the rule.
+package struct SudoersHandler: CommandHandler {
+    package var type: CommandType { .sudoersEnsure }
+
+    package init() {}
+
+    package func isAvailable(on host: Host) -> Bool {
+        host.effectiveUID == 0 && host.which("visudo") != nil
+            && FileSystem.status(host.sudoersDirectory).map { ($0.st_mode & S_IFMT) == S_IFDIR } == true
+    }
+
+    /// A user name sudo will read as one plain user: POSIX portable name characters, lowercase first.
+    static func validUser(_ user: String) -> Bool {
+        let b = Array(user.utf8)
+        guard (1...32).contains(b.count), let first = b.first, (first >= 0x61 && first <= 0x7A) || first == 0x5F else {
+            return false
+        }
+        return b.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F || $0 == 0x2D }
+    }
+
+    /// An absolute command path with optional plain arguments; no sudoers syntax, no wildcards, no `ALL`.
+    static func validCommand(_ command: String) -> String? {
+        guard command.hasPrefix("/") else { return "must be an absolute path" }
+        let allowed: (UInt8) -> Bool = {
+            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39)
+                || [0x2F, 0x2E, 0x5F, 0x2D, 0x2B, 0x40, 0x20].contains($0)
+        }
+        guard command.utf8.allSatisfy(allowed) else {
+            return "may only contain letters, digits, spaces and / . _ - + @ (no , : = ! \\ * ? [ or newlines)"
+        }
+        // Words compared as bytes: Substring/String comparison pulls Unicode normalization data into the binary.
+        let words = Array(command.utf8).split(separator: 0x20)
+        if words.contains(where: { Array($0) == Array("ALL".utf8) }) { return "must not contain ALL" }
+        if let first = words.first,
+            first.indices.contains(where: { $0 + 1 < first.endIndex && first[$0] == 0x2E && first[$0 + 1] == 0x2E })
+        {
+            return "must not contain .."
+        }
+        return nil
+    }
+
+    static func rule(user: String, commands: [String], noPasswd: Bool) -> String {
+        let list = commands.map { c in
+            String(
+                decoding: Array(Array(c.utf8).split(separator: 0x20).map(Array.init).joined(separator: [0x20])),
+                as: UTF8.self
+            )
+        }.joined(separator: ", ")
+        return "# Managed by micro-runner (sudoers.ensure); changes here are overwritten.\n"
+            + "\(user) ALL=(ALL) \(noPasswd ? "NOPASSWD: " : "")\(list)\n"
+    }
+
+    package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {
+        let p = try context.params(SudoersEnsureParams.self)
+        let host = context.host
+        if p.useSudo && host.effectiveUID != 0 {
+            throw RunnerError(
+                .unsupported,
+                "sudoers.ensure: use_sudo is not supported by a non-root runner; start it with sudo"
+            )
+        }
+        guard Self.validUser(p.user) else {
+            throw .invalid(
+                "sudoers.ensure: user \"\(p.user)\" is not a plain user name ([a-z_][a-z0-9_-]*, at most 32)"
+            )
+        }
+        let state = p.state.isEmpty ? "present" : p.state
+        guard state == "present" || state == "absent" else {
+            throw .invalid("sudoers.ensure: state must be present or absent, not \"\(p.state)\"")
+        }
+        let path = host.sudoersDirectory + "/froyo-" + p.user
+        let existing = FileSystem.status(path, followLinks: false)
+
+        if state == "absent" {
+            guard existing != nil else {
+                return try encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_absent"))
+            }
+            if !context.command.dryRun {
+                guard unlink(path) == 0 else { throw FileSystem.error(errno, "sudoers.ensure", path) }
+                FileSystem.syncDirectory(of: path)
+            }
+            return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: "removed"))
+        }
+
+        guard !p.commands.isEmpty else {
+            throw .invalid("sudoers.ensure: commands is empty (state present needs at least one)")
+        }
+        for c in p.commands {
+            if let why = Self.validCommand(c) { throw .invalid("sudoers.ensure: command \"\(c)\" \(why)") }
+        }
+        guard let visudo = host.which("visudo") else {
+            throw RunnerError(.notFound, "sudoers.ensure: visudo is not installed (install sudo)")
+        }
+        let candidate = Array(Self.rule(user: p.user, commands: p.commands, noPasswd: p.noPasswd).utf8)
+        if let existing, (existing.st_mode & 0o7777) == 0o440, existing.st_uid == 0, existing.st_gid == 0,
+            FileSystem.contentEquals(path, candidate)
+        {
+            return try encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_present"))
+        }
+        let action = existing == nil ? "created" : "updated"
+        if context.command.dryRun {
+            return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
+        }
+        try install(candidate, at: path, visudo: visudo, context: context)
+        return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
+    }
+
+    /// Validates `candidate` with `visudo -cf` in a file sudo ignores, then renames it into place.
+    func install(_ candidate: [UInt8], at path: String, visudo: String, context: CommandContext) throws(RunnerError) {
+        let temp = try FileSystem.writeTemporary(beside: path, candidate)  // ".froyo-x.mr-tmp-…": skipped by @includedir
+        var installed = false
+        defer { if !installed { unlink(temp) } }
+        var spec = ProcessSpec(executable: visudo, arguments: ["visudo", "-c", "-f", temp])
+        spec.deadline = context.deadline
+        spec.cancellation = context.cancellation
+        let check = try context.host.processes.run(spec)
+        guard check.exitCode == 0 else {
+            let why = String(decoding: check.stderr + check.stdout, as: UTF8.self).replacingTemp(temp, with: path)
+            throw RunnerError(
+                .invalidCommand,
+                "sudoers.ensure: visudo rejected the rule, nothing was installed: \(why)",
+                details: ["visudo_output": why]
+            )
+        }
+        guard chmod(temp, 0o440) == 0, chown(temp, 0, 0) == 0 else {
+            throw FileSystem.error(errno, "sudoers.ensure", path)
+        }
+        guard rename(temp, path) == 0 else { throw FileSystem.error(errno, "sudoers.ensure", path) }
+        installed = true
+        FileSystem.syncDirectory(of: path)
+    }
+}
+
+extension String {
+    /// The text with every occurrence of `temp` replaced by `path`, trimmed.
+    fileprivate func replacingTemp(_ temp: String, with path: String) -> String {
+        let hay = Array(utf8)
+        let needle = Array(temp.utf8)
+        var out: [UInt8] = []
+        var i = 0
+        while i < hay.count {
+            if !needle.isEmpty && i + needle.count <= hay.count && Array(hay[i..<(i + needle.count)]) == needle {
+                out += Array(path.utf8)
+                i += needle.count
+            } else {
+                out.append(hay[i])
+                i += 1
+            }
+        }
+        // Byte checks, not Character.isWhitespace: that pulls Unicode property tables (~1.3 MB) into the runner.
+        let space: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
+        while let f = out.first, space(f) { out.removeFirst() }
+        while let l = out.last, space(l) { out.removeLast() }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

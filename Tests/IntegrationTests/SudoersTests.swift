@@ -1,0 +1,113 @@
+import Foundation
+import MicroRunnerProtocol
+import Testing
+
+/// sudoers.ensure with the real visudo and a real `sudo -n` as an unprivileged user.
+@Suite(
+    .serialized,
+    .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/visudo"), "root and sudo")
+)
+struct SudoersTests {
+    static let user = "mr-sudo-test"
+    static let rule = "/etc/sudoers.d/froyo-\(user)"
+
+    init() {
+        if shell("id -u \(Self.user)").status != 0 { shell("useradd --create-home --shell /bin/sh \(Self.user)") }
+        try? FileManager.default.removeItem(atPath: Self.rule)
+    }
+
+    func sudoAs(_ command: String) -> (status: Int32, output: String) {
+        shell("su - \(Self.user) -c 'sudo -n \(command)' 2>&1")
+    }
+
+    @Test func ruleIsValidatedInstalledAndReallyGrantsWhatItSays() throws {
+        defer { try? FileManager.default.removeItem(atPath: Self.rule) }
+        let r = try RunnerProcess()
+        #expect(try r.next(.ready)["capabilities"]?["sudoers.ensure"] == .bool(true))
+        #expect(sudoAs("/usr/bin/id -u").status != 0, "the user must not have sudo before the rule")
+
+        r.sendCommand(
+            "a",
+            "sudoers.ensure",
+            params: ["user": Self.user, "commands": ["/usr/bin/id"], "no_passwd": true]
+        )
+        let created = try r.answer()
+        #expect(created.result["action"] == .string("created") && created.result["changed"] == .bool(true))
+        #expect(created.result["file_path"] == .string(Self.rule))
+        #expect(statLine(Self.rule).hasPrefix("440 0 0 "))
+        #expect(shell("visudo -c").status == 0)
+        let allowed = sudoAs("/usr/bin/id -u")
+        #expect(
+            allowed.status == 0 && allowed.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0",
+            "\(allowed.output)"
+        )
+        let refused = sudoAs("/usr/bin/whoami")
+        #expect(refused.status != 0 && refused.output.contains("password is required"), "\(refused.output)")
+
+        r.sendCommand(
+            "b",
+            "sudoers.ensure",
+            params: ["user": Self.user, "commands": ["/usr/bin/id"], "no_passwd": true]
+        )
+        let again = try r.answer()
+        #expect(again.result["action"] == .string("already_present") && again.result["changed"] == .bool(false))
+
+        r.sendCommand(
+            "c",
+            "sudoers.ensure",
+            params: ["user": Self.user, "commands": ["/usr/bin/id", "/usr/bin/whoami"], "no_passwd": true]
+        )
+        #expect(try r.answer().result["action"] == .string("updated"))
+        #expect(sudoAs("/usr/bin/whoami").output.contains("root"))
+
+        r.send(
+            #"{"type":"CMD","data":{"id":"d","type":"sudoers.ensure","timeout":10,"dry_run":true,"params":{"user":"\#(Self.user)","state":"absent"}}}"#
+        )
+        let dry = try r.answer()
+        #expect(dry.result["action"] == .string("removed") && dry.result["changed"] == .bool(true))
+        #expect(FileManager.default.fileExists(atPath: Self.rule), "a dry run removed the rule")
+
+        r.sendCommand("e", "sudoers.ensure", params: ["user": Self.user, "state": "absent"])
+        let removed = try r.answer()
+        #expect(removed.result["action"] == .string("removed"))
+        #expect(!FileManager.default.fileExists(atPath: Self.rule))
+        #expect(sudoAs("/usr/bin/id -u").status != 0)
+    }
+
+    @Test func dryRunChangesNothing() throws {
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        r.send(
+            #"{"type":"CMD","data":{"id":"d","type":"sudoers.ensure","timeout":10,"dry_run":true,"params":{"user":"\#(Self.user)","commands":["/usr/bin/id"]}}}"#
+        )
+        let dry = try r.answer()
+        #expect(dry.result["action"] == .string("created") && dry.result["changed"] == .bool(true))
+        #expect(!FileManager.default.fileExists(atPath: Self.rule))
+    }
+
+    @Test(arguments: [
+        ("bob,ALL", ["/usr/bin/id"], "user"),
+        ("bob\nALL ALL=(ALL) NOPASSWD: ALL", ["/usr/bin/id"], "user"),
+        ("ALL", ["/usr/bin/id"], "user"),
+        ("%sudo", ["/usr/bin/id"], "user"),
+        (user, ["ALL"], "absolute"),
+        (user, ["/usr/bin/id, ALL"], ","),
+        (user, ["/bin/sh -c ALL"], "ALL"),
+        (user, ["/usr/bin/id\nALL ALL=(ALL) ALL"], "newlines"),
+        (user, ["/usr/bin/*"], "*"),
+        (user, ["/usr/bin/id: ALL"], ":"),
+        (user, ["usr/bin/id"], "absolute"),
+        (user, [], "empty"),
+    ])
+    func injectionIsRejectedAndNothingIsWritten(_ user: String, _ commands: [String], _ expected: String) throws {
+        let params: [String: Any] = ["user": user, "commands": commands]
+        let before = (try? FileManager.default.contentsOfDirectory(atPath: "/etc/sudoers.d")) ?? []
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        r.sendCommand("x", "sudoers.ensure", params: params)
+        let a = try r.answer()
+        #expect(a.code == "INVALID_CMD", "\(a.data)")
+        #expect(a.message.contains(expected), "\(a.message)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: "/etc/sudoers.d")) ?? []) == before)
+    }
+}
