@@ -116,7 +116,8 @@ package struct SudoersHandler: CommandHandler {
 
     /// Validates `candidate` with `visudo -cf` in a file sudo ignores, then renames it into place.
     func install(_ candidate: [UInt8], at path: String, visudo: String, context: CommandContext) throws(RunnerError) {
-        let temp = try FileSystem.writeTemporary(beside: path, candidate)  // ".froyo-x.mr-tmp-…": skipped by @includedir
+        // ".froyo-x.mr-tmp-…": a name with a dot, which sudo's @includedir skips.
+        let temp = try FileSystem.writeTemporary(beside: path, candidate)
         var installed = false
         defer { if !installed { unlink(temp) } }
         var spec = ProcessSpec(executable: visudo, arguments: ["visudo", "-c", "-f", temp])
