@@ -1,0 +1,407 @@
+import MicroRunnerProtocol
+
+/// `pkg.ensure`: a package present, absent, latest, or at an exact version, through the host's manager.
+///
+/// Every decision reads the package database first, so `changed` is honest and a second identical call
+/// does nothing. The manager's output goes out as EVENTs while it runs; a failure answers with the last
+/// lines of its stderr. `options` are passed to the manager as they are (that is how a controller, or a
+/// test, points it at another configuration or root); names and versions that could be read as options
+/// are refused.
+package struct PackageHandler: CommandHandler {
+    package var type: CommandType { .pkgEnsure }
+
+    package init() {}
+
+    package func isAvailable(on host: Host) -> Bool {
+        host.effectiveUID == 0 && Self.detect(host) != nil
+    }
+
+    /// The first manager found: apt, dnf, yum, zypper.
+    static func detect(_ host: Host) -> String? {
+        if host.which("apt-get") != nil && host.which("dpkg-query") != nil { return "apt" }
+        for m in ["dnf", "yum", "zypper"] where host.which(m) != nil { return m }
+        return nil
+    }
+
+    /// Debian and RPM package names: letters, digits, `+ . _ -`, not starting with `-`.
+    static func validName(_ s: String) -> Bool {
+        guard let f = s.utf8.first, f != 0x2D, s.utf8.count <= 128 else { return false }
+        return s.utf8.allSatisfy { isAlnum($0) || $0 == 0x2B || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }
+    }
+
+    /// Versions: letters, digits, `. + ~ : _ -`, not starting with `-`.
+    static func validVersion(_ s: String) -> Bool {
+        guard let f = s.utf8.first, f != 0x2D, s.utf8.count <= 128 else { return false }
+        return s.utf8.allSatisfy {
+            isAlnum($0) || $0 == 0x2E || $0 == 0x2B || $0 == 0x7E || $0 == 0x3A || $0 == 0x5F || $0 == 0x2D
+        }
+    }
+
+    static func isAlnum(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+    }
+
+    package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {
+        let p = try context.params(PkgEnsureParams.self)
+        guard Self.validName(p.name) else {
+            throw .invalid(
+                "pkg.ensure: name \"\(p.name)\" is not a package name (letters, digits, + . _ -, not starting with -)"
+            )
+        }
+        if !p.version.isEmpty && !Self.validVersion(p.version) {
+            throw .invalid("pkg.ensure: version \"\(p.version)\" is not a package version")
+        }
+        let state = p.state.isEmpty ? "present" : p.state
+        guard ["present", "absent", "latest"].contains(state) else {
+            throw .invalid("pkg.ensure: state must be present, absent or latest, not \"\(p.state)\"")
+        }
+        if state != "present" && !p.version.isEmpty {
+            throw .invalid("pkg.ensure: version goes with state present")
+        }
+        let manager = p.manager.isEmpty ? Self.detect(context.host) : p.manager
+        guard let manager else {
+            throw RunnerError(.unsupported, "pkg.ensure: no package manager found (apt, dnf, yum, zypper)")
+        }
+        let tool = PackageTool(manager: manager, options: p.options, context: context)
+        switch manager {
+        case "apt": return try encodeResult(try tool.ensureApt(p.name, version: p.version, state: state))
+        case "dnf", "yum", "zypper":
+            return try encodeResult(try tool.ensureRPM(p.name, version: p.version, state: state))
+        default: throw .invalid("pkg.ensure: manager must be apt, dnf, yum or zypper, not \"\(manager)\"")
+        }
+    }
+}
+
+/// One package operation: runs the manager's commands with the command's deadline and cancellation.
+struct PackageTool {
+    let manager: String
+    let options: [String]
+    let context: CommandContext
+
+    /// Runs a tool; with `stream`, output lines go out as EVENTs.
+    func run(
+        _ tool: String,
+        _ args: [String],
+        stream: Bool = false,
+        env: [String: String] = [:]
+    ) throws(RunnerError)
+        -> ProcessOutcome
+    {
+        guard let path = context.host.which(tool) else {
+            throw RunnerError(.notFound, "pkg.ensure: \(tool) is not installed")
+        }
+        var spec = ProcessSpec(executable: path, arguments: [tool] + args)
+        spec.environment = env
+        spec.deadline = context.deadline
+        spec.ttlDeadline = context.ttlDeadline
+        spec.cancellation = context.cancellation
+        spec.maxOutputBytes = 1 << 20
+        if stream {
+            let id = context.command.id
+            let emit = context.emit
+            spec.onLine = { s, line in
+                guard !line.isEmpty else { return }
+                emit(
+                    EventMessage(
+                        commandID: id,
+                        level: .info,
+                        message: String(decoding: line, as: UTF8.self),
+                        metadata: ["stream": s.rawValue]
+                    )
+                )
+            }
+        }
+        let out = try context.host.processes.run(spec)
+        if let stopped = out.stoppedBy {
+            switch stopped {
+            case .deadline:
+                throw RunnerError(
+                    .timeout,
+                    "pkg.ensure: \(tool) did not finish within \(context.command.timeout)s",
+                    retryable: true
+                )
+            case .token(let r): throw stopError(r, what: "pkg.ensure: \(tool)")
+            }
+        }
+        return out
+    }
+
+    /// The last `n` lines of a failed run's stderr (or stdout), for the ERROR.
+    static func tail(_ out: ProcessOutcome, _ n: Int = 15) -> String {
+        let lines = ASCII.lines(out.stderr.isEmpty ? out.stdout : out.stderr).suffix(n)
+        return lines.map { ASCII.string($0) }.joined(separator: "\n")
+    }
+
+    func failure(_ what: String, _ out: ProcessOutcome) -> RunnerError {
+        let tail = Self.tail(out)
+        let lower = ASCII.lower(Array(tail.utf8))
+        if ["unable to locate package", "no match for argument", "not found in package names", "no package "].contains(
+            where: { ASCII.contains(lower, $0) })
+        {
+            return RunnerError(.notFound, "pkg.ensure: \(what): \(tail)", details: ["stderr_tail": tail])
+        }
+        return RunnerError(
+            .execFailed,
+            "pkg.ensure: \(what) failed (exit \(out.exitCode)): \(tail)",
+            details: ["stderr_tail": tail]
+        )
+    }
+
+    // MARK: apt
+
+    /// Installed version, or "" (a removed package whose config files remain, `rc`, counts as absent).
+    func aptInstalled(_ name: String) throws(RunnerError) -> String {
+        let out = try run("dpkg-query", ["-W", "-f=${Version}\t${db:Status-Abbrev}", name])
+        let fields = out.stdout.split(separator: 0x09, omittingEmptySubsequences: false)
+        guard out.exitCode == 0, fields.count == 2, ASCII.starts(fields[1], "ii") || ASCII.starts(fields[1], "hi")
+        else {
+            return ""
+        }
+        return ASCII.string(fields[0])
+    }
+
+    /// The version apt would install (`Candidate:`), or "" when there is none.
+    func aptCandidate(_ name: String) throws(RunnerError) -> String {
+        let out = try run("apt-cache", options + ["policy", "--", name])
+        for line in ASCII.lines(out.stdout) {
+            let t = ASCII.trim(line)
+            if ASCII.starts(t, "Candidate:") {
+                let v = ASCII.trim(t.dropFirst("Candidate:".utf8.count))
+                return ASCII.starts(v, "(none)") ? "" : ASCII.string(v)
+            }
+        }
+        return ""
+    }
+
+    /// `dpkg --compare-versions a lt b`.
+    func aptLess(_ a: String, _ b: String) throws(RunnerError) -> Bool {
+        try run("dpkg", ["--compare-versions", a, "lt", b]).exitCode == 0
+    }
+
+    func ensureApt(_ name: String, version: String, state: String) throws(RunnerError) -> PkgEnsureResult {
+        let before = try aptInstalled(name)
+        let dryRun = context.command.dryRun
+        if state == "absent" {
+            guard !before.isEmpty else {
+                return PkgEnsureResult(
+                    changed: false,
+                    previousVersion: "",
+                    installedVersion: "",
+                    action: "already_absent"
+                )
+            }
+            if !dryRun { try aptGet(["remove", "--", name], what: "apt-get remove \(name)") }
+            return PkgEnsureResult(
+                changed: true,
+                previousVersion: before,
+                installedVersion: dryRun ? before : try aptInstalled(name),
+                action: "removed"
+            )
+        }
+        var target = name
+        var wanted = version
+        if state == "latest" {
+            wanted = try aptCandidate(name)
+            if wanted.isEmpty {
+                throw RunnerError(
+                    .notFound,
+                    "pkg.ensure: no installable version of \(name) (apt-cache policy has no candidate)"
+                )
+            }
+        } else if version.isEmpty && !before.isEmpty {
+            return PkgEnsureResult(
+                changed: false,
+                previousVersion: before,
+                installedVersion: before,
+                action: "already_present"
+            )
+        }
+        if !wanted.isEmpty {
+            if wanted == before {
+                return PkgEnsureResult(
+                    changed: false,
+                    previousVersion: before,
+                    installedVersion: before,
+                    action: "already_present"
+                )
+            }
+            target = name + "=" + wanted
+        }
+        let action: String
+        if before.isEmpty {
+            action = "installed"
+        } else {
+            action = try aptLess(before, wanted) ? "upgraded" : "downgraded"
+        }
+        if dryRun {
+            return PkgEnsureResult(changed: true, previousVersion: before, installedVersion: before, action: action)
+        }
+        try aptGet(["install", "--allow-downgrades", "--", target], what: "apt-get install \(target)")
+        let after = try aptInstalled(name)
+        guard !after.isEmpty, wanted.isEmpty || after == wanted else {
+            throw RunnerError(.execFailed, "pkg.ensure: apt-get reported success but \(name) is at \"\(after)\"")
+        }
+        return PkgEnsureResult(
+            changed: after != before,
+            previousVersion: before,
+            installedVersion: after,
+            action: action
+        )
+    }
+
+    /// Runs apt-get non-interactively; a dpkg lock still held after a bounded wait is a retryable CONFLICT.
+    func aptGet(_ args: [String], what: String) throws(RunnerError) {
+        let remaining = Int((context.deadline - Monotonic.now()) / 1_000_000_000)
+        let lockWait = max(1, min(120, remaining - 5))
+        let out = try run(
+            "apt-get",
+            [
+                "-y", "-q", "-o", "DPkg::Lock::Timeout=\(lockWait)", "-o", "Dpkg::Options::=--force-confdef",
+                "-o", "Dpkg::Options::=--force-confold",
+            ] + options + args,
+            stream: true,
+            env: ["DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none", "NEEDRESTART_MODE": "a"]
+        )
+        guard out.exitCode == 0 else {
+            let tail = Self.tail(out)
+            // ASCII.contains, not String.contains(String): that one links the Regex engine (~1.3 MB).
+            let bytes = Array(tail.utf8)
+            if ASCII.contains(bytes, "Could not get lock") || ASCII.contains(bytes, "Unable to acquire the dpkg") {
+                throw RunnerError(
+                    .conflict,
+                    "pkg.ensure: the dpkg lock is held by another process (waited \(lockWait)s): \(tail)",
+                    details: ["stderr_tail": tail],
+                    retryable: true,
+                    retryAfter: 10
+                )
+            }
+            throw failure(what, out)
+        }
+    }
+
+    // MARK: dnf, yum, zypper
+
+    /// Installed `version-release`, or "".
+    func rpmInstalled(_ name: String) throws(RunnerError) -> String {
+        if manager == "zypper" {
+            let out = try run(
+                "zypper",
+                ["-n", "--no-refresh"] + options + [
+                    "--quiet", "search", "--installed-only", "--match-exact", "-s", "--", name,
+                ]
+            )
+            return Self.zypperVersion(out, name: name, installed: true)
+        }
+        let out = try run(
+            manager,
+            ["-q"] + options + ["repoquery", "--installed", "--qf", "%{version}-%{release}", "--", name]
+        )
+        return ASCII.lines(out.stdout).last.map { ASCII.string(ASCII.trim($0)) } ?? ""
+    }
+
+    /// The newest available `version-release`, or "".
+    func rpmLatest(_ name: String) throws(RunnerError) -> String {
+        if manager == "zypper" {
+            let out = try run("zypper", ["-n"] + options + ["--quiet", "search", "--match-exact", "-s", "--", name])
+            return Self.zypperVersion(out, name: name, installed: false)
+        }
+        let out = try run(
+            manager,
+            ["-q"] + options + ["repoquery", "--latest-limit", "1", "--qf", "%{version}-%{release}", "--", name]
+        )
+        return ASCII.lines(out.stdout).last.map { ASCII.string(ASCII.trim($0)) } ?? ""
+    }
+
+    /// Reads zypper's `search -s` table: `S | Name | Type | Version | Arch | Repository`.
+    static func zypperVersion(_ out: ProcessOutcome, name: String, installed: Bool) -> String {
+        var best = ""
+        let wanted = Array(name.utf8)
+        for line in ASCII.lines(out.stdout) {
+            let cols = line.split(separator: 0x7C, omittingEmptySubsequences: false).map { Array(ASCII.trim($0)) }
+            guard cols.count >= 4, cols[1] == wanted, cols[2] == Array("package".utf8) else { continue }
+            if installed && cols[0].first != UInt8(ascii: "i") { continue }
+            best = ASCII.string(cols[3][...])  // zypper lists the newest first
+            if !installed { return best }
+        }
+        return best
+    }
+
+    func rpmLess(_ a: String, _ b: String) throws(RunnerError) -> Bool {
+        // rpmdev-vercmp is not everywhere; sort -V agrees with rpm for plain version-release strings.
+        let out = try run("sh", ["-c", "printf '%s\\n%s\\n' \"$1\" \"$2\" | sort -V | head -n1", "sh", a, b])
+        return ASCII.lines(out.stdout).first.map { Array($0) } == Array(a.utf8) && a != b
+    }
+
+    func ensureRPM(_ name: String, version: String, state: String) throws(RunnerError) -> PkgEnsureResult {
+        let before = try rpmInstalled(name)
+        let dryRun = context.command.dryRun
+        let zypper = manager == "zypper"
+        let base = zypper ? ["-n"] + options : ["-y", "-q"] + options
+        if state == "absent" {
+            guard !before.isEmpty else {
+                return PkgEnsureResult(
+                    changed: false,
+                    previousVersion: "",
+                    installedVersion: "",
+                    action: "already_absent"
+                )
+            }
+            if !dryRun {
+                let out = try run(manager, base + ["remove", "--", name], stream: true)
+                let after = try rpmInstalled(name)
+                // zypper exits 8 after removing the last package of a root ("Failed to cache rpm database"): the state decides.
+                if out.exitCode != 0 && !after.isEmpty { throw failure("\(manager) remove \(name)", out) }
+            }
+            return PkgEnsureResult(
+                changed: true,
+                previousVersion: before,
+                installedVersion: dryRun ? before : "",
+                action: "removed"
+            )
+        }
+        var wanted = version
+        if state == "latest" {
+            wanted = try rpmLatest(name)
+            if wanted.isEmpty {
+                throw RunnerError(
+                    .notFound,
+                    "pkg.ensure: no installable version of \(name) in the enabled repositories"
+                )
+            }
+        } else if version.isEmpty && !before.isEmpty {
+            return PkgEnsureResult(
+                changed: false,
+                previousVersion: before,
+                installedVersion: before,
+                action: "already_present"
+            )
+        }
+        if !wanted.isEmpty && (wanted == before || before.hasPrefix(wanted + "-")) {
+            return PkgEnsureResult(
+                changed: false,
+                previousVersion: before,
+                installedVersion: before,
+                action: "already_present"
+            )
+        }
+        let action = before.isEmpty ? "installed" : (try rpmLess(before, wanted) ? "upgraded" : "downgraded")
+        if dryRun {
+            return PkgEnsureResult(changed: true, previousVersion: before, installedVersion: before, action: action)
+        }
+        let spec = wanted.isEmpty ? name : (zypper ? "\(name)=\(wanted)" : "\(name)-\(wanted)")
+        var verb = action == "downgraded" ? (zypper ? ["install", "--oldpackage"] : ["downgrade"]) : ["install"]
+        if action == "upgraded" && !zypper { verb = ["install"] }
+        let out = try run(manager, base + verb + ["--", spec], stream: true)
+        let after = try rpmInstalled(name)
+        guard out.exitCode == 0 || (!after.isEmpty && after != before) else {
+            throw failure("\(manager) \(verb[0]) \(spec)", out)
+        }
+        guard !after.isEmpty else { throw failure("\(manager) \(verb[0]) \(spec)", out) }
+        return PkgEnsureResult(
+            changed: after != before,
+            previousVersion: before,
+            installedVersion: after,
+            action: action
+        )
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import MicroRunnerProtocol
+import Testing
+
+/// A local apt repository with `mr-test-pkg` 1.0 and 1.1, reached through its own APT_CONFIG (no network).
+/// Installs go into this machine's dpkg database; the package only ships /usr/share/mr-test-pkg/VERSION.
+final class AptRepo {
+    static let package = "mr-test-pkg"
+    let dir: String
+    let aptConfig: String
+
+    init() throws {
+        dir = "/tmp/mr-apt-\(UUID().uuidString.prefix(8))"
+        for sub in ["repo", "lists/partial", "cache/archives/partial"] {
+            try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true)
+        }
+        for version in ["1.0", "1.1"] {
+            let root = "\(dir)/build-\(version)"
+            try FileManager.default.createDirectory(atPath: "\(root)/DEBIAN", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: "\(root)/usr/share/\(Self.package)",
+                withIntermediateDirectories: true
+            )
+            try """
+            Package: \(Self.package)
+            Version: \(version)
+            Architecture: all
+            Maintainer: micro-runner tests <tests@example.invalid>
+            Description: micro-runner test package
+
+            """.write(toFile: "\(root)/DEBIAN/control", atomically: true, encoding: .utf8)
+            try "\(version)\n".write(
+                toFile: "\(root)/usr/share/\(Self.package)/VERSION",
+                atomically: true,
+                encoding: .utf8
+            )
+            let built = shell(
+                "dpkg-deb --root-owner-group --build \(root) \(dir)/repo/\(Self.package)_\(version)_all.deb"
+            )
+            guard built.status == 0 else { throw TestFailure("dpkg-deb: \(built.output)") }
+        }
+        let index = shell(
+            "cd \(dir)/repo && apt-ftparchive packages . > Packages && apt-ftparchive release . > ../Release.tmp && mv ../Release.tmp Release"
+        )
+        guard index.status == 0 else { throw TestFailure("apt-ftparchive: \(index.output)") }
+        try "deb [trusted=yes] file:\(dir)/repo ./\n".write(
+            toFile: "\(dir)/local.list",
+            atomically: true,
+            encoding: .utf8
+        )
+        aptConfig = "\(dir)/apt.conf"
+        try """
+        Dir::Etc::sourcelist "\(dir)/local.list";
+        Dir::Etc::sourceparts "-";
+        Dir::State::Lists "\(dir)/lists";
+        Dir::Cache "\(dir)/cache";
+        APT::Get::List-Cleanup "0";
+
+        """.write(toFile: aptConfig, atomically: true, encoding: .utf8)
+        let update = shell("APT_CONFIG=\(aptConfig) apt-get update -q -o DPkg::Lock::Timeout=120")
+        guard update.status == 0 else { throw TestFailure("apt-get update: \(update.output)") }
+        purge()
+    }
+
+    deinit {
+        purge()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func purge() {
+        shell("dpkg -s \(Self.package) >/dev/null 2>&1 && dpkg --purge \(Self.package)")
+    }
+
+    /// The installed version as dpkg sees it ("" when not installed).
+    var installed: String {
+        let out = shell("dpkg-query -W -f='${Version} ${db:Status-Abbrev}' \(Self.package) 2>/dev/null").output
+        return out.hasSuffix("ii ") ? String(out.split(separator: " ")[0]) : ""
+    }
+
+    var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["APT_CONFIG"] = aptConfig
+        return env
+    }
+}
+
+@Suite(
+    .serialized,
+    .enabled(
+        if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/apt-ftparchive"),
+        "root, apt-utils"
+    )
+)
+struct AptPackageTests {
+    func ensure(_ r: RunnerProcess, _ id: String, _ params: [String: Any], dryRun: Bool = false) throws -> Received {
+        r.sendCommand(id, "pkg.ensure", timeout: 120, params: params, extra: dryRun ? ["dry_run": true] : [:])
+        return try r.answer(timeout: 180)
+    }
+
+    @Test func installUpgradeDowngradeRemoveWithHonestChanged() throws {
+        let repo = try AptRepo()
+        let r = try RunnerProcess(environment: repo.environment)
+        #expect(try r.next(.ready)["capabilities"]?["pkg.ensure"] == .bool(true))
+        let name = AptRepo.package
+
+        let dry = try ensure(r, "dry", ["name": name], dryRun: true)
+        #expect(dry.result["action"] == .string("installed") && dry.result["changed"] == .bool(true))
+        #expect(repo.installed == "", "a dry run installed the package")
+
+        let install = try ensure(r, "i", ["name": name, "version": "1.0"])
+        #expect(install.type == .done, "\(install.data)")
+        #expect(
+            install.result["action"] == .string("installed") && install.result["installed_version"] == .string("1.0")
+        )
+        #expect(install.result["previous_version"] == .string(""))
+        #expect(repo.installed == "1.0")
+
+        let again = try ensure(r, "p", ["name": name])
+        #expect(again.result["action"] == .string("already_present") && again.result["changed"] == .bool(false))
+
+        var events: [String] = []
+        r.sendCommand("l", "pkg.ensure", timeout: 120, params: ["name": name, "state": "latest"])
+        var latest: Received
+        repeat {
+            latest = try r.next(timeout: 180)
+            if latest.type == .event { events.append(latest.message) }
+        } while latest.type == .event
+        #expect(latest.result["action"] == .string("upgraded"))
+        #expect(
+            latest.result["previous_version"] == .string("1.0") && latest.result["installed_version"] == .string("1.1")
+        )
+        #expect(repo.installed == "1.1")
+        #expect(!events.isEmpty, "apt's progress should stream as EVENTs")
+
+        let latestAgain = try ensure(r, "l2", ["name": name, "state": "latest"])
+        #expect(
+            latestAgain.result["changed"] == .bool(false) && latestAgain.result["action"] == .string("already_present")
+        )
+
+        let down = try ensure(r, "d", ["name": name, "version": "1.0"])
+        #expect(down.result["action"] == .string("downgraded") && down.result["installed_version"] == .string("1.0"))
+        #expect(repo.installed == "1.0")
+
+        let remove = try ensure(r, "r", ["name": name, "state": "absent"])
+        #expect(remove.result["action"] == .string("removed") && remove.result["previous_version"] == .string("1.0"))
+        #expect(repo.installed == "")
+        let gone = try ensure(r, "r2", ["name": name, "state": "absent"])
+        #expect(gone.result["action"] == .string("already_absent") && gone.result["changed"] == .bool(false))
+    }
+
+    @Test(arguments: [("-y", ""), ("--foo", ""), ("ok-name", "--allow-unauthenticated"), ("bad name", ""), ("", "")])
+    func optionLikeNamesAndVersionsAreRefused(_ name: String, _ version: String) throws {
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        let a = try ensure(r, "x", ["name": name, "version": version])
+        #expect(a.code == "INVALID_CMD", "\(a.data)")
+    }
+
+    @Test func unknownPackageAnswersWithAptsReason() throws {
+        let repo = try AptRepo()
+        let r = try RunnerProcess(environment: repo.environment)
+        _ = try r.next(.ready)
+        let a = try ensure(r, "u", ["name": "mr-no-such-package"])
+        #expect(a.code == "NOT_FOUND", "\(a.data)")
+        #expect(a.message.contains("mr-no-such-package"))
+    }
+
+    @Test func heldDpkgLockIsARetryableConflict() throws {
+        let repo = try AptRepo()
+        // Hold apt's frontend lock the way apt does (fcntl), for longer than the command may wait.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = [
+            "-c",
+            "import fcntl,time,os; f=os.open('/var/lib/dpkg/lock-frontend', os.O_RDWR|os.O_CREAT); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
+        ]
+        let out = Pipe()
+        holder.standardOutput = out
+        try holder.run()
+        defer {
+            holder.terminate()
+            holder.waitUntilExit()
+        }
+        _ = out.fileHandleForReading.availableData  // "locked"
+        let r = try RunnerProcess(environment: repo.environment)
+        _ = try r.next(.ready)
+        r.sendCommand("c", "pkg.ensure", timeout: 8, params: ["name": AptRepo.package])
+        let a = try r.answer(timeout: 60)
+        #expect(a.code == "CONFLICT", "\(a.data)")
+        #expect(a["retryable"] == .bool(true) && a["retry_after"]?.intValue == 10)
+        #expect(repo.installed == "")
+    }
+}
