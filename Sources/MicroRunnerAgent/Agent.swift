@@ -53,7 +53,7 @@ package final class Agent: @unchecked Sendable {
 
     /// The handlers the runner ships with.
     package static func defaultHandlers() -> [any CommandHandler] {
-        [ExecHandler(), FileWriteHandler(), FileReadHandler(), SudoersHandler(), PackageHandler()]
+        [ExecHandler(), FileWriteHandler(), FileReadHandler(), SudoersHandler(), PackageHandler(), SshdHandler()]
     }
 
     let config: AgentConfiguration

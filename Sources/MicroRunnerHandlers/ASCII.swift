@@ -28,11 +28,12 @@ package enum ASCII {
         bytes.split(separator: 0x0A)
     }
 
-    /// `bytes` without leading and trailing spaces and tabs.
+    /// `bytes` without leading and trailing white space (space, tab, CR, LF).
     package static func trim(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        let space: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A }
         var s = bytes
-        while let f = s.first, f == 0x20 || f == 0x09 || f == 0x0D { s = s.dropFirst() }
-        while let l = s.last, l == 0x20 || l == 0x09 || l == 0x0D { s = s.dropLast() }
+        while let f = s.first, space(f) { s = s.dropFirst() }
+        while let l = s.last, space(l) { s = s.dropLast() }
         return s
     }
 

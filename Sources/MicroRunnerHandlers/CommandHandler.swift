@@ -83,9 +83,13 @@ package struct Host: Sendable {
     package var rootDirectory: String? = nil
     /// Where sudoers.ensure installs rules (sudo's `@includedir`).
     package var sudoersDirectory = "/etc/sudoers.d"
+    /// The sshd configuration sshd.harden edits (`MICRO_RUNNER_SSHD_CONFIG` overrides it, for hosts that keep
+    /// it elsewhere).
+    package var sshdConfigPath = "/etc/ssh/sshd_config"
 
     package init() {
         if let p = getenv("PATH") { searchPath = String(cString: p) }
+        if let p = getenv("MICRO_RUNNER_SSHD_CONFIG") { sshdConfigPath = String(cString: p) }
     }
 
     /// Refuses a path outside `rootDirectory` (after resolving symlinks; for a path that does not exist

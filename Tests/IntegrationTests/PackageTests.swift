@@ -172,7 +172,7 @@ struct AptPackageTests {
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         holder.arguments = [
             "-c",
-            "import fcntl,time,os; f=os.open('/var/lib/dpkg/lock-frontend', os.O_RDWR|os.O_CREAT); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
+            "import fcntl,time,os; f=os.open('/var/lib/dpkg/lock-frontend', os.O_RDWR|os.O_CREAT); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(12)",
         ]
         let out = Pipe()
         holder.standardOutput = out

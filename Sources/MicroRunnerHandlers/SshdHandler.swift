@@ -1,0 +1,348 @@
+import MicroRunnerProtocol
+
+/// `sshd.harden`: password and root logins off, an AllowUsers list, a port; validated, verified, reloaded,
+/// and rolled back on any failure.
+///
+/// Current distributions start sshd_config with `Include /etc/ssh/sshd_config.d/*.conf`, and sshd keeps the
+/// first value it reads: then the settings go to a drop-in that sorts first (`00-micro-runner.conf`), so a
+/// later `50-cloud-init.conf` with `PasswordAuthentication yes` cannot win. Without such an Include the
+/// settings go at the top of the main file's global section (later duplicates there are commented out;
+/// `Match` blocks are kept as they are). The candidate is checked with `sshd -t` and its effective values
+/// with `sshd -T` before it is installed, and again after; then sshd is reloaded and, when asked, a real
+/// connection must see the SSH banner. Any failure restores the previous files and reloads again.
+package struct SshdHandler: CommandHandler {
+    package var type: CommandType { .sshdHarden }
+    static let dropInName = "00-micro-runner.conf"
+
+    package init() {}
+
+    package func isAvailable(on host: Host) -> Bool {
+        host.effectiveUID == 0 && host.which("sshd") != nil && FileSystem.status(host.sshdConfigPath) != nil
+    }
+
+    /// One setting: the directive written and the `sshd -T` key and value expected.
+    struct Setting {
+        var directive: String
+        var key: String
+        var expected: [String]
+    }
+
+    static func validUserPattern(_ s: String) -> Bool {
+        guard let f = s.utf8.first, f != 0x2D, s.utf8.count <= 64 else { return false }
+        return s.utf8.allSatisfy {
+            PackageHandler.isAlnum($0) || [0x2E, 0x5F, 0x2D, 0x40, 0x2A, 0x3F, 0x3A].contains($0)
+        }
+    }
+
+    package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {
+        let p = try context.params(SshdHardenParams.self)
+        guard (0...65535).contains(p.port) else { throw .invalid("sshd.harden: port must be 1-65535 (0 keeps it)") }
+        for u in p.allowUsers where !Self.validUserPattern(u) {
+            throw .invalid("sshd.harden: allow_users entry \"\(u)\" is not a user pattern")
+        }
+        var settings: [Setting] = []
+        if p.disablePasswordAuth {
+            settings.append(
+                Setting(directive: "PasswordAuthentication no", key: "passwordauthentication", expected: ["no"])
+            )
+            settings.append(
+                Setting(
+                    directive: "KbdInteractiveAuthentication no",
+                    key: "kbdinteractiveauthentication",
+                    expected: ["no"]
+                )
+            )
+        }
+        if p.disableRootLogin {
+            settings.append(Setting(directive: "PermitRootLogin no", key: "permitrootlogin", expected: ["no"]))
+        }
+        if !p.allowUsers.isEmpty {
+            settings.append(
+                Setting(
+                    directive: "AllowUsers " + p.allowUsers.joined(separator: " "),
+                    key: "allowusers",
+                    expected: p.allowUsers
+                )
+            )
+        }
+        if p.port > 0 { settings.append(Setting(directive: "Port \(p.port)", key: "port", expected: [String(p.port)])) }
+        let tool = SshdTool(context: context)
+        let config = context.host.sshdConfigPath
+        let before = try tool.effective(config)
+        let differing = settings.filter { before[$0.key] ?? [] != $0.expected }
+        if differing.isEmpty {
+            return try encodeResult(
+                SshdHardenResult(changed: false, backupPath: "", modifiedKeys: [], serviceAction: "none")
+            )
+        }
+        let plan = try tool.plan(config: config, settings: settings)
+        // Check the candidate as sshd would read it, before anything is installed.
+        let candidateEffective = try tool.checkCandidate(plan)
+        let modified = settings.map(\.key).filter { before[$0] ?? [] != candidateEffective[$0] ?? [] }
+        for s in settings where candidateEffective[s.key] ?? [] != s.expected {
+            throw RunnerError(
+                .execFailed,
+                "sshd.harden: with the candidate, sshd -T says \(s.key) \((candidateEffective[s.key] ?? []).joined(separator: " ")), not \(s.expected.joined(separator: " ")); nothing was installed"
+            )
+        }
+        if context.command.dryRun {
+            return try encodeResult(
+                SshdHardenResult(changed: true, backupPath: "", modifiedKeys: modified, serviceAction: "none")
+            )
+        }
+        let backup = try tool.install(plan)
+        do throws(RunnerError) {
+            let after = try tool.effective(config)
+            for s in settings where after[s.key] ?? [] != s.expected {
+                throw RunnerError(
+                    .execFailed,
+                    "sshd.harden: after install, sshd -T says \(s.key) \((after[s.key] ?? []).joined(separator: " "))"
+                )
+            }
+            let action = try tool.reload(config)
+            if p.testConnection && action == "reloaded" {
+                let port = Int((after["port"] ?? ["22"]).first ?? "22") ?? 22
+                try tool.checkBanner(port: port, listen: after["listenaddress"] ?? [])
+            }
+            return try encodeResult(
+                SshdHardenResult(changed: true, backupPath: backup ?? "", modifiedKeys: modified, serviceAction: action)
+            )
+        } catch {
+            tool.rollBack(plan, backup: backup)
+            _ = try? tool.reload(config)
+            throw RunnerError(
+                error.code,
+                error.message + "; the previous configuration was restored",
+                details: error.details
+            )
+        }
+    }
+}
+
+/// The file operations and sshd invocations of one `sshd.harden`.
+struct SshdTool {
+    let context: CommandContext
+
+    struct Plan {
+        /// The file written: the drop-in or the main config.
+        var target: String
+        var content: [UInt8]
+        /// Whether `target` is a drop-in (else the main file).
+        var dropIn: Bool
+        /// The main config (for checks).
+        var mainConfig: String
+    }
+
+    func sshd() throws(RunnerError) -> String {
+        guard let path = context.host.which("sshd") else {
+            throw RunnerError(.notFound, "sshd.harden: sshd is not installed")
+        }
+        return path
+    }
+
+    func run(_ executable: String, _ args: [String]) throws(RunnerError) -> ProcessOutcome {
+        var spec = ProcessSpec(executable: executable, arguments: [executable] + args)
+        spec.deadline = context.deadline
+        spec.cancellation = context.cancellation
+        return try context.host.processes.run(spec)
+    }
+
+    /// `sshd -T -f config`: effective settings, key -> values (repeated keys collect their values).
+    func effective(_ config: String) throws(RunnerError) -> [String: [String]] {
+        _ = mkdir("/run/sshd", 0o755)  // sshd -t/-T refuse to run without the privilege separation directory
+        let out = try run(try sshd(), ["-T", "-f", config])
+        guard out.exitCode == 0 else {
+            let why = PackageTool.tail(out, 5)
+            throw RunnerError(
+                .execFailed,
+                "sshd.harden: sshd -T -f \(config) failed: \(why)",
+                details: ["sshd_output": why]
+            )
+        }
+        var map: [String: [String]] = [:]
+        for line in ASCII.lines(out.stdout) {
+            guard let space = line.firstIndex(of: 0x20) else { continue }
+            let key = ASCII.string(line[line.startIndex..<space])
+            let value = ASCII.string(line[(space + 1)...])
+            map[key, default: []] += value.split(separator: " ").map(String.init)
+        }
+        return map
+    }
+
+    /// Decides where the settings go and what the file will hold.
+    func plan(config: String, settings: [SshdHandler.Setting]) throws(RunnerError) -> Plan {
+        let main = try FileSystem.readAll(config)
+        let lines = main.split(separator: 0x0A, omittingEmptySubsequences: false)
+        let header =
+            "# Managed by micro-runner (sshd.harden): these settings come first, and sshd keeps the first value."
+        let directives = settings.map(\.directive)
+        // An Include of a *.conf glob before any other setting: use a drop-in that sorts first.
+        for raw in lines {
+            let line = ASCII.trim(raw)
+            if line.isEmpty || line.first == UInt8(ascii: "#") { continue }
+            let words = line.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
+            if words.count == 2, ASCII.lower(Array(words[0])) == Array("include".utf8) {
+                let pattern = ASCII.string(words[1])
+                if pattern.hasPrefix("/"), pattern.hasSuffix("/*.conf") {
+                    let dir = String(pattern.dropLast("/*.conf".count))
+                    let content = ([header] + directives).joined(separator: "\n") + "\n"
+                    return Plan(
+                        target: dir + "/" + SshdHandler.dropInName,
+                        content: Array(content.utf8),
+                        dropIn: true,
+                        mainConfig: config
+                    )
+                }
+            }
+            break
+        }
+        // Main file: our settings first; later duplicates in the global section commented out; Match blocks kept.
+        let keys = Set(settings.map { Array($0.directive.split(separator: " ")[0].utf8).map { $0 | 0x20 } })
+        var out: [String] = [header] + directives + [""]
+        var inMatch = false
+        for raw in lines {
+            let t = ASCII.trim(raw)
+            let first = t.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 }).first.map { ASCII.lower(Array($0)) } ?? []
+            if first == Array("match".utf8) { inMatch = true }
+            if ASCII.starts(t, "# Managed by micro-runner (sshd.harden)") { continue }
+            if !inMatch && keys.contains(first) {
+                out.append("# " + ASCII.string(raw) + "    # replaced by micro-runner above")
+            } else {
+                out.append(ASCII.string(raw))
+            }
+        }
+        while out.last == "" { out.removeLast() }
+        return Plan(
+            target: config,
+            content: Array((out.joined(separator: "\n") + "\n").utf8),
+            dropIn: false,
+            mainConfig: config
+        )
+    }
+
+    /// Writes the candidate where sshd will not read it and checks it with `sshd -t` and `sshd -T`.
+    /// - Returns: the effective settings with the candidate in place.
+    func checkCandidate(_ plan: Plan) throws(RunnerError) -> [String: [String]] {
+        let candidate = try FileSystem.writeTemporary(beside: plan.target, plan.content)  // ".name.mr-tmp-…": no *.conf match
+        defer { unlink(candidate) }
+        var checkConfig = candidate
+        var wrapper: String?
+        if plan.dropIn {
+            // As sshd will read it: the drop-in first, then everything else.
+            let text = "Include \(candidate)\nInclude \(plan.mainConfig)\n"
+            wrapper = try FileSystem.writeTemporary(beside: plan.target, Array(text.utf8))
+            checkConfig = wrapper!
+        }
+        defer { if let wrapper { unlink(wrapper) } }
+        let test = try run(try sshd(), ["-t", "-f", checkConfig])
+        guard test.exitCode == 0 else {
+            let why = PackageTool.tail(test, 5)
+            throw RunnerError(
+                .invalidCommand,
+                "sshd.harden: sshd -t rejected the candidate, nothing was installed: \(why)",
+                details: ["sshd_output": why]
+            )
+        }
+        return try effective(checkConfig)
+    }
+
+    /// Installs the candidate atomically; returns the backup of the file it replaced, if any.
+    func install(_ plan: Plan) throws(RunnerError) -> String? {
+        let existing = FileSystem.status(plan.target)
+        var backup: String?
+        if existing != nil {
+            let b = plan.target + "." + FileWriteHandler.backupStamp() + "~"  // "~": matches no *.conf glob
+            guard link(plan.target, b) == 0 else { throw FileSystem.error(errno, "sshd.harden: backup", b) }
+            backup = b
+        }
+        let temp = try FileSystem.writeTemporary(beside: plan.target, plan.content)
+        chmod(temp, existing.map { $0.st_mode & 0o7777 } ?? 0o644)
+        guard rename(temp, plan.target) == 0 else {
+            let e = errno
+            unlink(temp)
+            if let backup { unlink(backup) }
+            throw FileSystem.error(e, "sshd.harden: install", plan.target)
+        }
+        FileSystem.syncDirectory(of: plan.target)
+        return backup
+    }
+
+    func rollBack(_ plan: Plan, backup: String?) {
+        if let backup {
+            _ = rename(backup, plan.target)
+        } else {
+            unlink(plan.target)
+        }
+        FileSystem.syncDirectory(of: plan.target)
+    }
+
+    /// Reloads sshd: through systemd (unit `ssh` or `sshd`) when it runs, else SIGHUP to the pid in sshd's
+    /// PidFile. Returns `none` when no sshd is running.
+    func reload(_ config: String) throws(RunnerError) -> String {
+        if FileSystem.status("/run/systemd/system") != nil, let systemctl = context.host.which("systemctl") {
+            for unit in ["ssh", "sshd"] {
+                let show = try run(systemctl, ["show", "-p", "ActiveState", "--value", unit])
+                let state = ASCII.string(ASCII.trim(show.stdout[...]))
+                guard state == "active" || state == "reloading" else { continue }
+                let out = try run(systemctl, ["reload", unit])
+                guard out.exitCode == 0 else {
+                    throw RunnerError(
+                        .execFailed,
+                        "sshd.harden: systemctl reload \(unit) failed: \(PackageTool.tail(out, 5))"
+                    )
+                }
+                return "reloaded"
+            }
+        }
+        let pidFile = (try effective(config)["pidfile"] ?? ["/run/sshd.pid"]).first ?? "/run/sshd.pid"
+        guard let text = try? FileSystem.readAll(pidFile, limit: 64),
+            let pid = Int32(ASCII.string(ASCII.trim(text[...]))), pid > 1, kill(pid, 0) == 0
+        else { return "none" }
+        guard kill(pid, SIGHUP) == 0 else { throw FileSystem.error(errno, "sshd.harden: reload (SIGHUP)", pidFile) }
+        return "reloaded"
+    }
+
+    /// Connects to sshd and waits for its `SSH-` banner (sshd re-executes on reload: retried for a few seconds).
+    func checkBanner(port: Int, listen: [String]) throws(RunnerError) {
+        let deadline = min(context.deadline, Monotonic.now() + 10_000_000_000)
+        var lastError = "no answer"
+        while Monotonic.now() < deadline {
+            switch Self.banner(port: port) {
+            case .success(let b) where ASCII.starts(b[...], "SSH-"): return
+            case .success(let b): lastError = "unexpected greeting \"\(ASCII.string(b[...]))\""
+            case .failure(let e): lastError = e.text
+            }
+            usleep(100_000)
+        }
+        throw RunnerError(
+            .execFailed,
+            "sshd.harden: no SSH banner on 127.0.0.1:\(port) after the reload (\(lastError))"
+        )
+    }
+
+    struct BannerError: Error {
+        var text: String
+    }
+
+    static func banner(port: Int) -> Result<[UInt8], BannerError> {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return .failure(BannerError(text: errnoText(errno))) }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard rc == 0 else { return .failure(BannerError(text: errnoText(errno))) }
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 2000) == 1 else { return .failure(BannerError(text: "no banner within 2 s")) }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return .failure(BannerError(text: "connection closed")) }
+        return .success(Array(buf[0..<n]))
+    }
+}

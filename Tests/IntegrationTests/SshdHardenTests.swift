@@ -1,0 +1,173 @@
+import Foundation
+import MicroRunnerProtocol
+import Testing
+
+/// A real sshd on 127.0.0.1 with its own configuration tree; the runner edits that tree
+/// (MICRO_RUNNER_SSHD_CONFIG) and reloads it by SIGHUP (this machine's PID 1 is not systemd).
+final class HardenTarget {
+    let dir: String
+    let port: Int
+    let config: String
+    let user = "mr-ssh-harden"
+
+    init(withInclude: Bool) throws {
+        dir = "/tmp/mr-harden-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir + "/sshd_config.d", withIntermediateDirectories: true)
+        chmod(dir, 0o711)
+        if shell("id -u \(user)").status != 0 { shell("useradd --create-home --shell /bin/sh \(user)") }
+        shell("usermod -p '*' \(user); mkdir -p /run/sshd")
+        shell("ssh-keygen -q -t ed25519 -N '' -f \(dir)/hostkey && ssh-keygen -q -t ed25519 -N '' -f \(dir)/client")
+        shell("cp \(dir)/client.pub \(dir)/authorized_keys && chmod 644 \(dir)/authorized_keys")
+        port = Int(
+            shell("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'")
+                .output.trimmingCharacters(in: .whitespacesAndNewlines)
+        )!
+        config = dir + "/sshd_config"
+        var text = withInclude ? "Include \(dir)/sshd_config.d/*.conf\n\n" : ""
+        text += """
+            ListenAddress 127.0.0.1
+            Port \(port)
+            HostKey \(dir)/hostkey
+            PidFile \(dir)/sshd.pid
+            AuthorizedKeysFile \(dir)/authorized_keys
+            UsePAM no
+            StrictModes no
+            PasswordAuthentication yes
+            PermitRootLogin yes
+
+            Match User nobody
+                PasswordAuthentication yes
+
+            """
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        // What cloud images ship: a later drop-in that turns passwords back on.
+        try "PasswordAuthentication yes\n".write(
+            toFile: dir + "/sshd_config.d/50-cloud-init.conf",
+            atomically: true,
+            encoding: .utf8
+        )
+        let started = shell("/usr/sbin/sshd -f \(config) -E \(dir)/sshd.log")
+        guard started.status == 0 else { throw TestFailure("sshd: \(started.output)") }
+        var tries = 0
+        while !canLogIn() && tries < 100 {
+            tries += 1
+            usleep(20_000)
+        }
+    }
+
+    deinit {
+        shell("kill $(cat \(dir)/sshd.pid) 2>/dev/null")
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func canLogIn() -> Bool {
+        shell(
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -i \(dir)/client -p \(port) \(user)@127.0.0.1 true"
+        ).status == 0
+    }
+
+    func effective(_ key: String) -> String {
+        shell("/usr/sbin/sshd -T -f \(config) | grep -i '^\(key) '").output.trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
+    }
+
+    var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["MICRO_RUNNER_SSHD_CONFIG"] = config
+        return env
+    }
+}
+
+@Suite(
+    .serialized,
+    .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd"), "root, sshd")
+)
+struct SshdHardenTests {
+    func harden(_ r: RunnerProcess, _ id: String, _ t: HardenTarget, dryRun: Bool = false) throws -> Received {
+        r.sendCommand(
+            id,
+            "sshd.harden",
+            timeout: 60,
+            params: [
+                "disable_password_auth": true, "disable_root_login": true, "allow_users": [t.user],
+                "test_connection": true,
+            ],
+            extra: dryRun ? ["dry_run": true] : [:]
+        )
+        return try r.answer(timeout: 90)
+    }
+
+    @Test func dropInWinsOverCloudInitAndSshdStillServes() throws {
+        let t = try HardenTarget(withInclude: true)
+        #expect(t.canLogIn())
+        #expect(t.effective("passwordauthentication") == "passwordauthentication yes")
+        let r = try RunnerProcess(environment: t.environment)
+        #expect(try r.next(.ready)["capabilities"]?["sshd.harden"] == .bool(true))
+
+        let dry = try harden(r, "dry", t, dryRun: true)
+        #expect(dry.result["changed"] == .bool(true), "\(dry.data)")
+        #expect(!FileManager.default.fileExists(atPath: t.dir + "/sshd_config.d/00-micro-runner.conf"))
+
+        let done = try harden(r, "h", t)
+        #expect(done.type == .done, "\(done.data)")
+        #expect(done.result["service_action"] == .string("reloaded"))
+        guard case .array(let keys)? = done.result["modified_keys"] else {
+            Issue.record("no modified_keys")
+            return
+        }
+        #expect(
+            Set(keys.compactMap(\.stringValue)) == [
+                "passwordauthentication", "kbdinteractiveauthentication", "permitrootlogin", "allowusers",
+            ]
+        )
+        #expect(FileManager.default.fileExists(atPath: t.dir + "/sshd_config.d/00-micro-runner.conf"))
+        #expect(t.effective("passwordauthentication") == "passwordauthentication no")
+        #expect(t.effective("permitrootlogin") == "permitrootlogin no")
+        #expect(t.canLogIn(), "sshd must still accept key logins after the reload")
+
+        let again = try harden(r, "h2", t)
+        #expect(again.result["changed"] == .bool(false) && again.result["service_action"] == .string("none"))
+        #expect(again.result["modified_keys"] == .array([]))
+    }
+
+    @Test func mainFileKeepsMatchBlocks() throws {
+        let t = try HardenTarget(withInclude: false)
+        let r = try RunnerProcess(environment: t.environment)
+        _ = try r.next(.ready)
+        let done = try harden(r, "h", t)
+        #expect(done.type == .done, "\(done.data)")
+        #expect(done.result["service_action"] == .string("reloaded"))
+        let backup = try #require(done.result["backup_path"]?.stringValue)
+        #expect(
+            FileManager.default.contents(atPath: backup).map { String(decoding: $0, as: UTF8.self) }?.contains(
+                "PasswordAuthentication yes"
+            ) == true
+        )
+        let text = try String(contentsOfFile: t.config, encoding: .utf8)
+        let ours = try #require(text.range(of: "PasswordAuthentication no"))
+        let match = try #require(text.range(of: "Match User nobody"))
+        #expect(ours.lowerBound < match.lowerBound, "settings must come before the first Match block")
+        #expect(text.contains("Match User nobody\n    PasswordAuthentication yes"), "the Match block is kept as it was")
+        #expect(t.effective("passwordauthentication") == "passwordauthentication no")
+        #expect(t.canLogIn())
+    }
+
+    @Test func candidateThatSshdRejectsIsNeverInstalled() throws {
+        let t = try HardenTarget(withInclude: true)
+        // A broken drop-in already on the host: every candidate fails sshd -t, so nothing may change.
+        try "ThisIsNotAnSshdKeyword yes\n".write(
+            toFile: t.dir + "/sshd_config.d/60-broken.conf",
+            atomically: true,
+            encoding: .utf8
+        )
+        let before = try String(contentsOfFile: t.config, encoding: .utf8)
+        let r = try RunnerProcess(environment: t.environment)
+        _ = try r.next(.ready)
+        let a = try harden(r, "h", t)
+        #expect(a.type == .error, "\(a.data)")
+        #expect(!FileManager.default.fileExists(atPath: t.dir + "/sshd_config.d/00-micro-runner.conf"))
+        #expect(try String(contentsOfFile: t.config, encoding: .utf8) == before)
+        #expect(t.canLogIn())
+    }
+}
