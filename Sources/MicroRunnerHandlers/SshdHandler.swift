@@ -223,7 +223,8 @@ struct SshdTool {
     /// Writes the candidate where sshd will not read it and checks it with `sshd -t` and `sshd -T`.
     /// - Returns: the effective settings with the candidate in place.
     func checkCandidate(_ plan: Plan) throws(RunnerError) -> [String: [String]] {
-        let candidate = try FileSystem.writeTemporary(beside: plan.target, plan.content)  // ".name.mr-tmp-…": no *.conf match
+        // ".name.mr-tmp-…": no *.conf match, so the running sshd never reads the candidate.
+        let candidate = try FileSystem.writeTemporary(beside: plan.target, plan.content)
         defer { unlink(candidate) }
         var checkConfig = candidate
         var wrapper: String?
@@ -251,7 +252,8 @@ struct SshdTool {
         let existing = FileSystem.status(plan.target)
         var backup: String?
         if existing != nil {
-            let b = plan.target + "." + FileWriteHandler.backupStamp() + "~"  // "~": matches no *.conf glob
+            // Ends in "~": matches no *.conf glob, so sshd never reads the backup.
+            let b = plan.target + "." + FileWriteHandler.backupStamp() + "~"
             guard link(plan.target, b) == 0 else { throw FileSystem.error(errno, "sshd.harden: backup", b) }
             backup = b
         }
