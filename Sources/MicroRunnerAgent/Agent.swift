@@ -53,7 +53,10 @@ package final class Agent: @unchecked Sendable {
 
     /// The handlers the runner ships with.
     package static func defaultHandlers() -> [any CommandHandler] {
-        [ExecHandler(), FileWriteHandler(), FileReadHandler(), SudoersHandler(), PackageHandler(), SshdHandler()]
+        [
+            ExecHandler(), FileWriteHandler(), FileReadHandler(), SudoersHandler(), PackageHandler(), SshdHandler(),
+            ServiceHandler(),
+        ]
     }
 
     let config: AgentConfiguration

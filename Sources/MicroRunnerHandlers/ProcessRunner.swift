@@ -350,6 +350,19 @@ package struct ProcessRunner: Sendable {
         out.finish()
         err.finish()
         pipes.closeAll()
+        if stoppedBy != nil {
+            // The runner stopped this group: answer only once it is gone. Members that outlived TERM (or are
+            // still dying) get KILL now, and the group is given a moment to disappear.
+            if kill(-pid, 0) == 0 || termination == nil {
+                signalGroup(SIGKILL)
+                let giveUp = Monotonic.now() + 200_000_000
+                while Monotonic.now() < giveUp {
+                    if termination == nil { termination = reap(pid, block: false) }
+                    if termination != nil && kill(-pid, 0) != 0 { break }
+                    usleep(2000)
+                }
+            }
+        }
         if termination == nil {
             // Pipes closed early or poll failed: the leader still runs. Never leave it behind.
             if stoppedBy == nil {
