@@ -41,8 +41,9 @@ package struct ExecHandler: CommandHandler {
             if p.sudoPassword.isEmpty {
                 argv = [sudo, "-n", "--"] + [executable] + argv.dropFirst()
             } else {
-                // -S reads the password from stdin; -p '' keeps the prompt out of stderr.
-                argv = [sudo, "-S", "-p", "", "--"] + [executable] + argv.dropFirst()
+                // -S reads the password from stdin; -p '' keeps the prompt out of stderr; -k ignores credentials
+                // sudo cached from an earlier command of this runner, so the password given is really checked.
+                argv = [sudo, "-k", "-S", "-p", "", "--"] + [executable] + argv.dropFirst()
                 stdin = Array((p.sudoPassword + "\n").utf8) + (stdin ?? [])
             }
             executable = sudo

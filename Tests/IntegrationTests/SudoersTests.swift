@@ -110,4 +110,75 @@ struct SudoersTests {
         #expect(a.message.contains(expected), "\(a.message)")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: "/etc/sudoers.d")) ?? []) == before)
     }
+
+    /// exec use_sudo from a runner that is not root: `sudo -n` with a NOPASSWD rule, and `sudo -S` with the
+    /// password on stdin; the password never appears in anything the runner writes.
+    @Test func execUseSudoFromAnUnprivilegedRunner() throws {
+        defer { try? FileManager.default.removeItem(atPath: Self.rule) }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-sudo-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: RunnerBinary.path, toPath: dir + "/micro-runner")
+        shell("chown -R \(Self.user) \(dir)")
+        let secret = "Pw-\(Int.random(in: 100_000...999_999))"
+        shell("echo '\(Self.user):\(secret)' | chpasswd")
+
+        // 1. NOPASSWD rule, sudo -n.
+        let root = try RunnerProcess()
+        _ = try root.next(.ready)
+        root.sendCommand(
+            "a",
+            "sudoers.ensure",
+            params: ["user": Self.user, "commands": ["/usr/bin/id"], "no_passwd": true]
+        )
+        #expect(try root.answer().type == .done)
+        let r = try RunnerProcess(
+            arguments: ["-u", Self.user, "--", dir + "/micro-runner", "--keep"],
+            binary: "/usr/sbin/runuser"
+        )
+        _ = try r.next(.ready)
+        r.sendCommand(
+            "n",
+            "exec",
+            params: ["command": "/usr/bin/id", "args": ["-u"], "use_sudo": true, "capture_out": true]
+        )
+        #expect(try r.answer().result["stdout"] == .string("0\n"))
+        r.sendCommand(
+            "n2",
+            "exec",
+            params: [
+                "command": "/usr/bin/whoami", "args": [], "use_sudo": true, "capture_out": true, "capture_err": true,
+            ]
+        )
+        let refused = try r.answer()
+        #expect(refused.result["exit_code"]?.intValue != 0, "sudo -n must not run a command outside the rule")
+
+        // 2. A rule that needs the password: sudo -S reads it from the runner, never from a prompt.
+        root.sendCommand(
+            "b",
+            "sudoers.ensure",
+            params: ["user": Self.user, "commands": ["/usr/bin/id"], "no_passwd": false]
+        )
+        #expect(try root.answer().result["action"] == .string("updated"))
+        r.sendCommand(
+            "p",
+            "exec",
+            params: [
+                "command": "/usr/bin/id", "args": ["-u"], "use_sudo": true, "sudo_password": secret,
+                "capture_out": true, "capture_err": true,
+            ]
+        )
+        let withPassword = try r.answer()
+        #expect(withPassword.result["stdout"] == .string("0\n"), "\(withPassword.data)")
+        r.sendCommand(
+            "w",
+            "exec",
+            params: [
+                "command": "/usr/bin/id", "args": ["-u"], "use_sudo": true, "sudo_password": secret + "x",
+                "capture_out": true, "capture_err": true,
+            ]
+        )
+        #expect(try r.answer().result["exit_code"]?.intValue != 0)
+        #expect(!r.allRawLines.contains { $0.contains(secret) }, "the password must never be echoed")
+    }
 }
