@@ -36,6 +36,25 @@ package struct CommandContext: Sendable {
         emit(EventMessage(commandID: command.id, level: level, message: message, metadata: metadata))
     }
 
+    /// A line handler for `ProcessSpec.onLine` that sends each output line as an EVENT of this command
+    /// (`metadata.stream` = `stdout` | `stderr`).
+    /// - Parameter skipEmpty: drop empty lines (package manager chatter).
+    package func lineEvents(skipEmpty: Bool = false) -> @Sendable (OutputStream, [UInt8]) -> Void {
+        let id = command.id
+        let emit = self.emit
+        return { stream, line in
+            if skipEmpty && line.isEmpty { return }
+            emit(
+                EventMessage(
+                    commandID: id,
+                    level: .info,
+                    message: String(decoding: line, as: UTF8.self),
+                    metadata: ["stream": stream.rawValue]
+                )
+            )
+        }
+    }
+
     /// Decodes the command's params as `T`.
     /// - Throws: `RunnerError` `INVALID_CMD` naming the field.
     package func params<T: Decodable>(_ type: T.Type) throws(RunnerError) -> T {

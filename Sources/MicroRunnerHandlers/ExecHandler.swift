@@ -60,20 +60,7 @@ package struct ExecHandler: CommandHandler {
         spec.deadline = context.deadline
         spec.ttlDeadline = context.ttlDeadline
         spec.cancellation = context.cancellation
-        if p.streamLines {
-            let id = context.command.id
-            let emit = context.emit
-            spec.onLine = { stream, line in
-                emit(
-                    EventMessage(
-                        commandID: id,
-                        level: .info,
-                        message: String(decoding: line, as: UTF8.self),
-                        metadata: ["stream": stream.rawValue]
-                    )
-                )
-            }
-        }
+        if p.streamLines { spec.onLine = context.lineEvents() }
         let outcome = try context.host.processes.run(spec)
         let (stdout, stdoutCut) = Self.fit(outcome.stdout, budget: Self.answerBudget / 2)
         let (stderr, stderrCut) = Self.fit(outcome.stderr, budget: Self.answerBudget / 2)

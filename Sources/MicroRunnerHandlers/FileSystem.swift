@@ -25,8 +25,12 @@ package enum FileSystem {
         }
     }
 
-    /// Reads a whole regular file (bounded).
-    package static func readAll(_ path: String, limit: Int = 64 << 20) throws(RunnerError) -> [UInt8] {
+    /// Calls `body` with each chunk of the file at `path`, in order, until it returns false or the file ends.
+    package static func forEachChunk(
+        _ path: String,
+        chunkSize: Int = 1 << 16,
+        _ body: (UnsafeRawBufferPointer) -> Bool
+    ) throws(RunnerError) {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
@@ -34,17 +38,26 @@ package enum FileSystem {
             throw Self.error(errnoOf(error), "read", path)
         }
         defer { try? fd.close() }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while out.count < limit {
+        var chunk = [UInt8](repeating: 0, count: chunkSize)
+        while true {
             let n: Int
             do {
                 n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
             } catch {
                 throw Self.error(errnoOf(error), "read", path)
             }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<min(n, limit - out.count)])
+            if n == 0 { return }
+            let more = chunk.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            if !more { return }
+        }
+    }
+
+    /// Reads a whole regular file (bounded).
+    package static func readAll(_ path: String, limit: Int = 64 << 20) throws(RunnerError) -> [UInt8] {
+        var out: [UInt8] = []
+        try forEachChunk(path) { bytes in
+            out.append(contentsOf: bytes.prefix(limit - out.count))
+            return out.count < limit
         }
         return out
     }
@@ -99,24 +112,10 @@ package enum FileSystem {
 
     /// SHA-256 of a file's content, streamed.
     package static func sha256(of path: String) throws(RunnerError) -> String {
-        let fd: FileDescriptor
-        do {
-            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
-        } catch {
-            throw Self.error(errnoOf(error), "read", path)
-        }
-        defer { try? fd.close() }
         var hash = Crypto.SHA256()
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n: Int
-            do {
-                n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
-            } catch {
-                throw Self.error(errnoOf(error), "read", path)
-            }
-            if n == 0 { break }
-            chunk.withUnsafeBytes { hash.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        try forEachChunk(path) { bytes in
+            hash.update(bytes)
+            return true
         }
         return hash.finalizeHex()
     }

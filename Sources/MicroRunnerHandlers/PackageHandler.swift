@@ -96,21 +96,7 @@ struct PackageTool {
         spec.ttlDeadline = context.ttlDeadline
         spec.cancellation = context.cancellation
         spec.maxOutputBytes = 1 << 20
-        if stream {
-            let id = context.command.id
-            let emit = context.emit
-            spec.onLine = { s, line in
-                guard !line.isEmpty else { return }
-                emit(
-                    EventMessage(
-                        commandID: id,
-                        level: .info,
-                        message: String(decoding: line, as: UTF8.self),
-                        metadata: ["stream": s.rawValue]
-                    )
-                )
-            }
-        }
+        if stream { spec.onLine = context.lineEvents(skipEmpty: true) }
         let out = try context.host.processes.run(spec)
         if let stopped = out.stoppedBy {
             switch stopped {

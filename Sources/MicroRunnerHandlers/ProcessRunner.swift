@@ -440,7 +440,13 @@ private struct Capture {
 
     mutating func emit(_ onLine: @Sendable (OutputStream, [UInt8]) -> Void) {
         if pending.last == 0x0D { pending.removeLast() }
-        onLine(stream, pending)
+        // A long line that arrived whole in one read still goes out in pieces of at most maxLineBytes.
+        var start = 0
+        while pending.count - start > maxLineBytes {
+            onLine(stream, Array(pending[start..<(start + maxLineBytes)]))
+            start += maxLineBytes
+        }
+        onLine(stream, Array(pending[start...]))
         pending.removeAll(keepingCapacity: true)
     }
 

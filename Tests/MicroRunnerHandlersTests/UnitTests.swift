@@ -92,6 +92,17 @@ extension String {
         #expect(lines.items.map { String(decoding: $0, as: UTF8.self) } == ["xxxx", "xxxx", "xx", "a", "b"])
     }
 
+    @Test func longLineArrivingInOneReadIsStillSplit() throws {
+        final class Lines: @unchecked Sendable { var items: [[UInt8]] = [] }
+        let lines = Lines()
+        // One write, so the whole line lands in one read.
+        var spec = ProcessSpec(executable: "/usr/bin/printf", arguments: ["printf", "xxxxxxxxxx\\nyy\\n"])
+        spec.maxLineBytes = 4
+        spec.onLine = { _, line in lines.items.append(line) }
+        _ = try ProcessRunner().run(spec)
+        #expect(lines.items.map { String(decoding: $0, as: UTF8.self) } == ["xxxx", "xxxx", "xx", "yy"])
+    }
+
     @Test func deadlineAndCancellationStopTheGroup() throws {
         var spec = ProcessSpec(executable: "/bin/sh", arguments: ["sh", "-c", "sleep 30 | cat"])
         spec.deadline = Monotonic.now() + 200_000_000
