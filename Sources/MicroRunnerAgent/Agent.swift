@@ -48,7 +48,7 @@ package final class Agent: @unchecked Sendable {
     /// The extensions of PROTOCOL.md this runner speaks, advertised in READY.
     package static let extensions = [
         "cancel", "dry_run", "exec.stdin", "exec.max_output_bytes", "exec.signal", "file.content_base64",
-        "file.chunked_write", "file.read_offset", "file.changed", "signatures", "idempotency",
+        "file.chunked_write", "file.read_offset", "file.changed", "signatures", "idempotency", "run_if_succeeded",
     ]
 
     /// The handlers the runner ships with.
@@ -78,6 +78,8 @@ package final class Agent: @unchecked Sendable {
     var usedIDs: Set<String> = []
     /// Successful commands by idempotency key.
     let idempotency: IdempotencyStore
+    /// Ids of commands that succeeded (DONE, and exit status 0 for exec), for `metadata.run_if_succeeded`.
+    var succeeded: Set<String> = []
 
     /// - Throws: `RunnerError` when the state directory cannot be used.
     package init(configuration: AgentConfiguration) throws(RunnerError) {
@@ -193,11 +195,20 @@ package final class Agent: @unchecked Sendable {
             if let key = config.verifyKey {
                 try verifySignature(command, rawParams: rawParams, key: key)
             }
+            // ext: a pipelined batch that must stop at the first failure chains its commands this way, so the
+            // rule holds however fast the runner is (a CANCEL sent after a failure can arrive too late).
+            if let earlier = command.metadata?["run_if_succeeded"], !succeeded.contains(earlier) {
+                throw RunnerError(
+                    .cancelled,
+                    "\(command.type) \(command.id): skipped because \(earlier) did not succeed"
+                )
+            }
             var fingerprint: String?
             if let key = command.idempotencyKey, !command.dryRun {
                 let fp = IdempotencyStore.fingerprint(command)
                 switch idempotency.lookup(key, fingerprint: fp) {
                 case .replay(let earlier):
+                    noteSuccess(command.id, earlier.result)
                     send(
                         .done,
                         DoneMessage(
@@ -269,10 +280,18 @@ package final class Agent: @unchecked Sendable {
                     )
                 )
             }
+            noteSuccess(command.id, result)
             send(.done, DoneMessage(commandID: command.id, result: result, duration: duration))
         } catch {
             sendError(error, commandID: command.id)
         }
+    }
+
+    /// Remembers a success for `run_if_succeeded` (an exec counts only with exit status 0).
+    func noteSuccess(_ id: String, _ result: JSONValue) {
+        if let code = result["exit_code"]?.intValue, code != 0 { return }
+        if succeeded.count > 100_000 { succeeded.removeAll() }
+        succeeded.insert(id)
     }
 
     func send<T: Encodable>(_ type: MessageType, _ message: T) {

@@ -230,6 +230,17 @@ public actor RunnerClient {
     /// - Parameter stopOnFailure: after the first ERROR or non-zero exec exit, cancel the rest (they answer
     ///   `CANCELLED` without running).
     public func sendBatch(_ commands: [CommandMessage], stopOnFailure: Bool = false) async throws -> [Answer] {
+        var commands = commands
+        // A runner that speaks run_if_succeeded (ext) skips the rest itself after a failure: exact, whatever the
+        // timing. CANCELs below remain the fallback for runners that do not.
+        let extensions = (ready.metadata["extensions"] ?? "").split(separator: ",")
+        if stopOnFailure && extensions.contains("run_if_succeeded") {
+            for i in commands.indices.dropFirst() {
+                commands[i].metadata = (commands[i].metadata ?? [:]).merging(["run_if_succeeded": commands[i - 1].id]) {
+                    $1
+                }
+            }
+        }
         var bytes: [UInt8] = []
         var promises: [Promise<Answer>] = []
         for c in commands {

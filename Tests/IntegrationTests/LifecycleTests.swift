@@ -200,6 +200,30 @@ import Testing
         #expect(try r.answer().type == .done)
     }
 
+    @Test func runIfSucceededChainsStopAtTheFirstFailureExactly() throws {
+        let r = try RunnerProcess()
+        let ready = try r.next(.ready)
+        #expect(ready["metadata"]?["extensions"]?.stringValue?.contains("run_if_succeeded") == true)
+        func cmd(_ id: String, _ command: String, after: String? = nil) -> String {
+            let meta = after.map { #","metadata":{"run_if_succeeded":"\#($0)"}"# } ?? ""
+            return
+                #"{"type":"CMD","data":{"id":"\#(id)","type":"exec","timeout":5\#(meta),"params":{"command":"\#(command)","capture_out":true}}}"#
+        }
+        // All sent at once: the runner, not the client's timing, decides what runs.
+        let batch = [
+            cmd("a1", "echo one"), cmd("a2", "echo two", after: "a1"), cmd("b1", "exit 3", after: "a2"),
+            cmd("b2", "echo never", after: "b1"), cmd("b3", "echo never", after: "b2"), cmd("c1", "echo independent"),
+        ]
+        r.send(batch.joined(separator: "\n"))
+        let answers = try (0..<6).map { _ in try r.answer() }
+        #expect(answers.map(\.commandID) == ["a1", "a2", "b1", "b2", "b3", "c1"])
+        #expect(answers[1].result["stdout"] == .string("two\n"))
+        #expect(answers[2].result["exit_code"]?.intValue == 3)
+        #expect(answers[3].code == "CANCELLED" && answers[3].message.contains("b1"))
+        #expect(answers[4].code == "CANCELLED")
+        #expect(answers[5].result["stdout"] == .string("independent\n"))
+    }
+
     @Test func pipelinedCommandsAnswerInOrder() throws {
         let r = try RunnerProcess()
         _ = try r.next(.ready)
