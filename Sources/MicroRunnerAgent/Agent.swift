@@ -86,7 +86,8 @@ package final class Agent: @unchecked Sendable {
         var config = configuration
         config.maxLineBytes = max(config.maxLineBytes, 10 << 20)
         self.config = config
-        self.nonce = Crypto.hex(Crypto.randomBytes(16))
+        // Only signatures need it; without them, start-up skips libsodium's initialisation.
+        self.nonce = config.verifyKey == nil ? "" : Crypto.hex(Crypto.randomBytes(16))
         self.idempotency = try IdempotencyStore(stateDirectory: config.stateDirectory)
         self.queue = InputQueue(maxQueuedBytes: config.maxQueuedBytes)
         self.output = OutputChannel(fd: config.outputFD)

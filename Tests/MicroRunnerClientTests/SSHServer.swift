@@ -28,6 +28,16 @@ final class SSHServer: @unchecked Sendable {
     /// Starts sshd; the test user is created once and kept.
     init(aliases count: Int = 50) throws {
         guard geteuid() == 0 else { throw SSHServerError("the sshd fixture needs root (it creates a user)") }
+        // The shared fixture is a global, whose deinit never runs: stop sshds that earlier runs left, and stop
+        // this one when the test process exits.
+        sh(
+            "for p in /tmp/mr-sshd-*/sshd.pid; do [ -f \"$p\" ] && kill $(cat \"$p\") 2>/dev/null; done; rm -rf /tmp/mr-sshd-*"
+        )
+        atexit {
+            _ = system(
+                "for p in /tmp/mr-sshd-*/sshd.pid; do [ -f \"$p\" ] && kill $(cat \"$p\") 2>/dev/null; done; rm -rf /tmp/mr-sshd-*"
+            )
+        }
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
             throw SSHServerError("/usr/sbin/sshd missing: scripts/test installs openssh-server")
         }
