@@ -63,12 +63,15 @@ package struct PackageHandler: CommandHandler {
             throw RunnerError(.unsupported, "pkg.ensure: no package manager found (apt, dnf, yum, zypper)")
         }
         let tool = PackageTool(manager: manager, options: p.options, context: context)
+        let backend: any PackageBackend
         switch manager {
-        case "apt": return try encodeResult(try tool.ensureApt(p.name, version: p.version, state: state))
-        case "dnf", "yum", "zypper":
-            return try encodeResult(try tool.ensureRPM(p.name, version: p.version, state: state))
+        case "apt": backend = AptBackend(tool: tool)
+        case "dnf", "yum", "zypper": backend = RPMBackend(tool: tool)
         default: throw .invalid("pkg.ensure: manager must be apt, dnf, yum or zypper, not \"\(manager)\"")
         }
+        return try encodeResult(
+            try ensure(p.name, version: p.version, state: state, backend: backend, dryRun: context.command.dryRun)
+        )
     }
 }
 
@@ -164,77 +167,6 @@ struct PackageTool {
         try run("dpkg", ["--compare-versions", a, "lt", b]).exitCode == 0
     }
 
-    func ensureApt(_ name: String, version: String, state: String) throws(RunnerError) -> PkgEnsureResult {
-        let before = try aptInstalled(name)
-        let dryRun = context.command.dryRun
-        if state == "absent" {
-            guard !before.isEmpty else {
-                return PkgEnsureResult(
-                    changed: false,
-                    previousVersion: "",
-                    installedVersion: "",
-                    action: "already_absent"
-                )
-            }
-            if !dryRun { try aptGet(["remove", "--", name], what: "apt-get remove \(name)") }
-            return PkgEnsureResult(
-                changed: true,
-                previousVersion: before,
-                installedVersion: dryRun ? before : try aptInstalled(name),
-                action: "removed"
-            )
-        }
-        var target = name
-        var wanted = version
-        if state == "latest" {
-            wanted = try aptCandidate(name)
-            if wanted.isEmpty {
-                throw RunnerError(
-                    .notFound,
-                    "pkg.ensure: no installable version of \(name) (apt-cache policy has no candidate)"
-                )
-            }
-        } else if version.isEmpty && !before.isEmpty {
-            return PkgEnsureResult(
-                changed: false,
-                previousVersion: before,
-                installedVersion: before,
-                action: "already_present"
-            )
-        }
-        if !wanted.isEmpty {
-            if wanted == before {
-                return PkgEnsureResult(
-                    changed: false,
-                    previousVersion: before,
-                    installedVersion: before,
-                    action: "already_present"
-                )
-            }
-            target = name + "=" + wanted
-        }
-        let action: String
-        if before.isEmpty {
-            action = "installed"
-        } else {
-            action = try aptLess(before, wanted) ? "upgraded" : "downgraded"
-        }
-        if dryRun {
-            return PkgEnsureResult(changed: true, previousVersion: before, installedVersion: before, action: action)
-        }
-        try aptGet(["install", "--allow-downgrades", "--", target], what: "apt-get install \(target)")
-        let after = try aptInstalled(name)
-        guard !after.isEmpty, wanted.isEmpty || after == wanted else {
-            throw RunnerError(.execFailed, "pkg.ensure: apt-get reported success but \(name) is at \"\(after)\"")
-        }
-        return PkgEnsureResult(
-            changed: after != before,
-            previousVersion: before,
-            installedVersion: after,
-            action: action
-        )
-    }
-
     /// Runs apt-get non-interactively; a dpkg lock still held after a bounded wait is a retryable CONFLICT.
     func aptGet(_ args: [String], what: String) throws(RunnerError) {
         let remaining = Int((context.deadline - Monotonic.now()) / 1_000_000_000)
@@ -317,77 +249,122 @@ struct PackageTool {
         let out = try run("sh", ["-c", "printf '%s\\n%s\\n' \"$1\" \"$2\" | sort -V | head -n1", "sh", a, b])
         return ASCII.lines(out.stdout).first.map { Array($0) } == Array(a.utf8) && a != b
     }
+}
 
-    func ensureRPM(_ name: String, version: String, state: String) throws(RunnerError) -> PkgEnsureResult {
-        let before = try rpmInstalled(name)
-        let dryRun = context.command.dryRun
-        let zypper = manager == "zypper"
-        let base = zypper ? ["-n"] + options : ["-y", "-q"] + options
+/// What `ensure` needs from a package manager; the decisions are the same for all of them.
+protocol PackageBackend {
+    /// The installed version, or "" when the package is not installed.
+    func installed(_ name: String) throws(RunnerError) -> String
+    /// The newest installable version, or "".
+    func latest(_ name: String) throws(RunnerError) -> String
+    /// Whether the installed version is the wanted one (rpm: "1.0" matches "1.0-1").
+    func matches(installed: String, wanted: String) -> Bool
+    /// Whether version `a` sorts before `b`.
+    func older(_ a: String, than b: String) throws(RunnerError) -> Bool
+    /// Installs `name` (at `version` when not empty); `downgrade` when that is older than what is installed.
+    func install(_ name: String, version: String, downgrade: Bool) throws(RunnerError)
+    /// Removes `name`.
+    func remove(_ name: String) throws(RunnerError)
+}
+
+extension PackageHandler {
+    /// Reads the database, decides, acts, reads again: `changed` and `action` say what really happened.
+    func ensure(
+        _ name: String,
+        version: String,
+        state: String,
+        backend: any PackageBackend,
+        dryRun: Bool
+    ) throws(RunnerError) -> PkgEnsureResult {
+        let before = try backend.installed(name)
+        func result(_ changed: Bool, _ after: String, _ action: String) -> PkgEnsureResult {
+            PkgEnsureResult(changed: changed, previousVersion: before, installedVersion: after, action: action)
+        }
         if state == "absent" {
-            guard !before.isEmpty else {
-                return PkgEnsureResult(
-                    changed: false,
-                    previousVersion: "",
-                    installedVersion: "",
-                    action: "already_absent"
-                )
-            }
-            if !dryRun {
-                let out = try run(manager, base + ["remove", "--", name], stream: true)
-                let after = try rpmInstalled(name)
-                // zypper exits 8 after removing the last package of a root ("Failed to cache rpm database"): the state decides.
-                if out.exitCode != 0 && !after.isEmpty { throw failure("\(manager) remove \(name)", out) }
-            }
-            return PkgEnsureResult(
-                changed: true,
-                previousVersion: before,
-                installedVersion: dryRun ? before : "",
-                action: "removed"
-            )
+            guard !before.isEmpty else { return result(false, "", "already_absent") }
+            if dryRun { return result(true, before, "removed") }
+            try backend.remove(name)
+            return result(true, try backend.installed(name), "removed")
         }
         var wanted = version
         if state == "latest" {
-            wanted = try rpmLatest(name)
+            wanted = try backend.latest(name)
             if wanted.isEmpty {
                 throw RunnerError(
                     .notFound,
-                    "pkg.ensure: no installable version of \(name) in the enabled repositories"
+                    "pkg.ensure: no installable version of \(name) in the configured repositories"
                 )
             }
         } else if version.isEmpty && !before.isEmpty {
-            return PkgEnsureResult(
-                changed: false,
-                previousVersion: before,
-                installedVersion: before,
-                action: "already_present"
+            return result(false, before, "already_present")
+        }
+        if !wanted.isEmpty && !before.isEmpty && backend.matches(installed: before, wanted: wanted) {
+            return result(false, before, "already_present")
+        }
+        let action =
+            before.isEmpty ? "installed" : (try backend.older(before, than: wanted) ? "upgraded" : "downgraded")
+        if dryRun { return result(true, before, action) }
+        try backend.install(name, version: wanted, downgrade: action == "downgraded")
+        let after = try backend.installed(name)
+        guard !after.isEmpty, wanted.isEmpty || backend.matches(installed: after, wanted: wanted) else {
+            throw RunnerError(
+                .execFailed,
+                "pkg.ensure: the package manager reported success but \(name) is at \"\(after)\""
             )
         }
-        if !wanted.isEmpty && (wanted == before || before.hasPrefix(wanted + "-")) {
-            return PkgEnsureResult(
-                changed: false,
-                previousVersion: before,
-                installedVersion: before,
-                action: "already_present"
-            )
+        return result(after != before, after, action)
+    }
+}
+
+/// apt-get, dpkg-query, apt-cache.
+struct AptBackend: PackageBackend {
+    let tool: PackageTool
+
+    func installed(_ name: String) throws(RunnerError) -> String { try tool.aptInstalled(name) }
+    func latest(_ name: String) throws(RunnerError) -> String { try tool.aptCandidate(name) }
+    func matches(installed: String, wanted: String) -> Bool { installed == wanted }
+    func older(_ a: String, than b: String) throws(RunnerError) -> Bool { try tool.aptLess(a, b) }
+
+    func install(_ name: String, version: String, downgrade: Bool) throws(RunnerError) {
+        let target = version.isEmpty ? name : name + "=" + version
+        try tool.aptGet(["install", "--allow-downgrades", "--", target], what: "apt-get install \(target)")
+    }
+
+    func remove(_ name: String) throws(RunnerError) {
+        try tool.aptGet(["remove", "--", name], what: "apt-get remove \(name)")
+    }
+}
+
+/// dnf, yum (dnf or classic yum) and zypper.
+struct RPMBackend: PackageBackend {
+    let tool: PackageTool
+    var zypper: Bool { tool.manager == "zypper" }
+    var base: [String] { zypper ? ["-n"] + tool.options : ["-y", "-q"] + tool.options }
+
+    func installed(_ name: String) throws(RunnerError) -> String { try tool.rpmInstalled(name) }
+    func latest(_ name: String) throws(RunnerError) -> String { try tool.rpmLatest(name) }
+    func matches(installed: String, wanted: String) -> Bool { installed == wanted || installed.hasPrefix(wanted + "-") }
+    func older(_ a: String, than b: String) throws(RunnerError) -> Bool { try tool.rpmLess(a, b) }
+
+    func install(_ name: String, version: String, downgrade: Bool) throws(RunnerError) {
+        let spec = version.isEmpty ? name : (zypper ? "\(name)=\(version)" : "\(name)-\(version)")
+        let verb = downgrade ? (zypper ? ["install", "--oldpackage"] : ["downgrade"]) : ["install"]
+        let out = try tool.run(tool.manager, base + verb + ["--", spec], stream: true)
+        // Judge by the database, not only the exit status (zypper has non-zero exits after success).
+        if out.exitCode != 0 {
+            let now = try installed(name)
+            if now.isEmpty || (!version.isEmpty && !matches(installed: now, wanted: version)) {
+                throw tool.failure("\(tool.manager) \(verb[0]) \(spec)", out)
+            }
         }
-        let action = before.isEmpty ? "installed" : (try rpmLess(before, wanted) ? "upgraded" : "downgraded")
-        if dryRun {
-            return PkgEnsureResult(changed: true, previousVersion: before, installedVersion: before, action: action)
+    }
+
+    func remove(_ name: String) throws(RunnerError) {
+        let out = try tool.run(tool.manager, base + ["remove", "--", name], stream: true)
+        // zypper exits 8 after removing the last package of a root ("Failed to cache rpm database"): the state decides.
+        if out.exitCode != 0 {
+            let still = try installed(name)
+            if !still.isEmpty { throw tool.failure("\(tool.manager) remove \(name)", out) }
         }
-        let spec = wanted.isEmpty ? name : (zypper ? "\(name)=\(wanted)" : "\(name)-\(wanted)")
-        var verb = action == "downgraded" ? (zypper ? ["install", "--oldpackage"] : ["downgrade"]) : ["install"]
-        if action == "upgraded" && !zypper { verb = ["install"] }
-        let out = try run(manager, base + verb + ["--", spec], stream: true)
-        let after = try rpmInstalled(name)
-        guard out.exitCode == 0 || (!after.isEmpty && after != before) else {
-            throw failure("\(manager) \(verb[0]) \(spec)", out)
-        }
-        guard !after.isEmpty else { throw failure("\(manager) \(verb[0]) \(spec)", out) }
-        return PkgEnsureResult(
-            changed: after != before,
-            previousVersion: before,
-            installedVersion: after,
-            action: action
-        )
     }
 }
