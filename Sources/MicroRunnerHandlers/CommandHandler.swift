@@ -55,6 +55,43 @@ package struct CommandContext: Sendable {
         }
     }
 
+    /// Runs a helper tool found in the host's PATH (visudo, sshd, systemctl, a package manager) with this
+    /// command's deadline, TTL and cancellation. Stopping it is an error (`TIMEOUT`, `CANCELLED`); a non-zero
+    /// exit is returned for the caller to judge.
+    /// - Parameters:
+    ///   - tool: a name looked up in PATH, or an absolute path.
+    ///   - stream: send its output lines as EVENTs.
+    ///   - environment: additions to the environment.
+    package func runTool(
+        _ tool: String,
+        _ args: [String],
+        stream: Bool = false,
+        environment: [String: String] = [:]
+    ) throws(RunnerError) -> ProcessOutcome {
+        guard let path = host.which(tool) else {
+            throw RunnerError(.notFound, "\(command.type): \(tool) is not installed")
+        }
+        var spec = ProcessSpec(executable: path, arguments: [tool] + args)
+        spec.environment = environment
+        spec.deadline = deadline
+        spec.ttlDeadline = ttlDeadline
+        spec.cancellation = cancellation
+        spec.maxOutputBytes = 1 << 20
+        if stream { spec.onLine = lineEvents(skipEmpty: true) }
+        let out = try host.processes.run(spec)
+        switch out.stoppedBy {
+        case nil: return out
+        case .deadline?:
+            throw RunnerError(
+                .timeout,
+                "\(command.type): \(tool) did not finish within \(command.timeout)s",
+                retryable: true
+            )
+        case .token(let reason)?:
+            throw stopError(reason, what: "\(command.type): \(tool)")
+        }
+    }
+
     /// Decodes the command's params as `T`.
     /// - Throws: `RunnerError` `INVALID_CMD` naming the field.
     package func params<T: Decodable>(_ type: T.Type) throws(RunnerError) -> T {

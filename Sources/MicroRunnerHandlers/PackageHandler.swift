@@ -90,39 +90,11 @@ struct PackageTool {
     ) throws(RunnerError)
         -> ProcessOutcome
     {
-        guard let path = context.host.which(tool) else {
-            throw RunnerError(.notFound, "pkg.ensure: \(tool) is not installed")
-        }
-        var spec = ProcessSpec(executable: path, arguments: [tool] + args)
-        spec.environment = env
-        spec.deadline = context.deadline
-        spec.ttlDeadline = context.ttlDeadline
-        spec.cancellation = context.cancellation
-        spec.maxOutputBytes = 1 << 20
-        if stream { spec.onLine = context.lineEvents(skipEmpty: true) }
-        let out = try context.host.processes.run(spec)
-        if let stopped = out.stoppedBy {
-            switch stopped {
-            case .deadline:
-                throw RunnerError(
-                    .timeout,
-                    "pkg.ensure: \(tool) did not finish within \(context.command.timeout)s",
-                    retryable: true
-                )
-            case .token(let r): throw stopError(r, what: "pkg.ensure: \(tool)")
-            }
-        }
-        return out
-    }
-
-    /// The last `n` lines of a failed run's stderr (or stdout), for the ERROR.
-    static func tail(_ out: ProcessOutcome, _ n: Int = 15) -> String {
-        let lines = ASCII.lines(out.stderr.isEmpty ? out.stdout : out.stderr).suffix(n)
-        return lines.map { ASCII.string($0) }.joined(separator: "\n")
+        try context.runTool(tool, args, stream: stream, environment: env)
     }
 
     func failure(_ what: String, _ out: ProcessOutcome) -> RunnerError {
-        let tail = Self.tail(out)
+        let tail = out.tail()
         let lower = ASCII.lower(Array(tail.utf8))
         if ["unable to locate package", "no match for argument", "not found in package names", "no package "].contains(
             where: { ASCII.contains(lower, $0) })
@@ -181,7 +153,7 @@ struct PackageTool {
             env: ["DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none", "NEEDRESTART_MODE": "a"]
         )
         guard out.exitCode == 0 else {
-            let tail = Self.tail(out)
+            let tail = out.tail()
             // ASCII.contains, not String.contains(String): that one links the Regex engine (~1.3 MB).
             let bytes = Array(tail.utf8)
             if ASCII.contains(bytes, "Could not get lock") || ASCII.contains(bytes, "Unable to acquire the dpkg") {

@@ -75,6 +75,11 @@ package struct ProcessOutcome: Sendable {
         }
     }
 
+    /// The last `lines` lines of stderr (or of stdout when stderr is empty), for error messages.
+    package func tail(_ lines: Int = 15) -> String {
+        ASCII.lines(stderr.isEmpty ? stdout : stderr).suffix(lines).map { ASCII.string($0) }.joined(separator: "\n")
+    }
+
     /// The signal that ended the process, if one did.
     package var signal: Int32? {
         if case .signaled(let s) = termination { return s }

@@ -61,9 +61,8 @@ package struct ServiceHandler: CommandHandler {
                 "service.reload: action must be one of \(verbs.joined(separator: ", ")), not \"\(p.action)\""
             )
         }
-        let tool = PackageTool(manager: "systemd", options: [], context: context)
-        let run: (String, [String]) throws(RunnerError) -> ProcessOutcome = { tool_, args throws(RunnerError) in
-            try tool.run(tool_, args)
+        let run: (String, [String]) throws(RunnerError) -> ProcessOutcome = { tool, args throws(RunnerError) in
+            try context.runTool(tool, args)
         }
         let before = try state(p.name, run)
         guard before.load == "loaded" else {
@@ -86,7 +85,7 @@ package struct ServiceHandler: CommandHandler {
         if let verb, !context.command.dryRun {
             let out = try run("systemctl", [verb, "--", p.name])
             guard out.exitCode == 0 else {
-                let tail = PackageTool.tail(out, 10)
+                let tail = out.tail(10)
                 throw RunnerError(
                     .execFailed,
                     "service.reload: systemctl \(verb) \(p.name) failed (exit \(out.exitCode)): \(tail)",

@@ -133,26 +133,12 @@ struct SshdTool {
         var mainConfig: String
     }
 
-    func sshd() throws(RunnerError) -> String {
-        guard let path = context.host.which("sshd") else {
-            throw RunnerError(.notFound, "sshd.harden: sshd is not installed")
-        }
-        return path
-    }
-
-    func run(_ executable: String, _ args: [String]) throws(RunnerError) -> ProcessOutcome {
-        var spec = ProcessSpec(executable: executable, arguments: [executable] + args)
-        spec.deadline = context.deadline
-        spec.cancellation = context.cancellation
-        return try context.host.processes.run(spec)
-    }
-
     /// `sshd -T -f config`: effective settings, key -> values (repeated keys collect their values).
     func effective(_ config: String) throws(RunnerError) -> [String: [String]] {
         _ = mkdir("/run/sshd", 0o755)  // sshd -t/-T refuse to run without the privilege separation directory
-        let out = try run(try sshd(), ["-T", "-f", config])
+        let out = try context.runTool("sshd", ["-T", "-f", config])
         guard out.exitCode == 0 else {
-            let why = PackageTool.tail(out, 5)
+            let why = out.tail(5)
             throw RunnerError(
                 .execFailed,
                 "sshd.harden: sshd -T -f \(config) failed: \(why)",
@@ -235,9 +221,9 @@ struct SshdTool {
             checkConfig = wrapper!
         }
         defer { if let wrapper { unlink(wrapper) } }
-        let test = try run(try sshd(), ["-t", "-f", checkConfig])
+        let test = try context.runTool("sshd", ["-t", "-f", checkConfig])
         guard test.exitCode == 0 else {
-            let why = PackageTool.tail(test, 5)
+            let why = test.tail(5)
             throw RunnerError(
                 .invalidCommand,
                 "sshd.harden: sshd -t rejected the candidate, nothing was installed: \(why)",
@@ -281,16 +267,16 @@ struct SshdTool {
     /// Reloads sshd: through systemd (unit `ssh` or `sshd`) when it runs, else SIGHUP to the pid in sshd's
     /// PidFile. Returns `none` when no sshd is running.
     func reload(_ config: String) throws(RunnerError) -> String {
-        if FileSystem.status("/run/systemd/system") != nil, let systemctl = context.host.which("systemctl") {
+        if FileSystem.status("/run/systemd/system") != nil, context.host.which("systemctl") != nil {
             for unit in ["ssh", "sshd"] {
-                let show = try run(systemctl, ["show", "-p", "ActiveState", "--value", unit])
+                let show = try context.runTool("systemctl", ["show", "-p", "ActiveState", "--value", unit])
                 let state = ASCII.string(ASCII.trim(show.stdout[...]))
                 guard state == "active" || state == "reloading" else { continue }
-                let out = try run(systemctl, ["reload", unit])
+                let out = try context.runTool("systemctl", ["reload", unit])
                 guard out.exitCode == 0 else {
                     throw RunnerError(
                         .execFailed,
-                        "sshd.harden: systemctl reload \(unit) failed: \(PackageTool.tail(out, 5))"
+                        "sshd.harden: systemctl reload \(unit) failed: \(out.tail(5))"
                     )
                 }
                 return "reloaded"

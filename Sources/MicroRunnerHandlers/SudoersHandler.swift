@@ -120,10 +120,7 @@ package struct SudoersHandler: CommandHandler {
         let temp = try FileSystem.writeTemporary(beside: path, candidate)
         var installed = false
         defer { if !installed { unlink(temp) } }
-        var spec = ProcessSpec(executable: visudo, arguments: ["visudo", "-c", "-f", temp])
-        spec.deadline = context.deadline
-        spec.cancellation = context.cancellation
-        let check = try context.host.processes.run(spec)
+        let check = try context.runTool(visudo, ["-c", "-f", temp])
         guard check.exitCode == 0 else {
             let why = String(decoding: check.stderr + check.stdout, as: UTF8.self).replacingTemp(temp, with: path)
             throw RunnerError(
