@@ -23,7 +23,7 @@ let package = Package(
         ),
         .target(name: "CMicroRunnerShims"),
         .target(name: "MicroRunnerProtocol"),
-        .target(name: "MicroRunnerCrypto", dependencies: ["CSodium", "CMicroRunnerShims"]),
+        .target(name: "MicroRunnerCrypto", dependencies: ["CSodium", "CMicroRunnerShims", "MicroRunnerProtocol"]),
         .target(
             name: "MicroRunnerHandlers",
             dependencies: [

@@ -12,15 +12,7 @@ extension Agent {
         guard let signature = Crypto.base64Decode(text), signature.count == Crypto.ed25519SignatureBytes else {
             throw RunnerError(.signatureInvalid, "CMD \(command.id): signature is not 64 bytes of base64")
         }
-        let input = signingInput(
-            nonce: nonce,
-            id: command.id,
-            type: command.type.rawValue,
-            timeout: command.timeout,
-            idempotencyKey: command.idempotencyKey ?? "",
-            dryRun: command.dryRun,
-            paramsBytes: rawParams ?? []
-        )
+        let input = signingInput(for: command, nonce: nonce, paramsBytes: rawParams ?? [])
         guard Crypto.ed25519Verify(signature: signature, message: input, publicKey: key) else {
             throw RunnerError(
                 .signatureInvalid,

@@ -49,15 +49,7 @@ public struct Ed25519Signer: CommandSigning {
 
     public func signature(for command: CommandMessage, nonce: String) throws -> String {
         // The runner hashes the params bytes as they arrive; the client sends exactly this serialization.
-        let input = signingInput(
-            nonce: nonce,
-            id: command.id,
-            type: command.type.rawValue,
-            timeout: command.timeout,
-            idempotencyKey: command.idempotencyKey ?? "",
-            dryRun: command.dryRun,
-            paramsBytes: JSONWriter.serialize(command.params)
-        )
+        let input = signingInput(for: command, nonce: nonce, paramsBytes: JSONWriter.serialize(command.params))
         guard let sig = Crypto.ed25519Sign(message: input, secretKey: secretKey) else {
             throw ClientError(.usage, "signing failed")
         }

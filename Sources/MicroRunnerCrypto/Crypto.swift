@@ -1,5 +1,6 @@
 import CMicroRunnerShims
 import CSodium
+import MicroRunnerProtocol
 
 /// SHA-256 (SHA-NI shim), base64 and, for signatures, Ed25519 (libsodium, linked statically into the runner).
 package enum Crypto {
@@ -196,4 +197,19 @@ package func signingInput(
         "micro-runner-v1\n" + nonce + "\n" + id + "\n" + type + "\n" + String(timeout) + "\n" + idempotencyKey + "\n"
         + (dryRun ? "true" : "false") + "\n" + h.finalizeHex()
     return Array(text.utf8)
+}
+
+/// The signing input of `command` (PROTOCOL.md, Signatures): what the client signs and the runner verifies,
+/// from one place so the two cannot drift apart.
+/// - Parameter paramsBytes: the params exactly as sent (the client's serialization) or received (the runner's).
+package func signingInput(for command: CommandMessage, nonce: String, paramsBytes: [UInt8]) -> [UInt8] {
+    signingInput(
+        nonce: nonce,
+        id: command.id,
+        type: command.type.rawValue,
+        timeout: command.timeout,
+        idempotencyKey: command.idempotencyKey ?? "",
+        dryRun: command.dryRun,
+        paramsBytes: paramsBytes
+    )
 }
