@@ -56,7 +56,10 @@ extension Agent {
         case .command:
             do {
                 let command = try WireDecoder().decode(CommandMessage.self, from: envelope.data)
-                queue.push(.command(command, rawParams: envelope.rawParams, size: bytes.count))
+                // Weighed by what the parsed command keeps in memory, not by its wire bytes (a line of small
+                // values takes ~12x its size once parsed).
+                let weight = command.params.retainedBytesEstimate + (command.metadata?.count ?? 0) * 64 + 512
+                queue.push(.command(command, rawParams: envelope.rawParams, size: weight))
             } catch {
                 queue.push(
                     .reject(
@@ -68,6 +71,18 @@ extension Agent {
         case .cancel:
             guard let id = envelope.data["command_id"]?.stringValue, !id.isEmpty else {
                 queue.push(.reject(.invalid("CANCEL needs data.command_id (a non-empty string)"), commandID: nil))
+                return
+            }
+            do throws(RunnerError) {
+                // An id the runner could never have served is refused before it is kept anywhere (a CANCEL with
+                // a 10 MiB id must not stay in memory).
+                try CommandMessage.checkName(id, "command_id")
+                if let key = config.verifyKey {
+                    try verifyCancelSignature(id: id, signature: envelope.data["signature"]?.stringValue, key: key)
+                }
+            } catch {
+                let shown = id.utf8.count <= CommandMessage.maxNameBytes ? id : nil
+                queue.push(.reject(RunnerError(error.code, "CANCEL: " + error.message), commandID: shown))
                 return
             }
             cancel(id: id)

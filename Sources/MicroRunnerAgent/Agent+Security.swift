@@ -25,6 +25,23 @@ extension Agent {
         }
     }
 
+    /// Checks a CANCEL's signature in signed mode: an unsigned CANCEL must not stop or drop a signed command.
+    /// - Throws: `RunnerError` `SIGNATURE_INVALID`; nothing is cancelled.
+    func verifyCancelSignature(id: String, signature text: String?, key: [UInt8]) throws(RunnerError) {
+        guard let text, !text.isEmpty else {
+            throw RunnerError(.signatureInvalid, "unsigned; this runner requires signed CANCELs (nothing was stopped)")
+        }
+        guard let signature = Crypto.base64Decode(text), signature.count == Crypto.ed25519SignatureBytes,
+            Crypto.ed25519Verify(
+                signature: signature,
+                message: cancelSigningInput(nonce: nonce, commandID: id),
+                publicKey: key
+            )
+        else {
+            throw RunnerError(.signatureInvalid, "signature does not verify (nothing was stopped)")
+        }
+    }
+
     /// Parses a base64 Ed25519 public key, or else reads a file holding one (base64 may itself start with `/`).
     static func loadVerifyKey(_ text: String) -> [UInt8]? {
         func parse(_ source: String) -> [UInt8]? {

@@ -78,8 +78,9 @@ package final class Agent: @unchecked Sendable {
     var usedIDs: Set<String> = []
     /// Successful commands by idempotency key.
     let idempotency: IdempotencyStore
-    /// Ids of commands that succeeded (DONE, and exit status 0 for exec), for `metadata.run_if_succeeded`.
-    var succeeded: Set<String> = []
+    /// Ids of the most recent commands that succeeded (DONE, and exit status 0 for exec), for
+    /// `metadata.run_if_succeeded`: at most 4096 ids of at most 256 bytes (about 1 MiB).
+    var succeeded = RecentIDs(capacity: 4096)
 
     /// - Throws: `RunnerError` when the state directory cannot be used.
     package init(configuration: AgentConfiguration) throws(RunnerError) {
@@ -148,7 +149,7 @@ package final class Agent: @unchecked Sendable {
     /// - Returns: the process exit code (also sent in EXIT).
     package func run() -> Int32 {
         let start = Monotonic.now()
-        ttlDeadline = start + Int64(config.ttlSeconds * 1e9)
+        ttlDeadline = Monotonic.deadline(from: start, seconds: config.ttlSeconds)
         send(.ready, readyMessage())
         startReader()
 
@@ -210,13 +211,15 @@ package final class Agent: @unchecked Sendable {
                 switch idempotency.lookup(key, fingerprint: fp) {
                 case .replay(let earlier):
                     noteSuccess(command.id, earlier.result)
+                    var metadata = ["idempotent_replay": "true", "original_command_id": earlier.commandID]
+                    if earlier.truncated { metadata["result_truncated"] = "true" }
                     send(
                         .done,
                         DoneMessage(
                             commandID: command.id,
                             result: earlier.result,
                             duration: earlier.duration,
-                            metadata: ["idempotent_replay": "true", "original_command_id": earlier.commandID]
+                            metadata: metadata
                         )
                     )
                     return
@@ -253,7 +256,7 @@ package final class Agent: @unchecked Sendable {
                 if earlyCancels.remove(command.id) != nil { token.cancel(.cancelled) }
             }
             defer { state.withLock { running = nil } }
-            let deadline = started + Int64(command.timeout) * 1_000_000_000
+            let deadline = Monotonic.deadline(from: started, seconds: command.timeout)
             let output = self.output
             let context = CommandContext(
                 command: command,
@@ -268,9 +271,12 @@ package final class Agent: @unchecked Sendable {
             }
             let result = try handler.run(context)
             let duration = Monotonic.seconds(since: started)
-            if let key = command.idempotencyKey, let fingerprint {
-                // Durable (journal fsynced) before the controller can see DONE.
-                idempotency.record(
+            var metadata: [String: String]?
+            // Only successes are remembered (PROTOCOL.md): an exec that exits non-zero is retried for real.
+            if let key = command.idempotencyKey, let fingerprint, Self.succeeded(result) {
+                // Durable (journal written and fsynced) before the controller can see DONE; when the journal
+                // write fails the DONE says so, since a replay after a restart would then run the command again.
+                let durable = idempotency.record(
                     .init(
                         key: key,
                         fingerprint: fingerprint,
@@ -280,19 +286,24 @@ package final class Agent: @unchecked Sendable {
                         duration: duration
                     )
                 )
+                if !durable { metadata = ["idempotency_journal": "write_failed"] }
             }
             noteSuccess(command.id, result)
-            send(.done, DoneMessage(commandID: command.id, result: result, duration: duration))
+            send(.done, DoneMessage(commandID: command.id, result: result, duration: duration, metadata: metadata))
         } catch {
             sendError(error, commandID: command.id)
         }
     }
 
-    /// Remembers a success for `run_if_succeeded` (an exec counts only with exit status 0).
+    /// Whether a DONE result is a success (an exec counts only with exit status 0).
+    static func succeeded(_ result: JSONValue) -> Bool {
+        if let code = result["exit_code"]?.intValue, code != 0 { return false }
+        return true
+    }
+
+    /// Remembers a success for `run_if_succeeded`.
     func noteSuccess(_ id: String, _ result: JSONValue) {
-        if let code = result["exit_code"]?.intValue, code != 0 { return }
-        if succeeded.count > 100_000 { succeeded.removeAll() }
-        succeeded.insert(id)
+        if Self.succeeded(result) { succeeded.insert(id) }
     }
 
     func send<T: Encodable>(_ type: MessageType, _ message: T) {
@@ -336,6 +347,31 @@ package final class Agent: @unchecked Sendable {
         let line = "micro-runner: " + text + "\n"
         var copy = line
         copy.withUTF8 { _ = writeAll(2, UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// The last `capacity` ids inserted (a ring), for membership tests: bounded in count, and so in bytes, since
+/// every id is at most 256 bytes.
+struct RecentIDs {
+    let capacity: Int
+    private var members: Set<String> = []
+    private var ring: [String] = []
+    private var next = 0
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func contains(_ id: String) -> Bool { members.contains(id) }
+
+    mutating func insert(_ id: String) {
+        guard !members.contains(id) else { return }
+        if ring.count < capacity {
+            ring.append(id)
+        } else {
+            members.remove(ring[next])
+            ring[next] = id
+            next = (next + 1) % capacity
+        }
+        members.insert(id)
     }
 }
 

@@ -4,7 +4,7 @@ import MicroRunnerProtocol
 /// What the stdin reader hands the worker, in wire order.
 enum InputItem: Sendable {
     /// A CMD to serve.
-    /// `size` is the line's length, for the queue's byte bound.
+    /// `size` is the bytes the parsed command keeps in memory (estimated), for the queue's byte bound.
     case command(CommandMessage, rawParams: [UInt8]?, size: Int)
     /// A line that cannot be served: answered with ERROR in its turn.
     case reject(RunnerError, commandID: String?)
@@ -16,8 +16,9 @@ enum InputItem: Sendable {
 
 /// The bounded queue between the stdin reader and the worker.
 ///
-/// Bounded by bytes of queued params: when a controller pipelines more than that, the reader stops
-/// reading stdin (the pipe then pushes back on the controller) until the worker catches up.
+/// Bounded by the bytes queued commands keep in memory (parsed params estimated by shape, plus raw params
+/// kept for signatures): when a controller pipelines more than that, the reader stops reading stdin (the pipe
+/// then pushes back on the controller) until the worker catches up.
 final class InputQueue: @unchecked Sendable {
     private let lock = ConditionLock()
     private var items: [InputItem] = []

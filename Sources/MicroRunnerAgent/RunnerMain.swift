@@ -18,7 +18,10 @@ package enum RunnerMain {
           --verify-key KEY|FILE   require every CMD to be signed by this Ed25519 key (base64, or a file)
           --state-dir DIR         keep an idempotency journal there (mode 0700/0600); without it nothing
                                   is written to disk
-          --root-dir DIR          confine file.read and file.write to DIR (symlinks resolved)
+          --root-dir DIR          confine file.read and file.write to DIR (resolved beneath it; absolute
+                                  symlinks and files with several hard links are refused)
+          --unsafe-pkg-options    pass pkg.ensure options to the manager as given (they can run programs
+                                  as root); without it only an allow-list of options is accepted
           --verbose               diagnostics on stderr
           --version               print the version and exit
           --help                  this text
@@ -42,6 +45,8 @@ package enum RunnerMain {
                 return .failure(ExitRequest(code: 0, output: usage, toStderr: false))
             case "--keep":
                 config.keepBinary = true
+            case "--unsafe-pkg-options":
+                config.host.rawPackageOptions = true
             case "--verbose":
                 config.verbose = true
             case "--ttl":
@@ -92,8 +97,15 @@ package enum RunnerMain {
                         ExitRequest(code: 2, output: "micro-runner: --root-dir needs an existing directory\n")
                     )
                 }
-                config.host.rootDirectory = String(cString: resolved)
+                let path = String(cString: resolved)
                 free(resolved)
+                do {
+                    config.host.resolver = try PathResolver(confinedTo: path)
+                } catch {
+                    return .failure(
+                        ExitRequest(code: 2, output: "micro-runner: --root-dir \(path): \(errnoText(error.code))\n")
+                    )
+                }
             default:
                 return .failure(ExitRequest(code: 2, output: "micro-runner: unknown option \(arg)\n" + usage))
             }
@@ -110,6 +122,24 @@ package enum RunnerMain {
 
     /// Runs the runner process and exits.
     package static func main(_ arguments: [String]) -> Never {
+        // Termination signals are taken by one thread with sigwait from the first instruction on, so a stop
+        // request is never lost and never blocked: before the agent exists it ends the process at once (exit
+        // 128+signal), after that the worker stops the running command's group and still sends EXIT.
+        // Children get an empty mask (ProcessRunner).
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, s) }
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+        let target = SignalTarget()
+        let signals = stopSignals
+        startThread(stackBytes: 64 << 10) {
+            var set = signals
+            var received: Int32 = 0
+            while sigwait(&set, &received) == 0 {
+                guard let agent = target.agent else { _exit(128 + received) }
+                agent.terminate(signal: received)
+            }
+        }
         // A controller that closes the pipe must not kill the runner before it stops its children.
         signal(SIGPIPE, SIG_IGN)
         // Multi-megabyte buffers (file content, output) come from mmap and go back to the kernel when
@@ -125,30 +155,32 @@ package enum RunnerMain {
         }
         config.selfPath = executablePath()
 
-        // Termination signals are taken by one thread with sigwait, so the worker can stop the running
-        // command's group and still send EXIT. Children get an empty mask (ProcessRunner).
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, s) }
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
-
         let agent: Agent
         do {
             agent = try Agent(configuration: config)
         } catch {
+            // Refused before READY (an unsafe --state-dir, say): the reason on stderr and as an ERROR
+            // INIT_FAILED line, so a controller waiting for READY reads why; exit status 3.
             var text = "micro-runner: \(error.message)\n"
             text.withUTF8 { _ = writeAll(2, UnsafeRawBufferPointer($0)) }
-            exit(2)
+            OutputChannel(fd: config.outputFD).send(
+                .error,
+                ErrorMessage(commandID: nil, code: .initFailed, message: error.message, retryable: error.retryable)
+            )
+            exit(3)
         }
-        let signals = stopSignals
-        startThread(stackBytes: 64 << 10) {
-            var set = signals
-            var received: Int32 = 0
-            while sigwait(&set, &received) == 0 {
-                agent.terminate(signal: received)
-            }
-        }
+        target.agent = agent
         exit(agent.run())
+    }
+
+    /// Where the signal thread sends stop requests once the agent exists.
+    final class SignalTarget: @unchecked Sendable {
+        private let lock = ConditionLock()
+        private var value: Agent?
+        var agent: Agent? {
+            get { lock.withLock { value } }
+            set { lock.withLock { value = newValue } }
+        }
     }
 
     /// The runner's own executable, from /proc/self/exe.

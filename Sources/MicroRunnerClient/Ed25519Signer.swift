@@ -55,4 +55,16 @@ public struct Ed25519Signer: CommandSigning {
         }
         return Crypto.base64Encode(sig)
     }
+
+    public func cancelSignature(commandID: String, nonce: String) throws -> String {
+        guard
+            let sig = Crypto.ed25519Sign(
+                message: cancelSigningInput(nonce: nonce, commandID: commandID),
+                secretKey: secretKey
+            )
+        else {
+            throw ClientError(.usage, "signing failed")
+        }
+        return Crypto.base64Encode(sig)
+    }
 }

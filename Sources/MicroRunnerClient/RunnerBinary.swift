@@ -38,27 +38,67 @@ public struct RunnerBinary: Sendable {
     }
 
     /// The gzip-compressed executable (level 6), cached under `~/.cache/micro-runner/<sha256>.gz` so it is
-    /// compressed once per build, not once per run.
+    /// compressed once per build, not once per run. A cached copy is used only after it decompresses to
+    /// exactly this executable (its SHA-256): the host checks the hash of the compressed stream it receives,
+    /// so an unchecked cache entry would run whatever someone put there.
     /// - Throws: `ClientError` when gzip fails.
     public func gzipped() throws -> Data {
         let cacheDir = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
         let cached = cacheDir.appendingPathComponent("\(sha256).gz")
-        if let data = FileManager.default.contents(atPath: cached.path), !data.isEmpty { return data }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "exec gzip -6 -c -- \"$0\"", path]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, !data.isEmpty else {
-            throw ClientError(.usage, "gzip of \(path) failed (status \(process.terminationStatus))")
+        if let data = FileManager.default.contents(atPath: cached.path), !data.isEmpty {
+            if (try? Self.gunzipSHA256(data)) == sha256 { return data }
+            try? FileManager.default.removeItem(at: cached)
         }
-        try? FileManager.default.createDirectory(at: cacheDir, withIntermediateDirectories: true)
+        let data = try Self.gzip(path)
+        guard (try? Self.gunzipSHA256(data)) == sha256 else {
+            throw ClientError(.usage, "\(path) changed while it was compressed; run again")
+        }
+        try? FileManager.default.createDirectory(
+            at: cacheDir,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         let temp = cacheDir.appendingPathComponent(".\(sha256).\(getpid()).tmp")
         if (try? data.write(to: temp)) != nil {
             _ = rename(temp.path, cached.path)
+        }
+        return data
+    }
+
+    /// `gzip -6 -c` of a file.
+    static func gzip(_ path: String) throws -> Data {
+        try run("exec gzip -6 -c -- \"$0\"", argument: path, input: nil)
+    }
+
+    /// SHA-256 of what `data` decompresses to.
+    static func gunzipSHA256(_ data: Data) throws -> String {
+        let plain = try run("exec gzip -dc", argument: "gunzip", input: data)
+        var h = Crypto.SHA256()
+        plain.withUnsafeBytes { h.update($0) }
+        return h.finalizeHex()
+    }
+
+    private static func run(_ script: String, argument: String, input: Data?) throws -> Data {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script, argument]
+        let out = Pipe()
+        process.standardOutput = out
+        let inPipe = Pipe()
+        if input != nil { process.standardInput = inPipe }
+        try process.run()
+        if let input {
+            // Write from another thread: gzip's output pipe would otherwise fill while we block on its input.
+            let writer = inPipe.fileHandleForWriting
+            Thread.detachNewThread {
+                try? writer.write(contentsOf: input)
+                try? writer.close()
+            }
+        }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, !data.isEmpty else {
+            throw ClientError(.usage, "gzip failed (status \(process.terminationStatus))")
         }
         return data
     }

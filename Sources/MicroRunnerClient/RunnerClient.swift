@@ -289,7 +289,11 @@ public actor RunnerClient {
 
     /// Sends CANCEL for a running or queued command (it then answers `CANCELLED`).
     public func cancel(_ commandID: String) async throws {
-        let data = try WireEncoder().encodeToValue(CancelMessage(commandID: commandID))
+        var message = CancelMessage(commandID: commandID)
+        if let signer {
+            message.signature = try signer.cancelSignature(commandID: commandID, nonce: ready.metadata["nonce"] ?? "")
+        }
+        let data = try WireEncoder().encodeToValue(message)
         try await session.child.send(Envelope.line(type: .cancel, timestamp: Self.timestamp(), data: data))
     }
 

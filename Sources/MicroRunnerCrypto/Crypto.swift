@@ -200,10 +200,11 @@ package func signingInput(
 }
 
 /// The signing input of `command` (PROTOCOL.md, Signatures): what the client signs and the runner verifies,
-/// from one place so the two cannot drift apart.
+/// from one place so the two cannot drift apart. A CMD with `metadata.run_if_succeeded` signs one more line
+/// with it, so an unsigned chain cannot make the runner skip a signed command.
 /// - Parameter paramsBytes: the params exactly as sent (the client's serialization) or received (the runner's).
 package func signingInput(for command: CommandMessage, nonce: String, paramsBytes: [UInt8]) -> [UInt8] {
-    signingInput(
+    var input = signingInput(
         nonce: nonce,
         id: command.id,
         type: command.type.rawValue,
@@ -212,4 +213,14 @@ package func signingInput(for command: CommandMessage, nonce: String, paramsByte
         dryRun: command.dryRun,
         paramsBytes: paramsBytes
     )
+    if let earlier = command.metadata?["run_if_succeeded"] {
+        input.append(0x0A)
+        input += Array(earlier.utf8)
+    }
+    return input
+}
+
+/// The bytes a CANCEL signature covers: `"micro-runner-v1-cancel\n" + nonce + "\n" + command_id`.
+package func cancelSigningInput(nonce: String, commandID: String) -> [UInt8] {
+    Array(("micro-runner-v1-cancel\n" + nonce + "\n" + commandID).utf8)
 }

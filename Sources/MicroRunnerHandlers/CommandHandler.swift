@@ -135,8 +135,14 @@ package struct Host: Sendable {
     package var searchPath: String? = nil
     /// The effective user id of the runner (0: root).
     package var effectiveUID: UInt32 = geteuid()
-    /// When set (resolved, absolute), file.read and file.write only touch paths inside it.
-    package var rootDirectory: String? = nil
+    /// Resolves the paths of file.read and file.write: once, through descriptors, and confined to --root-dir
+    /// when the runner was started with it.
+    package var resolver = PathResolver()
+    /// The confinement root (resolved, absolute), when file commands are confined.
+    package var rootDirectory: String? { resolver.root?.path }
+    /// Pass pkg.ensure `options` to the manager as given (`--unsafe-pkg-options`); else they must pass an
+    /// allow-list.
+    package var rawPackageOptions = false
     /// Where sudoers.ensure installs rules (sudo's `@includedir`).
     package var sudoersDirectory = "/etc/sudoers.d"
     /// The sshd configuration sshd.harden edits (`MICRO_RUNNER_SSHD_CONFIG` overrides it, for hosts that keep
@@ -148,27 +154,15 @@ package struct Host: Sendable {
         if let p = getenv("MICRO_RUNNER_SSHD_CONFIG") { sshdConfigPath = String(cString: p) }
     }
 
-    /// Refuses a path outside `rootDirectory` (after resolving symlinks; for a path that does not exist
-    /// yet, its parent directory is resolved).
+    /// Under --root-dir, refuses a regular file with more than one hard link: another name for it may lie
+    /// outside the root (a link made by someone who could read it there).
     /// - Throws: `RunnerError` `PERMISSION_DENIED`.
-    package func confine(_ path: String, what: String) throws(RunnerError) {
-        guard let root = rootDirectory else { return }
-        var resolved: String
-        if let r = realpath(path, nil) {
-            resolved = String(cString: r)
-            free(r)
-        } else {
-            let slash = path.lastIndex(of: "/") ?? path.startIndex
-            let parent = String(path[..<slash])
-            guard let r = realpath(parent.isEmpty ? "/" : parent, nil) else {
-                throw RunnerError(.permissionDenied, "\(what): \(path) is outside --root-dir \(root)")
-            }
-            resolved = String(cString: r) + "/" + path[path.index(after: slash)...]
-            free(r)
-        }
-        guard resolved == root || resolved.hasPrefix(root == "/" ? "/" : root + "/") else {
-            throw RunnerError(.permissionDenied, "\(what): \(path) is outside --root-dir \(root)")
-        }
+    package func refuseHardLinks(_ st: stat, path: String, what: String) throws(RunnerError) {
+        guard let root = rootDirectory, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink > 1 else { return }
+        throw RunnerError(
+            .permissionDenied,
+            "\(what): \(path) has \(st.st_nlink) hard links; under --root-dir \(root) only files with one name are served"
+        )
     }
 
     /// The absolute path of a tool on this host, if installed.

@@ -18,6 +18,10 @@ package struct ExecHandler: CommandHandler {
         let p = try context.params(ExecParams.self)
         if p.command.isEmpty { throw .invalid("exec: params.command is empty") }
         if let m = p.maxOutputBytes, m < 0 { throw .invalid("exec: params.max_output_bytes must be >= 0") }
+        // A key with "=" would set another variable ("A=B" + "x" is A with value "B=x"); an empty key is no name.
+        for key in p.env.keys.sorted() where key.isEmpty || key.utf8.contains(0x3D) || key.utf8.contains(0) {
+            throw .invalid("exec: env key \"\(key)\" is not a variable name (it is empty or holds \"=\")")
+        }
 
         var executable: String
         var argv: [String]
@@ -37,6 +41,13 @@ package struct ExecHandler: CommandHandler {
         if p.useSudo && context.host.effectiveUID != 0 {
             guard let sudo = context.host.which("sudo") else {
                 throw RunnerError(.notFound, "exec: use_sudo is set but sudo is not installed on this host")
+            }
+            if p.args.isEmpty && Self.isPOSIXShell(executable) {
+                // A runner that is not root cannot signal the root processes sudo starts (EPERM): its TERM and
+                // KILL reach sudo alone, which relays TERM to its child and dies on KILL, leaving the command's own
+                // children running as root. So the shell form runs under a root-side wrapper that, when sudo
+                // relays the stop, does what the runner would: TERM to the whole group, KILL 0.5 s later.
+                argv = [executable, "-c", Self.sudoGroupStopper, executable, p.command]
             }
             if p.sudoPassword.isEmpty {
                 argv = [sudo, "-n", "--"] + [executable] + argv.dropFirst()
@@ -90,6 +101,19 @@ package struct ExecHandler: CommandHandler {
             }
         }
         return try encodeResult(result)
+    }
+
+    /// Run as `SHELL -c STOPPER SHELL COMMAND` under sudo: COMMAND runs as a child (stdin kept), and a stop
+    /// relayed by sudo (TERM, INT, HUP) ends the whole root-side process group: TERM, then KILL after 0.5 s,
+    /// the runner's own schedule. The command's exit status is passed through. (stdin goes through fd 3: a
+    /// background job's stdin is /dev/null in dash unless redirected from another descriptor.)
+    static let sudoGroupStopper =
+        #"trap 'trap "" TERM INT HUP; kill -TERM 0; sleep 0.5; kill -KILL 0' TERM INT HUP; exec 3<&0; "$0" -c "$1" 0<&3 3<&- & exec 3<&-; wait $!"#
+
+    /// Shells that understand the POSIX `trap`/`wait` syntax of `sudoGroupStopper`.
+    static func isPOSIXShell(_ path: String) -> Bool {
+        let name = Array(path.utf8).split(separator: 0x2F).last.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return ["sh", "dash", "bash", "ash", "ksh", "zsh"].contains(name)
     }
 
     /// Output as a string (invalid UTF-8 repaired) cut to fit `budget` escaped bytes.

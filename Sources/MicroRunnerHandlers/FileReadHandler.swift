@@ -15,18 +15,14 @@ package struct FileReadHandler: CommandHandler {
         let p = try context.params(FileReadParams.self)
         guard p.path.hasPrefix("/") else { throw .invalid("file.read: path \"\(p.path)\" must be absolute") }
         guard p.offset >= 0 else { throw .invalid("file.read: offset must be >= 0") }
-        try context.host.confine(p.path, what: "file.read")
-        // O_NONBLOCK: opening a FIFO must not hang the runner.
-        let fd = open(p.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard fd >= 0 else { throw FileSystem.error(errno, "file.read", p.path) }
-        defer { close(fd) }
+        // Resolved once (under --root-dir when set), opened without following a last-moment symlink, and
+        // never blocking on a FIFO; everything after works on this descriptor.
+        let location = try context.host.resolver.locate(p.path, what: "file.read")
+        let file = try FileSystem.openRegular(location, what: "file.read")
+        let fd = file.fd
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FileSystem.error(errno, "file.read", p.path) }
-        switch st.st_mode & S_IFMT {
-        case S_IFDIR: throw .invalid("file.read: \(p.path): is a directory")
-        case S_IFREG: break
-        default: throw .invalid("file.read: \(p.path): not a regular file")
-        }
+        do { st = try file.status() } catch { throw FileSystem.error(error.code, "file.read", p.path) }
+        try context.host.refuseHardLinks(st, path: p.path, what: "file.read")
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
 
         // Read one byte more than asked: it tells whether anything is left (files in /proc report size 0).

@@ -1,7 +1,6 @@
 import CMicroRunnerShims
 import MicroRunnerCrypto
 import MicroRunnerProtocol
-import SystemPackage
 
 /// File-system helpers shared by the file, sudoers and sshd handlers.
 package enum FileSystem {
@@ -25,54 +24,105 @@ package enum FileSystem {
         }
     }
 
-    /// Calls `body` with each chunk of the file at `path`, in order, until it returns false or the file ends.
+    /// Calls `body` with each chunk of the open file, from its current offset, until it returns false or the
+    /// file ends.
     package static func forEachChunk(
-        _ path: String,
+        _ file: Descriptor,
         chunkSize: Int = 1 << 16,
-        _ body: (UnsafeRawBufferPointer) -> Bool
-    ) throws(RunnerError) {
-        let fd: FileDescriptor
-        do {
-            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
-        } catch {
-            throw Self.error(errnoOf(error), "read", path)
-        }
-        defer { try? fd.close() }
+        _ body: (UnsafeRawBufferPointer) throws(SystemError) -> Bool
+    ) throws(SystemError) {
         var chunk = [UInt8](repeating: 0, count: chunkSize)
         while true {
-            let n: Int
-            do {
-                n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
-            } catch {
-                throw Self.error(errnoOf(error), "read", path)
-            }
+            let n = try Sys.read(file.fd, into: &chunk)
             if n == 0 { return }
-            let more = chunk.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            if !more { return }
+            let more = chunk.withUnsafeBytes { raw in
+                Result { () throws(SystemError) in try body(UnsafeRawBufferPointer(rebasing: raw[0..<n])) }
+            }
+            if try !more.get() { return }
         }
     }
 
-    /// Reads a whole regular file (bounded).
+    /// Opens a file the runner itself trusts by path (/etc/passwd, a key file, sshd's PidFile) for reading:
+    /// never blocks on a FIFO, never becomes a controlling terminal, and refuses anything but a regular file.
+    package static func openTrusted(_ path: String) throws(RunnerError) -> Descriptor {
+        let file: Descriptor
+        do {
+            file = Descriptor(try Sys.openat(AT_FDCWD, path, O_RDONLY | O_NONBLOCK | O_NOCTTY))
+        } catch {
+            throw Self.error(error.code, "read", path)
+        }
+        guard let st = try? file.status(), (st.st_mode & S_IFMT) == S_IFREG else {
+            throw RunnerError(.invalidCommand, "read: \(path): not a regular file")
+        }
+        return file
+    }
+
+    /// Reads a whole regular file, at most `limit` bytes.
     package static func readAll(_ path: String, limit: Int = 64 << 20) throws(RunnerError) -> [UInt8] {
+        try readAll(try openTrusted(path), limit: limit, path: path)
+    }
+
+    /// Reads an open file from its current offset, at most `limit` bytes.
+    package static func readAll(_ file: Descriptor, limit: Int, path: String) throws(RunnerError) -> [UInt8] {
         var out: [UInt8] = []
-        try forEachChunk(path) { bytes in
-            out.append(contentsOf: bytes.prefix(limit - out.count))
-            return out.count < limit
+        do {
+            try forEachChunk(file) { (bytes) throws(SystemError) in
+                out.append(contentsOf: bytes.prefix(limit - out.count))
+                return out.count < limit
+            }
+        } catch {
+            throw Self.error(error.code, "read", path)
         }
         return out
     }
 
-    /// Whether the file at `path` holds exactly `bytes` (read in chunks and compared; no hashing).
-    package static func contentEquals(_ path: String, _ bytes: [UInt8]) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
+    /// Opens the existing regular file at `location` for reading, without following a symlink, and checks it is
+    /// the file `expect` described (device and inode), when given.
+    package static func openRegular(
+        _ location: PathResolver.Location,
+        what: String,
+        expect: stat? = nil
+    ) throws(RunnerError) -> Descriptor {
+        let file: Descriptor
+        do {
+            file = Descriptor(
+                try Sys.openat(location.directory.fd, location.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
+            )
+        } catch {
+            if error.code == ELOOP {
+                throw RunnerError(
+                    .conflict,
+                    "\(what): \(location.path) became a symlink while it was being read; nothing was done",
+                    retryable: true
+                )
+            }
+            throw Self.error(error.code, what, location.path)
+        }
+        let st: stat
+        do { st = try file.status() } catch { throw Self.error(error.code, what, location.path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            if (st.st_mode & S_IFMT) == S_IFDIR { throw .invalid("\(what): \(location.path): is a directory") }
+            throw .invalid("\(what): \(location.path): not a regular file")
+        }
+        if let expect, UInt(expect.st_dev) != UInt(st.st_dev) || UInt(expect.st_ino) != UInt(st.st_ino) {
+            throw RunnerError(
+                .conflict,
+                "\(what): \(location.path) was replaced while it was being read; nothing was done",
+                retryable: true
+            )
+        }
+        return file
+    }
+
+    /// Whether the open file holds exactly `bytes` (read from offset 0 in chunks and compared; no hashing).
+    package static func contentEquals(_ file: Descriptor, _ bytes: [UInt8]) -> Bool {
         var chunk = [UInt8](repeating: 0, count: min(1 << 20, bytes.count + 1))
         var offset = 0
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return false }
+            let n: Int
+            do {
+                n = try Sys.read(file.fd, into: &chunk, offset: offset)
+            } catch { return false }
             if n == 0 { return offset == bytes.count }
             if offset + n > bytes.count { return false }
             let same = chunk.withUnsafeBytes { c in
@@ -83,98 +133,66 @@ package enum FileSystem {
         }
     }
 
-    /// Whether two files have the same content.
-    package static func filesEqual(_ a: String, _ b: String) -> Bool {
-        let fa = open(a, O_RDONLY | O_CLOEXEC)
-        guard fa >= 0 else { return false }
-        defer { close(fa) }
-        let fb = open(b, O_RDONLY | O_CLOEXEC)
-        guard fb >= 0 else { return false }
-        defer { close(fb) }
+    /// Whether two open files have the same content (both read from offset 0).
+    package static func filesEqual(_ a: Descriptor, _ b: Descriptor) -> Bool {
         var ba = [UInt8](repeating: 0, count: 1 << 16)
         var bb = [UInt8](repeating: 0, count: 1 << 16)
+        var offset = 0
         while true {
-            let na = ba.withUnsafeMutableBytes { read(fa, $0.baseAddress, $0.count) }
+            let na: Int
+            do {
+                na = try Sys.read(a.fd, into: &ba, offset: offset)
+            } catch { return false }
+            // Read the same number of bytes from b (pread may return less than asked).
             var nb = 0
-            while nb < max(na, 0) {
-                let r = bb.withUnsafeMutableBytes { read(fb, $0.baseAddress! + nb, na - nb) }
-                if r <= 0 { return false }
+            let want = max(na, 1)
+            while nb < want {
+                var part = [UInt8](repeating: 0, count: want - nb)
+                let r: Int
+                do { r = try Sys.read(b.fd, into: &part, offset: offset + nb) } catch { return false }
+                if r == 0 { break }
+                bb.replaceSubrange(nb..<(nb + r), with: part[0..<r])
                 nb += r
             }
-            if na < 0 { return false }
-            if na == 0 {
-                var probe: UInt8 = 0
-                return read(fb, &probe, 1) == 0
-            }
-            if memcmp(ba, bb, na) != 0 { return false }
+            if na == 0 { return nb == 0 }
+            if nb != na || memcmp(ba, bb, na) != 0 { return false }
+            offset += na
         }
     }
 
-    /// SHA-256 of a file's content, streamed.
-    package static func sha256(of path: String) throws(RunnerError) -> String {
+    /// SHA-256 of an open file's content from offset 0, streamed.
+    package static func sha256(of file: Descriptor, path: String) throws(RunnerError) -> String {
         var hash = Crypto.SHA256()
-        try forEachChunk(path) { bytes in
-            hash.update(bytes)
-            return true
+        var offset = 0
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n: Int
+            do {
+                n = try Sys.read(file.fd, into: &chunk, offset: offset)
+            } catch { throw Self.error(error.code, "read", path) }
+            if n == 0 { break }
+            chunk.withUnsafeBytes { hash.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            offset += n
         }
         return hash.finalizeHex()
     }
 
-    /// Writes `bytes` to a new temporary file beside `path` and returns its path; the caller renames or removes it.
-    /// The file is created 0600 and fsynced.
-    package static func writeTemporary(beside path: String, _ bytes: [UInt8]) throws(RunnerError) -> String {
-        let (fd, temp) = try createTemporary(beside: path)
-        do {
-            try bytes.withUnsafeBytes { _ = try fd.writeAll($0) }
-            if fsync(fd.rawValue) != 0 { throw Errno(rawValue: errno) }
-            try fd.close()
-        } catch {
-            try? fd.close()
-            unlink(temp)
-            let code = (error as? Errno)?.rawValue ?? EIO
-            throw Self.error(code, "write", path, hint: "the existing file was left untouched")
-        }
-        return temp
-    }
-
-    /// Creates an empty, exclusive 0600 temporary file in the directory of `path`.
-    package static func createTemporary(
-        beside path: String,
-        tag: String = "tmp"
-    ) throws(RunnerError) -> (
-        FileDescriptor, String
-    ) {
-        let fp = FilePath(path)
-        let dir = fp.removingLastComponent().string
-        let name = fp.lastComponent?.string ?? "file"
-        for _ in 0..<16 {
-            let temp =
-                (dir.isEmpty ? "." : dir) + "/." + name + ".mr-" + tag + "-" + String(getpid()) + "-" + randomHex(6)
-            do {
-                let fd = try FileDescriptor.open(
-                    FilePath(temp),
-                    .writeOnly,
-                    options: [.create, .exclusiveCreate, .closeOnExec],
-                    permissions: [.ownerReadWrite]
-                )
-                return (fd, temp)
-            } catch Errno.fileExists {
-                continue
-            } catch {
-                throw Self.error(errnoOf(error), "write", temp)
-            }
-        }
-        throw RunnerError(.execFailed, "write: \(path): cannot create a temporary file beside it")
-    }
-
     /// fsync on a directory, so a rename in it is durable.
-    package static func syncDirectory(of path: String) {
-        let dir = FilePath(path).removingLastComponent().string
-        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
+    package static func syncDirectory(_ dir: Descriptor) {
+        guard let fd = try? Sys.openat(dir.fd, ".", O_RDONLY | O_DIRECTORY) else { return }
+        try? Sys.fsync(fd)
+        Sys.close(fd)
+    }
+
+    /// `20261126T211835.123456789Z`: sorts by time; ends in `~` in the path, which sudo's @includedir skips.
+    package static func backupStamp() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let stamp = Timestamp.format(seconds: Int(ts.tv_sec), nanoseconds: 0)
+        let compact = stamp.filter { $0 != "-" && $0 != ":" }.dropLast()
+        var nanos = String(ts.tv_nsec)
+        nanos = String(repeating: "0", count: 9 - nanos.count) + nanos
+        return compact + "." + nanos + "Z"
     }
 
     /// Random lowercase hex from the kernel.
@@ -206,14 +224,15 @@ package enum FileSystem {
     }
 
     /// A user id from a name or a number, read from `/etc/passwd` (works in a static binary, where NSS does not).
+    /// The id -1 (4294967295) means "leave unchanged" to chown(2) and is never an owner: refused.
     package static func userID(_ nameOrID: String, passwd: String = "/etc/passwd") -> uid_t? {
-        if let id = UInt32(nameOrID) { return uid_t(id) }
+        if let id = UInt32(nameOrID) { return id == UInt32.max ? nil : uid_t(id) }
         return lookup(nameOrID, in: passwd).map { uid_t($0) }
     }
 
     /// A group id from a name or a number, read from `/etc/group`.
     package static func groupID(_ nameOrID: String, group: String = "/etc/group") -> gid_t? {
-        if let id = UInt32(nameOrID) { return gid_t(id) }
+        if let id = UInt32(nameOrID) { return id == UInt32.max ? nil : gid_t(id) }
         return lookup(nameOrID, in: group).map { gid_t($0) }
     }
 
@@ -235,9 +254,4 @@ package enum FileSystem {
         }
         return nil
     }
-}
-
-/// The errno inside a swift-system error (EIO for anything else).
-package func errnoOf(_ error: any Error) -> Int32 {
-    (error as? Errno)?.rawValue ?? EIO
 }

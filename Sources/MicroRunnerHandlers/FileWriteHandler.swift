@@ -4,10 +4,12 @@ import Synchronization
 
 /// `file.write`: atomic, idempotent file installation.
 ///
-/// The new content goes to a temporary file in the target's directory, is fsynced, gets its mode and
-/// owner, and is renamed over the target; then the directory is fsynced. A crash, a full disk or a
-/// failed write leaves the old file as it was. A backup is a hard link to the old inode (exact content,
-/// mode and owner, no copy), made only when something changes.
+/// The target is resolved once (`PathResolver`, confined under --root-dir); the new content goes to a
+/// `StagedFile` in the target's directory, reached only through descriptors, is fsynced, gets its owner and
+/// mode, and is renamed over the target; then the directory is fsynced. A crash, a full disk or a failed
+/// write leaves the old file as it was. A backup is a hard link to the old inode (exact content, mode and
+/// owner, no copy), made only when something changes. With `create`, missing parent directories are created
+/// (0755), as the Go runner does.
 package struct FileWriteHandler: CommandHandler, ExitCleanup {
     package var type: CommandType { .fileWrite }
     /// Largest text for which a dry run computes a diff.
@@ -28,7 +30,38 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             return try chunk(p, uploadID: uploadID, request: request, context: context)
         }
         let content = try Self.content(p)
-        return try encodeResult(try apply(request, content: .bytes(content), dryRun: context.command.dryRun))
+        let dryRun = context.command.dryRun
+        let location: PathResolver.Location
+        let existing: stat?
+        do {
+            (location, existing) = try Self.target(
+                request.path,
+                create: request.create,
+                createParents: request.create && !dryRun,
+                host: context.host
+            )
+        } catch {
+            // A dry run creates no directories: a missing one means the file would be created.
+            guard dryRun && request.create && error.code == .notFound else { throw error }
+            return try encodeResult(
+                FileWriteResult(
+                    bytesWritten: 0,
+                    created: true,
+                    checksum: Crypto.sha256Hex(content),
+                    changed: true,
+                    diff: UnifiedDiff.make(old: [], new: content, path: request.path, limit: Self.maxDiffBytes)
+                )
+            )
+        }
+        return try encodeResult(
+            try apply(
+                request,
+                at: location,
+                existing: existing,
+                content: .bytes(content),
+                dryRun: context.command.dryRun
+            )
+        )
     }
 
     /// What a write asks for, validated.
@@ -44,7 +77,6 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             guard p.path.hasPrefix("/") else {
                 throw .invalid("file.write: path \"\(p.path)\" must be absolute")
             }
-            try host.confine(p.path, what: "file.write")
             if p.useSudo && host.effectiveUID != 0 {
                 throw RunnerError(
                     .unsupported,
@@ -59,12 +91,22 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
                 mode = m
             }
             if !p.owner.isEmpty {
+                if p.owner == "4294967295" || p.owner == "-1" {
+                    throw .invalid(
+                        "file.write: owner \"\(p.owner)\" is not a user id (-1 means \"unchanged\" to chown)"
+                    )
+                }
                 guard let u = FileSystem.userID(p.owner) else {
                     throw .invalid("file.write: owner \"\(p.owner)\": no such user in /etc/passwd")
                 }
                 uid = u
             }
             if !p.group.isEmpty {
+                if p.group == "4294967295" || p.group == "-1" {
+                    throw .invalid(
+                        "file.write: group \"\(p.group)\" is not a group id (-1 means \"unchanged\" to chown)"
+                    )
+                }
                 guard let g = FileSystem.groupID(p.group) else {
                     throw .invalid("file.write: group \"\(p.group)\": no such group in /etc/group")
                 }
@@ -90,68 +132,71 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
 
     enum NewContent {
         case bytes([UInt8])
-        /// An already-written, fsynced staging file (final chunk of an upload).
-        case staged(path: String, size: Int)
+        /// An already-written staging file (final chunk of an upload).
+        case staged(StagedFile)
     }
 
-    /// Resolves the target (following a symlink to the file it names) and checks the parent directory.
-    static func target(_ path: String, create: Bool) throws(RunnerError) -> (path: String, existing: stat?) {
-        var target = path
-        if let link = FileSystem.status(path, followLinks: false), (link.st_mode & S_IFMT) == S_IFLNK {
-            guard let resolved = realpath(path, nil) else {
-                throw FileSystem.error(
-                    errno,
-                    "file.write",
-                    path,
-                    hint: "it is a symlink whose target cannot be resolved"
+    /// Resolves the target once (following a symlink to the file it names, under --root-dir when set) and
+    /// checks what is there. Everything after this goes through the returned directory descriptor.
+    static func target(
+        _ path: String,
+        create: Bool,
+        createParents: Bool,
+        host: Host
+    ) throws(RunnerError) -> (location: PathResolver.Location, existing: stat?) {
+        let location = try host.resolver.locate(path, what: "file.write", createParents: createParents)
+        let existing: stat?
+        do { existing = try location.status() } catch { throw FileSystem.error(error.code, "file.write", path) }
+        if let st = existing {
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw .invalid("file.write: \(path): is a directory")
+            case S_IFLNK:
+                throw RunnerError(
+                    .conflict,
+                    "file.write: \(path): became a symlink while it was being resolved; nothing was written",
+                    retryable: true
                 )
-            }
-            target = String(cString: resolved)
-            free(resolved)
-        }
-        if let st = FileSystem.status(target) {
-            if (st.st_mode & S_IFMT) == S_IFDIR { throw .invalid("file.write: \(path): is a directory") }
-            if (st.st_mode & S_IFMT) != S_IFREG {
+            default:
                 throw .invalid("file.write: \(path): not a regular file (refusing to replace a device, FIFO or socket)")
             }
-            return (target, st)
-        }
-        let e = errno
-        if e != ENOENT { throw FileSystem.error(e, "file.write", path) }
-        let parent = String(target[..<(target.lastIndex(of: "/") ?? target.startIndex)])
-        guard FileSystem.status(parent.isEmpty ? "/" : parent).map({ ($0.st_mode & S_IFMT) == S_IFDIR }) == true else {
-            throw RunnerError(
-                .notFound,
-                "file.write: \(path): parent directory \(parent) does not exist (create it first)"
-            )
-        }
-        if !create {
+            try host.refuseHardLinks(st, path: path, what: "file.write")
+        } else if !create {
             throw RunnerError(.notFound, "file.write: \(path): does not exist (set create: true to create it)")
         }
-        return (target, nil)
+        return (location, existing)
     }
 
-    func apply(_ request: Request, content: NewContent, dryRun: Bool) throws(RunnerError) -> FileWriteResult {
-        let (target, existing) = try Self.target(request.path, create: request.create)
+    func apply(
+        _ request: Request,
+        at location: PathResolver.Location,
+        existing: stat?,
+        content: NewContent,
+        dryRun: Bool
+    ) throws(RunnerError) -> FileWriteResult {
         let newSize: Int
         let checksum: String
         switch content {
         case .bytes(let b):
             newSize = b.count
             checksum = Crypto.sha256Hex(b)
-        case .staged(let path, let size):
-            newSize = size
-            checksum = try FileSystem.sha256(of: path)
+        case .staged(let staged):
+            newSize = staged.size
+            checksum = try FileSystem.sha256(of: staged.file, path: request.path)
         }
         let mode = request.mode ?? existing.map { $0.st_mode & 0o7777 } ?? 0o644
         let uid = request.uid ?? existing?.st_uid
         let gid = request.gid ?? existing?.st_gid
 
+        // The existing file, opened once without following links and checked to be the one just looked at.
+        let old = try existing.map { (st) throws(RunnerError) in
+            try FileSystem.openRegular(location, what: "file.write", expect: st)
+        }
         var contentSame = false
-        if let existing, Int(existing.st_size) == newSize {
+        if let old, let existing, Int(existing.st_size) == newSize {
             switch content {
-            case .bytes(let b): contentSame = FileSystem.contentEquals(target, b)
-            case .staged(let path, _): contentSame = FileSystem.filesEqual(target, path)
+            case .bytes(let b): contentSame = FileSystem.contentEquals(old, b)
+            case .staged(let staged): contentSame = FileSystem.filesEqual(old, staged.file)
             }
         }
         let metaSame =
@@ -160,14 +205,16 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
                     && (request.gid == nil || $0.st_gid == request.gid!)
             } ?? false
         if contentSame && metaSame {
-            if case .staged(let path, _) = content { unlink(path) }
+            if case .staged(let staged) = content { staged.discard() }
             return FileWriteResult(bytesWritten: 0, created: false, checksum: checksum, changed: false)
         }
         if dryRun {
             var diff: String?
             if case .bytes(let new) = content, !contentSame {
-                let old = existing == nil ? [] : ((try? FileSystem.readAll(target, limit: Self.maxDiffBytes + 1)) ?? [])
-                diff = UnifiedDiff.make(old: old, new: new, path: request.path, limit: Self.maxDiffBytes)
+                let before = old.flatMap {
+                    try? FileSystem.readAll($0, limit: Self.maxDiffBytes + 1, path: request.path)
+                }
+                diff = UnifiedDiff.make(old: before ?? [], new: new, path: request.path, limit: Self.maxDiffBytes)
             }
             return FileWriteResult(
                 bytesWritten: 0,
@@ -178,53 +225,26 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             )
         }
 
-        let temp: String
+        let staged: StagedFile
         switch content {
-        case .bytes(let b): temp = try FileSystem.writeTemporary(beside: target, b)
-        case .staged(let path, _): temp = path
-        }
-        var committed = false
-        defer { if !committed { unlink(temp) } }
-        if chmod(temp, mode) != 0 { throw FileSystem.error(errno, "file.write: chmod", request.path) }
-        if uid != nil || gid != nil {
-            if chown(temp, uid ?? uid_t.max, gid ?? gid_t.max) != 0 {
-                let e = errno
-                // Keeping an existing owner is best effort for a non-root runner; a requested one is not.
-                if request.uid != nil || request.gid != nil {
-                    throw FileSystem.error(e, "file.write: chown", request.path)
-                }
+        case .bytes(let b):
+            staged = try StagedFile(beside: location)
+            do {
+                try staged.append(b)
+            } catch {
+                staged.discard()
+                throw FileSystem.error(
+                    error.code,
+                    "file.write",
+                    request.path,
+                    hint: "the existing file was left untouched"
+                )
             }
+        case .staged(let s): staged = s
         }
-        var backupPath: String?
-        if request.backup, existing != nil {
-            let b = target + "." + Self.backupStamp() + "~"
-            if link(target, b) != 0 {
-                let e = errno
-                // No hard links here (some file systems, protected_hardlinks): fall back to a copy.
-                guard e == EPERM || e == EMLINK || e == EXDEV || e == ENOTSUP else {
-                    throw FileSystem.error(e, "file.write: backup", b)
-                }
-                let old = try FileSystem.readAll(target, limit: .max)
-                let copy = try FileSystem.writeTemporary(beside: b, old)
-                if let existing {
-                    chmod(copy, existing.st_mode & 0o7777)
-                    chown(copy, existing.st_uid, existing.st_gid)
-                }
-                if rename(copy, b) != 0 {
-                    let e2 = errno
-                    unlink(copy)
-                    throw FileSystem.error(e2, "file.write: backup", b)
-                }
-            }
-            backupPath = b
-        }
-        if rename(temp, target) != 0 {
-            let e = errno
-            if let backupPath { unlink(backupPath) }
-            throw FileSystem.error(e, "file.write: rename", request.path, hint: "the existing file was left untouched")
-        }
-        committed = true
-        FileSystem.syncDirectory(of: target)
+        // Keeping an existing owner is best effort for a non-root runner; a requested one is not.
+        try staged.finish(mode: mode, uid: uid, gid: gid, ownerRequired: request.uid != nil || request.gid != nil)
+        let backupPath = try staged.commit(backupOf: request.backup ? existing : nil)
         return FileWriteResult(
             bytesWritten: newSize,
             created: existing == nil,
@@ -232,17 +252,6 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             checksum: checksum,
             changed: true
         )
-    }
-
-    /// `20261126T211835.123456789Z`: sorts by time; ends in `~` in the path, which sudo's @includedir skips.
-    static func backupStamp() -> String {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        let stamp = Timestamp.format(seconds: Int(ts.tv_sec), nanoseconds: 0)
-        let compact = stamp.filter { $0 != "-" && $0 != ":" }.dropLast()
-        var nanos = String(ts.tv_nsec)
-        nanos = String(repeating: "0", count: 9 - nanos.count) + nanos
-        return compact + "." + nanos + "Z"
     }
 
     func chunk(
@@ -267,36 +276,62 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
         if context.command.dryRun {
             throw .invalid("file.write: dry_run is not supported for chunked uploads (send the whole content instead)")
         }
-        let staged = try uploads.append(uploadID: uploadID, target: request.path, offset: offset, bytes: bytes)
+        let upload = try uploads.append(
+            uploadID: uploadID,
+            target: request.path,
+            offset: offset,
+            bytes: bytes,
+            host: context.host
+        )
         guard p.final == true else {
             return try encodeResult(
-                FileWriteResult(bytesWritten: bytes.count, created: false, checksum: "", bytesStaged: staged.size)
+                FileWriteResult(bytesWritten: bytes.count, created: false, checksum: "", bytesStaged: upload.size)
             )
         }
-        let finished = try uploads.finish(uploadID: uploadID)
+        let staged = try uploads.finish(uploadID: uploadID)
+        // The target as it is now, in the directory resolved when the upload began.
+        let existing: stat?
+        do { existing = try staged.target.status() } catch {
+            throw FileSystem.error(error.code, "file.write", request.path)
+        }
+        if let st = existing {
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                staged.discard()
+                throw .invalid("file.write: \(request.path): not a regular file any more; the upload was dropped")
+            }
+            try context.host.refuseHardLinks(st, path: request.path, what: "file.write")
+        }
         return try encodeResult(
-            try apply(request, content: .staged(path: finished.path, size: finished.size), dryRun: false)
+            try apply(request, at: staged.target, existing: existing, content: .staged(staged), dryRun: false)
         )
     }
 }
 
-/// Staging files of chunked uploads. Each lives beside its target (so the final rename is atomic) and is
-/// removed at EXIT unless its final chunk arrived.
+/// Staging files of chunked uploads, kept open: every chunk is appended through the descriptor the runner
+/// created (never reopened by name), and the final rename checks the name still refers to that file. Each
+/// lives beside its target (so the final rename is atomic) and is removed at EXIT unless its final chunk
+/// arrived.
 final class UploadRegistry: Sendable {
-    struct Upload {
-        var path: String
-        var target: String
-        var size: Int
-    }
+    /// Unfinished uploads at once (each holds two descriptors and a staging file).
+    static let maxUploads = 64
 
-    private let uploads = Mutex<[String: Upload]>([:])
+    private let uploads = Mutex<[String: StagedFile]>([:])
 
-    func append(uploadID: String, target: String, offset: Int, bytes: [UInt8]) throws(RunnerError) -> Upload {
+    func append(
+        uploadID: String,
+        target: String,
+        offset: Int,
+        bytes: [UInt8],
+        host: Host
+    ) throws(RunnerError) -> StagedFile {
         let current = uploads.withLock { $0[uploadID] }
-        var upload: Upload
+        let upload: StagedFile
         if let current {
-            guard current.target == target else {
-                throw RunnerError(.conflict, "file.write: upload \(uploadID) is for \(current.target), not \(target)")
+            guard current.requestedPath == target else {
+                throw RunnerError(
+                    .conflict,
+                    "file.write: upload \(uploadID) is for \(current.requestedPath), not \(target)"
+                )
             }
             upload = current
         } else {
@@ -307,10 +342,16 @@ final class UploadRegistry: Sendable {
                     details: ["bytes_staged": "0"]
                 )
             }
-            _ = try FileWriteHandler.target(target, create: true)
-            let (fd, path) = try FileSystem.createTemporary(beside: target, tag: "upload")
-            try? fd.close()
-            upload = Upload(path: path, target: target, size: 0)
+            guard uploads.withLock({ $0.count }) < Self.maxUploads else {
+                throw RunnerError(
+                    .conflict,
+                    "file.write: \(Self.maxUploads) uploads are unfinished; finish one before starting another",
+                    retryable: true
+                )
+            }
+            let (location, _) = try FileWriteHandler.target(target, create: true, createParents: true, host: host)
+            upload = try StagedFile(beside: location, tag: "upload")
+            upload.requestedPath = target
             uploads.withLock { $0[uploadID] = upload }
         }
         guard offset == upload.size else {
@@ -320,34 +361,22 @@ final class UploadRegistry: Sendable {
                 details: ["bytes_staged": String(upload.size)]
             )
         }
-        let fd = open(upload.path, O_WRONLY | O_APPEND | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystem.error(errno, "file.write: staging", upload.path) }
-        defer { close(fd) }
-        let rc = bytes.withUnsafeBytes { writeAll(fd, $0) }
-        if rc != 0 {
-            // Keep the staged bytes consistent with the count: cut back what this chunk half-wrote.
-            _ = ftruncate(fd, off_t(upload.size))
+        do {
+            try upload.append(bytes)
+        } catch {
             throw FileSystem.error(
-                rc,
+                error.code,
                 "file.write: staging",
-                upload.target,
+                target,
                 hint: "the chunk was not staged; resend it"
             )
         }
-        upload.size += bytes.count
-        let updated = upload
-        uploads.withLock { $0[uploadID] = updated }
         return upload
     }
 
-    func finish(uploadID: String) throws(RunnerError) -> Upload {
+    func finish(uploadID: String) throws(RunnerError) -> StagedFile {
         guard let upload = uploads.withLock({ $0.removeValue(forKey: uploadID) }) else {
             throw RunnerError(.conflict, "file.write: upload \(uploadID) is unknown")
-        }
-        let fd = open(upload.path, O_WRONLY | O_CLOEXEC)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
         }
         return upload
     }
@@ -357,6 +386,6 @@ final class UploadRegistry: Sendable {
             defer { dict.removeAll() }
             return Array(dict.values)
         }
-        for upload in all { unlink(upload.path) }
+        for upload in all { upload.discard() }
     }
 }

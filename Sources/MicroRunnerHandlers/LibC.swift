@@ -26,6 +26,26 @@ package enum Monotonic {
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
+    /// `start` plus whole seconds, saturating: a deadline too far to represent is "never", not an overflow trap
+    /// (a CMD with `timeout: 9223372037` once crashed the runner here).
+    package static func deadline(from start: Int64, seconds: Int) -> Int64 {
+        let (ns, o1) = Int64(clamping: seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        if o1 { return seconds > 0 ? .max : start }
+        let (sum, o2) = start.addingReportingOverflow(ns)
+        return o2 ? (ns > 0 ? .max : .min) : sum
+    }
+
+    /// `start` plus fractional seconds, saturating (non-finite or huge values give `.max`).
+    package static func deadline(from start: Int64, seconds: Double) -> Int64 {
+        guard seconds.isFinite else { return seconds > 0 ? .max : start }
+        let ns = (seconds * 1e9).rounded()
+        // 9.2e18 is the largest Double below Int64.max's neighbourhood that converts safely.
+        guard ns < 9.2e18 else { return .max }
+        guard ns > -9.2e18 else { return start }
+        let (sum, overflow) = start.addingReportingOverflow(Int64(ns))
+        return overflow ? (ns > 0 ? .max : .min) : sum
+    }
+
     /// Seconds elapsed since `start`.
     package static func seconds(since start: Int64) -> Double {
         Double(now() - start) / 1e9

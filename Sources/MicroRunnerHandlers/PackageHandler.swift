@@ -4,9 +4,11 @@ import MicroRunnerProtocol
 ///
 /// Every decision reads the package database first, so `changed` is honest and a second identical call
 /// does nothing. The manager's output goes out as EVENTs while it runs; a failure answers with the last
-/// lines of its stderr. `options` are passed to the manager as they are (that is how a controller, or a
-/// test, points it at another configuration or root); names and versions that could be read as options
-/// are refused.
+/// lines of its stderr. `options` must pass a per-manager allow-list of flags that neither run programs nor
+/// change where the manager reads its configuration (apt's `-o Dir::Bin::dpkg=SCRIPT` or
+/// `-o DPkg::Pre-Invoke::=SCRIPT` would run SCRIPT as root); a runner started with `--unsafe-pkg-options`
+/// passes them as they are (how the tests point a manager at a private root). Names and versions that
+/// could be read as options are refused.
 package struct PackageHandler: CommandHandler {
     package var type: CommandType { .pkgEnsure }
 
@@ -37,6 +39,40 @@ package struct PackageHandler: CommandHandler {
         }
     }
 
+    /// Options that change only what is resolved, never which programs run or where configuration is read.
+    /// A name ending in `=` takes a value in the same argument (`--enablerepo=updates`).
+    static let allowedOptions: [String: [String]] = [
+        "apt": [
+            "--no-install-recommends", "--install-recommends", "--no-install-suggests", "--install-suggests",
+            "--allow-downgrades", "--only-upgrade", "--reinstall", "--fix-broken", "--target-release=",
+            "--default-release=",
+        ],
+        "dnf": [
+            "--nobest", "--best", "--allowerasing", "--skip-broken", "--refresh", "--cacheonly", "--enablerepo=",
+            "--disablerepo=", "--exclude=", "--noautoremove", "--setopt=install_weak_deps=False",
+            "--setopt=install_weak_deps=True",
+        ],
+        "zypper": ["--no-refresh", "--ignore-unknown", "--no-color"],
+    ]
+
+    /// Why `option` may not be passed to `manager` (allow-list above), or `nil` when it may.
+    static func optionProblem(_ option: String, manager: String) -> String? {
+        let list = allowedOptions[manager == "yum" ? "dnf" : manager] ?? []
+        if list.contains(option) && !option.hasSuffix("=") { return nil }
+        if let eq = option.utf8.firstIndex(of: 0x3D) {
+            let name = String(decoding: option.utf8[...eq], as: UTF8.self)
+            let value = option.utf8[option.utf8.index(after: eq)...]
+            if list.contains(name), let first = value.first, first != 0x2D,
+                value.allSatisfy({ isAlnum($0) || [0x2E, 0x5F, 0x2D, 0x2B, 0x7E, 0x3A, 0x2A, 0x2C].contains($0) })
+            {
+                return nil
+            }
+        }
+        return "is not an allowed \(manager) option (allowed: \(list.joined(separator: " ")); options that run "
+            + "programs or change where the manager reads its configuration need a runner started with "
+            + "--unsafe-pkg-options)"
+    }
+
     static func isAlnum(_ b: UInt8) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
     }
@@ -61,6 +97,13 @@ package struct PackageHandler: CommandHandler {
         let manager = p.manager.isEmpty ? Self.detect(context.host) : p.manager
         guard let manager else {
             throw RunnerError(.unsupported, "pkg.ensure: no package manager found (apt, dnf, yum, zypper)")
+        }
+        if !context.host.rawPackageOptions {
+            for option in p.options {
+                if let why = Self.optionProblem(option, manager: manager) {
+                    throw .invalid("pkg.ensure: option \"\(option)\" \(why)")
+                }
+            }
         }
         let tool = PackageTool(manager: manager, options: p.options, context: context)
         let backend: any PackageBackend

@@ -108,12 +108,14 @@ package struct SshdHandler: CommandHandler {
                 SshdHardenResult(changed: true, backupPath: backup ?? "", modifiedKeys: modified, serviceAction: action)
             )
         } catch {
-            tool.rollBack(plan, backup: backup)
-            _ = try? tool.reload(config)
+            let restored = tool.rollBack(plan, backup: backup)
+            var reloaded = "sshd was reloaded with it"
+            do { _ = try tool.reload(config) } catch { reloaded = "reloading sshd with it failed: \(error.message)" }
             throw RunnerError(
                 error.code,
-                error.message + "; the previous configuration was restored",
-                details: error.details
+                error.message + "; " + restored + "; " + reloaded,
+                details: error.details,
+                cause: error
             )
         }
     }
@@ -206,21 +208,51 @@ struct SshdTool {
         )
     }
 
+    /// Where `path` lives, resolved once; its directory must be root's and writable only by root, since
+    /// `sshd -t` is given candidates there by path.
+    static func location(_ path: String) throws(RunnerError) -> PathResolver.Location {
+        let location = try PathResolver().locate(path, what: "sshd.harden")
+        guard let dir = try? Sys.fstat(location.directory.fd), dir.st_uid == 0 || dir.st_uid == geteuid(),
+            (dir.st_mode & 0o022) == 0
+        else {
+            throw RunnerError(
+                .permissionDenied,
+                "sshd.harden: \(location.directoryPath) is writable by others; refusing to stage sshd configuration there"
+            )
+        }
+        return location
+    }
+
+    /// `bytes` in a new dot-named file beside `location` (no `*.conf` glob matches it), 0600 and fsynced.
+    static func stage(
+        _ bytes: [UInt8],
+        beside location: PathResolver.Location,
+        mode: mode_t = 0o600
+    ) throws(RunnerError)
+        -> StagedFile
+    {
+        let staged = try StagedFile(beside: location)
+        do { try staged.append(bytes) } catch { throw FileSystem.error(error.code, "sshd.harden", location.path) }
+        try staged.finish(mode: mode, uid: nil, gid: nil, ownerRequired: false)
+        return staged
+    }
+
     /// Writes the candidate where sshd will not read it and checks it with `sshd -t` and `sshd -T`.
     /// - Returns: the effective settings with the candidate in place.
     func checkCandidate(_ plan: Plan) throws(RunnerError) -> [String: [String]] {
-        // ".name.mr-tmp-…": no *.conf match, so the running sshd never reads the candidate.
-        let candidate = try FileSystem.writeTemporary(beside: plan.target, plan.content)
-        defer { unlink(candidate) }
-        var checkConfig = candidate
-        var wrapper: String?
+        let location = try Self.location(plan.target)
+        let candidate = try Self.stage(plan.content, beside: location)
+        defer { candidate.discard() }
+        var checkConfig = candidate.pathForTools
+        var wrapper: StagedFile?
         if plan.dropIn {
             // As sshd will read it: the drop-in first, then everything else.
-            let text = "Include \(candidate)\nInclude \(plan.mainConfig)\n"
-            wrapper = try FileSystem.writeTemporary(beside: plan.target, Array(text.utf8))
-            checkConfig = wrapper!
+            let text = "Include \(checkConfig)\nInclude \(plan.mainConfig)\n"
+            let w = try Self.stage(Array(text.utf8), beside: location)
+            wrapper = w
+            checkConfig = w.pathForTools
         }
-        defer { if let wrapper { unlink(wrapper) } }
+        defer { wrapper?.discard() }
         let test = try context.runTool("sshd", ["-t", "-f", checkConfig])
         guard test.exitCode == 0 else {
             let why = test.tail(5)
@@ -233,35 +265,50 @@ struct SshdTool {
         return try effective(checkConfig)
     }
 
-    /// Installs the candidate atomically; returns the backup of the file it replaced, if any.
+    /// Installs the candidate atomically (the shared `StagedFile` install); returns the backup of the file it
+    /// replaced, if any.
     func install(_ plan: Plan) throws(RunnerError) -> String? {
-        let existing = FileSystem.status(plan.target)
-        var backup: String?
-        if existing != nil {
-            // Ends in "~": matches no *.conf glob, so sshd never reads the backup.
-            let b = plan.target + "." + FileWriteHandler.backupStamp() + "~"
-            guard link(plan.target, b) == 0 else { throw FileSystem.error(errno, "sshd.harden: backup", b) }
-            backup = b
+        let location = try Self.location(plan.target)
+        let existing: stat?
+        do { existing = try location.status() } catch { throw FileSystem.error(error.code, "sshd.harden", plan.target) }
+        if let existing, (existing.st_mode & S_IFMT) != S_IFREG {
+            throw .invalid("sshd.harden: \(plan.target) is not a regular file")
         }
-        let temp = try FileSystem.writeTemporary(beside: plan.target, plan.content)
-        chmod(temp, existing.map { $0.st_mode & 0o7777 } ?? 0o644)
-        guard rename(temp, plan.target) == 0 else {
-            let e = errno
-            unlink(temp)
-            if let backup { unlink(backup) }
-            throw FileSystem.error(e, "sshd.harden: install", plan.target)
+        let staged = try Self.stage(plan.content, beside: location, mode: existing.map { $0.st_mode & 0o7777 } ?? 0o644)
+        if let existing {
+            try staged.finish(
+                mode: existing.st_mode & 0o7777,
+                uid: existing.st_uid,
+                gid: existing.st_gid,
+                ownerRequired: false
+            )
         }
-        FileSystem.syncDirectory(of: plan.target)
-        return backup
+        // The backup ends in "~": it matches no *.conf glob, so sshd never reads it.
+        return try staged.commit(backupOf: existing)
     }
 
-    func rollBack(_ plan: Plan, backup: String?) {
-        if let backup {
-            _ = rename(backup, plan.target)
-        } else {
-            unlink(plan.target)
+    /// Puts the previous file back (or removes a drop-in that did not exist).
+    /// - Returns: what happened, for the error message: never claims a restore that failed.
+    func rollBack(_ plan: Plan, backup: String?) -> String {
+        guard let location = try? Self.location(plan.target) else {
+            return "the previous configuration could not be restored: \(plan.target) cannot be reached"
+                + (backup.map { "; it is kept in \($0)" } ?? "")
         }
-        FileSystem.syncDirectory(of: plan.target)
+        do {
+            if let backup {
+                let name = String(decoding: Array(backup.utf8).split(separator: 0x2F).last ?? [], as: UTF8.self)
+                try Sys.renameat(location.directory.fd, name, location.directory.fd, location.name)
+            } else {
+                try Sys.unlinkat(location.directory.fd, location.name)
+            }
+        } catch {
+            return "the previous configuration could NOT be restored (\(errnoText(error.code)))"
+                + (backup.map { "; it is kept in \($0)" } ?? "; remove \(plan.target) by hand")
+        }
+        FileSystem.syncDirectory(location.directory)
+        return backup == nil
+            ? "the previous configuration was restored (\(plan.target) removed)"
+            : "the previous configuration was restored from \(backup!)"
     }
 
     /// Reloads sshd: through systemd (unit `ssh` or `sshd`) when it runs, else SIGHUP to the pid in sshd's

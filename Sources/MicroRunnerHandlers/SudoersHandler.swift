@@ -78,15 +78,19 @@ package struct SudoersHandler: CommandHandler {
             throw .invalid("sudoers.ensure: state must be present or absent, not \"\(p.state)\"")
         }
         let path = host.sudoersDirectory + "/froyo-" + p.user
-        let existing = FileSystem.status(path, followLinks: false)
+        let location = try Self.ruleLocation(path)
+        let existing: stat?
+        do { existing = try location.status() } catch { throw FileSystem.error(error.code, "sudoers.ensure", path) }
 
         if state == "absent" {
             guard existing != nil else {
                 return try encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_absent"))
             }
             if !context.command.dryRun {
-                guard unlink(path) == 0 else { throw FileSystem.error(errno, "sudoers.ensure", path) }
-                FileSystem.syncDirectory(of: path)
+                do { try Sys.unlinkat(location.directory.fd, location.name) } catch {
+                    throw FileSystem.error(error.code, "sudoers.ensure", path)
+                }
+                FileSystem.syncDirectory(location.directory)
             }
             return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: "removed"))
         }
@@ -95,14 +99,18 @@ package struct SudoersHandler: CommandHandler {
             throw .invalid("sudoers.ensure: commands is empty (state present needs at least one)")
         }
         for c in p.commands {
-            if let why = Self.validCommand(c) { throw .invalid("sudoers.ensure: command \"\(c)\" \(why)") }
+            if let why = Self.validCommand(c) ?? Self.commandFileProblem(c) {
+                throw .invalid("sudoers.ensure: command \"\(c)\" \(why)")
+            }
         }
         guard let visudo = host.which("visudo") else {
             throw RunnerError(.notFound, "sudoers.ensure: visudo is not installed (install sudo)")
         }
         let candidate = Array(Self.rule(user: p.user, commands: p.commands, noPasswd: p.noPasswd).utf8)
-        if let existing, (existing.st_mode & 0o7777) == 0o440, existing.st_uid == 0, existing.st_gid == 0,
-            FileSystem.contentEquals(path, candidate)
+        if let existing, (existing.st_mode & S_IFMT) == S_IFREG, (existing.st_mode & 0o7777) == 0o440,
+            existing.st_uid == 0, existing.st_gid == 0,
+            let current = try? FileSystem.openRegular(location, what: "sudoers.ensure", expect: existing),
+            FileSystem.contentEquals(current, candidate)
         {
             return try encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_present"))
         }
@@ -110,31 +118,65 @@ package struct SudoersHandler: CommandHandler {
         if context.command.dryRun {
             return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
         }
-        try install(candidate, at: path, visudo: visudo, context: context)
+        try install(candidate, at: location, visudo: visudo, context: context)
         return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
     }
 
+    /// Where the rule lives, resolved once; the directory must be root's and writable by no one else, since
+    /// visudo is given the candidate by path.
+    static func ruleLocation(_ path: String) throws(RunnerError) -> PathResolver.Location {
+        let location = try PathResolver().locate(path, what: "sudoers.ensure")
+        guard let dir = try? Sys.fstat(location.directory.fd), dir.st_uid == 0, (dir.st_mode & 0o022) == 0 else {
+            throw RunnerError(
+                .permissionDenied,
+                "sudoers.ensure: \(location.directoryPath) is not a directory owned by root and writable only by root"
+            )
+        }
+        return location
+    }
+
+    /// Why a command's program is not a regular file (a directory such as `/usr/bin/` would let the user run
+    /// everything in it), or `nil` when it is one.
+    static func commandFileProblem(_ command: String) -> String? {
+        let program = String(decoding: Array(command.utf8).split(separator: 0x20).first ?? [], as: UTF8.self)
+        if program.utf8.last == 0x2F { return "names a directory (sudo would allow every program in it)" }
+        var st = stat()
+        guard stat(program, &st) == 0 else { return "names \(program), which does not exist: \(errnoText(errno))" }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            return (st.st_mode & S_IFMT) == S_IFDIR
+                ? "names a directory (sudo would allow every program in it)" : "does not name a regular file"
+        }
+        return nil
+    }
+
     /// Validates `candidate` with `visudo -cf` in a file sudo ignores, then renames it into place.
-    func install(_ candidate: [UInt8], at path: String, visudo: String, context: CommandContext) throws(RunnerError) {
+    func install(
+        _ candidate: [UInt8],
+        at location: PathResolver.Location,
+        visudo: String,
+        context: CommandContext
+    ) throws(RunnerError) {
         // ".froyo-x.mr-tmp-…": a name with a dot, which sudo's @includedir skips.
-        let temp = try FileSystem.writeTemporary(beside: path, candidate)
-        var installed = false
-        defer { if !installed { unlink(temp) } }
+        let staged = try StagedFile(beside: location)
+        do { try staged.append(candidate) } catch {
+            throw FileSystem.error(error.code, "sudoers.ensure", location.path)
+        }
+        try staged.finish(mode: 0o440, uid: 0, gid: 0, ownerRequired: true)
+        let temp = staged.pathForTools
         let check = try context.runTool(visudo, ["-c", "-f", temp])
         guard check.exitCode == 0 else {
-            let why = String(decoding: check.stderr + check.stdout, as: UTF8.self).replacingTemp(temp, with: path)
+            staged.discard()
+            let why = String(decoding: check.stderr + check.stdout, as: UTF8.self).replacingTemp(
+                temp,
+                with: location.path
+            )
             throw RunnerError(
                 .invalidCommand,
                 "sudoers.ensure: visudo rejected the rule, nothing was installed: \(why)",
                 details: ["visudo_output": why]
             )
         }
-        guard chmod(temp, 0o440) == 0, chown(temp, 0, 0) == 0 else {
-            throw FileSystem.error(errno, "sudoers.ensure", path)
-        }
-        guard rename(temp, path) == 0 else { throw FileSystem.error(errno, "sudoers.ensure", path) }
-        installed = true
-        FileSystem.syncDirectory(of: path)
+        try staged.commit()
     }
 }
 

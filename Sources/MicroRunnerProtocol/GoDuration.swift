@@ -3,7 +3,8 @@ public enum GoDuration {
     /// Formats whole and fractional seconds the way Go's `Duration.String` does for values of a
     /// millisecond or more: `"1h2m3s"`, `"10m0s"`, `"1.5s"`, `"0s"`.
     public static func format(seconds: Double) -> String {
-        if seconds <= 0 { return "0s" }
+        guard seconds.isFinite, seconds > 0 else { return "0s" }
+        if seconds > maxSeconds { return format(seconds: maxSeconds) }
         if seconds < 1 {
             let ms = (seconds * 1000).rounded()
             return ms == ms.rounded(.towardZero) ? "\(Int(ms))ms" : "\(ms)ms"
@@ -26,10 +27,22 @@ public enum GoDuration {
         return "\(secs)s"
     }
 
+    /// Go's longest duration, in seconds (`math.MaxInt64` nanoseconds: about 292 years).
+    public static let maxSeconds = 9_223_372_036.0
+
     /// Parses Go's duration syntax (`"10m"`, `"1h30m"`, `"2.5s"`, `"500ms"`); a bare number is seconds.
-    /// - Returns: seconds, or `nil` when the text is not a positive duration.
+    /// - Returns: seconds, or `nil` when the text is not a positive duration of at most `maxSeconds` (Go's
+    ///   limit; `inf`, `nan` and overflowing values are refused).
     public static func parse(_ text: String) -> Double? {
-        if let plain = Double(text) { return plain > 0 ? plain : nil }
+        guard let seconds = parseUnbounded(text), seconds.isFinite, seconds > 0, seconds <= maxSeconds else {
+            return nil
+        }
+        return seconds
+    }
+
+    private static func parseUnbounded(_ text: String) -> Double? {
+        guard let first = text.utf8.first, (first >= 0x30 && first <= 0x39) || first == 0x2E else { return nil }
+        if let plain = Double(text) { return plain }
         var total = 0.0
         var rest = Substring(text)
         guard !rest.isEmpty else { return nil }

@@ -8,7 +8,7 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
-/// A strict RFC 8259 parser with a nesting limit.
+/// A strict RFC 8259 parser with a nesting limit and a limit on the number of values.
 ///
 /// It accepts exactly the grammar of RFC 8259 over UTF-8 input: no comments, no trailing commas,
 /// no leading zeros, no byte order mark, no unescaped control characters, no invalid UTF-8.
@@ -16,11 +16,19 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 public struct JSONReader: Sendable {
     /// The deepest nesting of arrays and objects accepted.
     public var maxDepth: Int
+    /// The most values (of any kind, containers included) in one document. The parsed tree costs up to ~24
+    /// bytes per value (measured: a line of `[0,0,...]` takes 12x its wire size), so without this bound a
+    /// 16 MiB line could take 200 MB; 262,144 values keep any document under ~30 MB, far above what a CMD
+    /// or an answer needs (a file's content is one string).
+    public var maxValues: Int
 
     /// Creates a reader.
-    /// - Parameter maxDepth: the deepest nesting accepted (default 128; the wire never needs more than a few levels).
-    public init(maxDepth: Int = 128) {
+    /// - Parameters:
+    ///   - maxDepth: the deepest nesting accepted (default 128; the wire never needs more than a few levels).
+    ///   - maxValues: the most values in one document (default 262,144).
+    public init(maxDepth: Int = 128, maxValues: Int = 1 << 18) {
         self.maxDepth = maxDepth
+        self.maxValues = maxValues
     }
 
     /// Parses one JSON text.
@@ -45,13 +53,13 @@ public struct JSONReader: Sendable {
     ) throws(JSONParseError) -> (value: JSONValue, captured: Range<Int>?) {
         let result: Result<(JSONValue, Range<Int>?), JSONParseError>? = bytes.withContiguousStorageIfAvailable {
             buffer in
-            var parser = Parser(buffer: buffer, maxDepth: maxDepth, capturePath: path)
+            var parser = Parser(buffer: buffer, maxDepth: maxDepth, maxValues: maxValues, capturePath: path)
             return Result { () throws(JSONParseError) in try parser.parseDocument() }
         }
         if let result { return try result.get() }
         let array = Array(bytes)
         return try array.withUnsafeBufferPointer { buffer throws(JSONParseError) in
-            var parser = Parser(buffer: buffer, maxDepth: maxDepth, capturePath: path)
+            var parser = Parser(buffer: buffer, maxDepth: maxDepth, maxValues: maxValues, capturePath: path)
             return try parser.parseDocument()
         }
     }
@@ -60,17 +68,20 @@ public struct JSONReader: Sendable {
 private struct Parser {
     let buffer: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
+    let maxValues: Int
     let capturePath: [String]
     var index = 0
     var depth = 0
+    var values = 0
     /// Member names on the way down, only while they still match `capturePath`.
     var matchedPrefix = 0
     var captured: Range<Int>?
     var scratch: [UInt8] = []
 
-    init(buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int, capturePath: [String]) {
+    init(buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int, maxValues: Int, capturePath: [String]) {
         self.buffer = buffer
         self.maxDepth = maxDepth
+        self.maxValues = maxValues
         self.capturePath = capturePath
     }
 
@@ -98,6 +109,8 @@ private struct Parser {
     /// - Parameter pathMatch: how many names of `capturePath` the path to this value matches, or -1 when it left the path.
     mutating func parseValue(pathMatch: Int) throws(JSONParseError) -> JSONValue {
         guard index < buffer.count else { throw fail("unexpected end of input, expected a value") }
+        values += 1
+        if values > maxValues { throw fail("more than \(maxValues) values in one document") }
         let start = index
         let value: JSONValue
         switch buffer[index] {

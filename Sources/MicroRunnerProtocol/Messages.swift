@@ -228,14 +228,69 @@ public struct CommandMessage: Codable, Sendable, Equatable {
         if dryRun { try c.encode(true, forKey: .dryRun) }
     }
 
-    /// Checks what PROTOCOL.md requires of every CMD, whatever its type.
+    /// Longest `id`, `type` and `idempotency_key` (PROTOCOL.md, Controller -> runner).
+    public static let maxNameBytes = 256
+    /// Largest `timeout` accepted (seconds; Go's int32 range).
+    public static let maxTimeout = 2_147_483_647
+
+    /// Checks what PROTOCOL.md requires of every CMD, whatever its type: a non-empty `id`, names of at most
+    /// 256 bytes without control characters (so the newline-separated signing input cannot be re-split), a
+    /// timeout in 1...2147483647, `params` an object, and no U+0000 in any string anywhere in the CMD (a C
+    /// string would silently cut it: what is checked and signed must be what runs).
     /// - Throws: `RunnerError` `INVALID_CMD` naming the field.
     public func validate() throws(RunnerError) {
         if id.isEmpty { throw .invalid("CMD has no \"id\"") }
-        if type.rawValue.isEmpty { throw .invalid("CMD \(id) has no \"type\"") }
-        if timeout <= 0 { throw .invalid("CMD \(id): \"timeout\" must be an integer number of seconds > 0") }
+        try Self.checkName(id, "id")
+        let shownID = id
+        if type.rawValue.isEmpty { throw .invalid("CMD \(shownID) has no \"type\"") }
+        try Self.checkName(type.rawValue, "type")
+        if let idempotencyKey { try Self.checkName(idempotencyKey, "idempotency_key") }
+        if timeout <= 0 { throw .invalid("CMD \(shownID): \"timeout\" must be an integer number of seconds > 0") }
+        if timeout > Self.maxTimeout {
+            throw .invalid("CMD \(shownID): \"timeout\" \(timeout) is above the limit of \(Self.maxTimeout) seconds")
+        }
         guard case .object = params else {
-            throw .invalid("CMD \(id): \"params\" must be an object, found \(params.kindName)")
+            throw .invalid("CMD \(shownID): \"params\" must be an object, found \(params.kindName)")
+        }
+        if let earlier = metadata?["run_if_succeeded"] { try Self.checkName(earlier, "metadata.run_if_succeeded") }
+        if let where_ = Self.firstNUL(in: params, path: "params") {
+            throw .invalid(
+                "CMD \(shownID): \(where_) holds U+0000 (NUL), which cannot be passed on; the CMD was refused"
+            )
+        }
+        for (key, value) in metadata ?? [:] where key.utf8.contains(0) || value.utf8.contains(0) {
+            throw .invalid("CMD \(shownID): metadata holds U+0000 (NUL); the CMD was refused")
+        }
+        if let signature, signature.utf8.contains(0) { throw .invalid("CMD \(shownID): signature holds U+0000 (NUL)") }
+    }
+
+    /// Checks an id-like name: at most 256 bytes, no control characters (U+0000-U+001F, U+007F).
+    /// - Throws: `RunnerError` `INVALID_CMD`.
+    public static func checkName(_ value: String, _ field: String) throws(RunnerError) {
+        if value.utf8.count > maxNameBytes {
+            throw .invalid("CMD \"\(field)\" is \(value.utf8.count) bytes; the limit is \(maxNameBytes)")
+        }
+        if value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+            throw .invalid("CMD \"\(field)\" holds a control character (U+0000-U+001F or U+007F), which is not allowed")
+        }
+    }
+
+    /// Where the first string (or member name) holding U+0000 is, or `nil`.
+    static func firstNUL(in value: JSONValue, path: String) -> String? {
+        switch value {
+        case .string(let s): return s.utf8.contains(0) ? path : nil
+        case .array(let items):
+            for (i, item) in items.enumerated() {
+                if let found = firstNUL(in: item, path: path + "[\(i)]") { return found }
+            }
+            return nil
+        case .object(let object):
+            for member in object.members {
+                if member.key.utf8.contains(0) { return path + " (a member name)" }
+                if let found = firstNUL(in: member.value, path: path + "." + member.key) { return found }
+            }
+            return nil
+        default: return nil
         }
     }
 }
@@ -243,9 +298,17 @@ public struct CommandMessage: Codable, Sendable, Equatable {
 /// **ext** CANCEL: stop a running or queued command.
 public struct CancelMessage: Codable, Sendable, Equatable {
     public var commandID: String
+    /// Base64 Ed25519 signature over the CANCEL signing input (required by a runner in signed mode).
+    public var signature: String?
 
-    enum CodingKeys: String, CodingKey { case commandID = "command_id" }
+    enum CodingKeys: String, CodingKey {
+        case commandID = "command_id"
+        case signature
+    }
 
     /// Creates a CANCEL message.
-    public init(commandID: String) { self.commandID = commandID }
+    public init(commandID: String, signature: String? = nil) {
+        self.commandID = commandID
+        self.signature = signature
+    }
 }

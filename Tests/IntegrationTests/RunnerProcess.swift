@@ -69,7 +69,7 @@ final class RunnerProcess: @unchecked Sendable {
             do {
                 try process.run()
                 break
-            } catch  where attempts < 50 && "\(error)".contains("Text file busy") {
+            } catch  where attempts < 500 && "\(error)".contains("Text file busy") {
                 attempts += 1
                 usleep(2000)
             }

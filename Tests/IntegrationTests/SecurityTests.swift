@@ -216,7 +216,7 @@ struct TestKey {
 
         // One runner per state directory.
         let third = try RunnerProcess(arguments: ["--state-dir", dir])
-        #expect(try third.waitForExit() == 2)
+        #expect(try third.waitForExit() == 3)
         #expect(third.stderrText().contains("another runner"))
     }
 

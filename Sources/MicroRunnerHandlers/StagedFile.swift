@@ -1,0 +1,241 @@
+import CMicroRunnerShims
+import MicroRunnerProtocol
+
+/// A new file written beside its target and renamed over it when complete: the one atomic install that
+/// file.write, chunked uploads, sudoers.ensure and sshd.harden share.
+///
+/// Everything after creation goes through descriptors: the file is created `O_CREAT|O_EXCL|O_NOFOLLOW`
+/// relative to the target's directory descriptor, written, `fchown`ed, `fchmod`ed and `fsync`ed on its own
+/// descriptor, and renamed with `renameat` within that directory only after its name is checked to still be
+/// this inode (device and inode number). A neighbour who can write in the directory and swaps the temporary
+/// name for a symlink can make the install fail; it can never make the runner write to, chmod or chown
+/// another file. A staged file that is not committed is removed (also from `deinit`).
+package final class StagedFile: @unchecked Sendable {
+    /// The target.
+    package let target: PathResolver.Location
+    /// The temporary name in the target's directory.
+    package let name: String
+    /// The open temporary file.
+    package let file: Descriptor
+    private let device: UInt
+    private let inode: UInt
+    /// Bytes written so far.
+    package private(set) var size = 0
+    /// The path the controller named (a chunked upload checks every chunk names the same one).
+    package var requestedPath = ""
+    private var finished = false
+
+    /// The temporary file's path, for a tool that must read it (visudo, sshd -t). Only valid in a directory no
+    /// one else can write (the handlers that use it check that).
+    package var pathForTools: String {
+        target.directoryPath == "/" ? "/" + name : target.directoryPath + "/" + name
+    }
+
+    /// Creates an empty 0600 file beside `target`, named `.NAME.mr-TAG-PID-RANDOM` (a dot name: sudo's
+    /// `@includedir` and sshd's `*.conf` globs skip it), after removing such files left by runners that are gone.
+    package init(beside target: PathResolver.Location, tag: String = "tmp") throws(RunnerError) {
+        self.target = target
+        Self.removeStale(beside: target)
+        let prefix = Self.prefix(for: target.name, tag: tag) + String(getpid()) + "-"
+        var lastError: Int32 = EEXIST
+        for _ in 0..<16 {
+            let candidate = prefix + FileSystem.randomHex(6)
+            let fd: Int32
+            do {
+                fd = try Sys.openat(target.directory.fd, candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+            } catch {
+                lastError = error.code
+                if error.code == EEXIST { continue }
+                break
+            }
+            let descriptor = Descriptor(fd)
+            let st: stat
+            do { st = try descriptor.status() } catch { throw FileSystem.error(error.code, "write", target.path) }
+            name = candidate
+            file = descriptor
+            device = UInt(st.st_dev)
+            inode = UInt(st.st_ino)
+            return
+        }
+        throw FileSystem.error(lastError, "write", target.path, hint: "cannot create a temporary file beside it")
+    }
+
+    deinit {
+        if !finished { discard() }
+    }
+
+    /// Appends bytes at the end of what is staged.
+    package func append(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        do {
+            try Sys.writeAll(file.fd, bytes)
+        } catch {
+            // Keep the staged bytes consistent with `size`: cut back what this call half-wrote.
+            try? Sys.ftruncate(file.fd, size)
+            throw error
+        }
+        size += bytes.count
+    }
+
+    /// Appends bytes at the end of what is staged.
+    package func append(_ bytes: [UInt8]) throws(SystemError) {
+        let result = bytes.withUnsafeBytes { raw in Result { () throws(SystemError) in try append(raw) } }
+        try result.get()
+    }
+
+    /// Sets owner (first: a chown clears set-id bits) and mode, then makes the content durable.
+    /// - Parameters:
+    ///   - uid, gid: the owner to set, `nil` to leave.
+    ///   - ownerRequired: a failed chown is an error (else best effort, for a non-root runner keeping an owner).
+    package func finish(mode: mode_t, uid: uid_t?, gid: gid_t?, ownerRequired: Bool) throws(RunnerError) {
+        if uid != nil || gid != nil {
+            do {
+                try Sys.fchown(file.fd, uid, gid)
+            } catch {
+                if ownerRequired { throw FileSystem.error(error.code, "chown", target.path) }
+            }
+        }
+        do {
+            try Sys.fchmod(file.fd, mode)
+            try Sys.fsync(file.fd)
+        } catch {
+            throw FileSystem.error(error.code, "write", target.path, hint: "the existing file was left untouched")
+        }
+    }
+
+    /// Whether `name` in `directory` is still this file (not replaced by anything else).
+    func isStillNamed(_ name: String) -> Bool {
+        guard let st = try? Sys.lstatat(target.directory.fd, name) else { return false }
+        return UInt(st.st_dev) == device && UInt(st.st_ino) == inode
+    }
+
+    /// Renames the staged file over the target, after an optional backup of the file it replaces.
+    /// - Parameter backupOf: the existing target (lstat) to keep as `NAME.<time>~`, or `nil` for no backup.
+    /// - Returns: the backup's path, when one was made.
+    @discardableResult
+    package func commit(backupOf existing: stat? = nil) throws(RunnerError) -> String? {
+        let dir = target.directory.fd
+        guard isStillNamed(name) else {
+            discard()
+            throw RunnerError(
+                .conflict,
+                "write: \(target.path): the temporary file \(name) was replaced by someone else; nothing was installed",
+                retryable: true
+            )
+        }
+        var backupName: String?
+        if let existing {
+            backupName = try makeBackup(of: existing)
+        }
+        do {
+            try Sys.renameat(dir, name, dir, target.name)
+        } catch {
+            if let backupName { try? Sys.unlinkat(dir, backupName) }
+            discard()
+            throw FileSystem.error(error.code, "rename", target.path, hint: "the existing file was left untouched")
+        }
+        finished = true
+        FileSystem.syncDirectory(target.directory)
+        guard isStillNamed(target.name) else {
+            throw RunnerError(
+                .conflict,
+                "write: \(target.path): the directory was changed while the file was installed; the name no longer "
+                    + "refers to the file written",
+                retryable: true
+            )
+        }
+        return backupName.map { target.directoryPath == "/" ? "/" + $0 : target.directoryPath + "/" + $0 }
+    }
+
+    /// Keeps the existing target as `NAME.<time>~`: a hard link to its inode (exact content, mode and owner), or
+    /// a copy made through descriptors where links are not allowed.
+    private func makeBackup(of existing: stat) throws(RunnerError) -> String {
+        let dir = target.directory.fd
+        let backup = target.name + "." + FileSystem.backupStamp() + "~"
+        let same: (stat) -> Bool = {
+            UInt($0.st_dev) == UInt(existing.st_dev) && UInt($0.st_ino) == UInt(existing.st_ino)
+        }
+        var linkError: SystemError?
+        do { try Sys.linkat(dir, target.name, dir, backup) } catch { linkError = error }
+        guard let linkError else {
+            // linkat does not follow symlinks: if the target was swapped, the link is to whatever is there now.
+            guard let st = try? Sys.lstatat(dir, backup), same(st) else {
+                try? Sys.unlinkat(dir, backup)
+                throw RunnerError(
+                    .conflict,
+                    "write: \(target.path): the file changed while its backup was made; nothing was installed",
+                    retryable: true
+                )
+            }
+            return backup
+        }
+        // No hard links here (some file systems, protected_hardlinks): fall back to a copy.
+        guard [EPERM, EMLINK, EXDEV, ENOTSUP].contains(linkError.code) else {
+            throw FileSystem.error(linkError.code, "backup", target.path)
+        }
+        let old = try FileSystem.openRegular(target, what: "backup", expect: existing)
+        var backupTarget = target
+        backupTarget.name = backup
+        let copy = try StagedFile(beside: backupTarget, tag: "bak")
+        do {
+            try FileSystem.forEachChunk(old) { (bytes) throws(SystemError) in
+                try copy.append(bytes)
+                return true
+            }
+        } catch {
+            throw FileSystem.error(error.code, "backup", target.path)
+        }
+        try copy.finish(
+            mode: existing.st_mode & 0o7777,
+            uid: existing.st_uid,
+            gid: existing.st_gid,
+            ownerRequired: false
+        )
+        try copy.commit()
+        return backup
+    }
+
+    /// Removes the staged file (only if its name still refers to it).
+    package func discard() {
+        if !finished && isStillNamed(name) { try? Sys.unlinkat(target.directory.fd, name) }
+        finished = true
+    }
+
+    /// `.NAME.mr-TAG-`: the temporary name's prefix; NAME is cut so the whole stays under NAME_MAX (255).
+    static func prefix(for name: String, tag: String) -> String {
+        var short = ""
+        var bytes = 0
+        for scalar in name.unicodeScalars {
+            bytes += scalar.utf8.count
+            if bytes > 200 { break }
+            short.unicodeScalars.append(scalar)
+        }
+        return "." + short + ".mr-" + tag + "-"
+    }
+
+    /// Removes temporary and staging files beside `target` left by runners that no longer run (killed with
+    /// SIGKILL, or by a crash): names `.NAME.mr-{tmp,upload,bak}-PID-…`, regular files of this user, PID gone.
+    static func removeStale(beside target: PathResolver.Location) {
+        let prefixes = ["tmp", "upload", "bak"].map { Array(prefix(for: target.name, tag: $0).utf8) }
+        guard let dirFD = try? Sys.openat(target.directory.fd, ".", O_RDONLY | O_DIRECTORY),
+            let dir = fdopendir(dirFD)
+        else { return }
+        defer { closedir(dir) }
+        let me = geteuid()
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                Array(raw.prefix { $0 != 0 })
+            }
+            guard let p = prefixes.first(where: { name.count > $0.count && Array(name[0..<$0.count]) == $0 }) else {
+                continue
+            }
+            let pidText = name[p.count...].prefix { $0 >= 0x30 && $0 <= 0x39 }
+            guard let pid = Int32(String(decoding: pidText, as: UTF8.self)), pid > 0, pid != getpid() else { continue }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            let text = String(decoding: name, as: UTF8.self)
+            guard let st = try? Sys.lstatat(target.directory.fd, text), (st.st_mode & S_IFMT) == S_IFREG,
+                st.st_uid == me
+            else { continue }
+            try? Sys.unlinkat(target.directory.fd, text)
+        }
+    }
+}
