@@ -56,7 +56,7 @@ package struct PackageHandler: CommandHandler {
     ]
 
     /// Why `option` may not be passed to `manager` (allow-list above), or `nil` when it may.
-    static func optionProblem(_ option: String, manager: String) -> String? {
+    package static func optionProblem(_ option: String, manager: String) -> String? {
         let list = allowedOptions[manager == "yum" ? "dnf" : manager] ?? []
         if list.contains(option) && !option.hasSuffix("=") { return nil }
         if let eq = option.utf8.firstIndex(of: 0x3D) {

@@ -18,7 +18,8 @@ package final class Descriptor: @unchecked Sendable {
 /// again by name.
 ///
 /// Every component is opened with `openat(..., O_NOFOLLOW)` relative to the directory before it; a symlink is
-/// read with `readlinkat` and its target spliced into the walk by this code, never by the kernel; `..` pops the
+/// read with `readlinkat` and its target spliced into the walk by this code, never by the kernel (and only when
+/// it belongs to root or to the runner's user); `..` pops the
 /// stack of directories already held. Confined to a root (`--root-dir`), the walk starts at the root's
 /// descriptor, and `..` above it or an absolute symlink is refused: a process that flips symlinks inside the
 /// root while the runner works can make a command fail, never reach outside. (`openat2(RESOLVE_BENEATH)` gives
@@ -133,7 +134,17 @@ package struct PathResolver: Sendable {
                     throw FileSystem.error(error.code, what, path)
                 }
                 if (st.st_mode & S_IFMT) == S_IFLNK {
-                    try follow(top, component, into: &pending, stack: &stack, names: &names, links: &links, path, what)
+                    try follow(
+                        top,
+                        component,
+                        owner: st.st_uid,
+                        into: &pending,
+                        stack: &stack,
+                        names: &names,
+                        links: &links,
+                        path,
+                        what
+                    )
                     continue
                 }
                 return Location(directory: stack[stack.count - 1], name: component, directoryPath: dirPath())
@@ -166,7 +177,17 @@ package struct PathResolver: Sendable {
                     guard (st.st_mode & S_IFMT) == S_IFLNK else {
                         throw RunnerError(.notFound, "\(what): \(path): \(dirPath())/\(component) is not a directory")
                     }
-                    try follow(top, component, into: &pending, stack: &stack, names: &names, links: &links, path, what)
+                    try follow(
+                        top,
+                        component,
+                        owner: st.st_uid,
+                        into: &pending,
+                        stack: &stack,
+                        names: &names,
+                        links: &links,
+                        path,
+                        what
+                    )
                 default:
                     throw FileSystem.error(error.code, what, path)
                 }
@@ -176,10 +197,14 @@ package struct PathResolver: Sendable {
         throw .invalid("\(what): \(path): is a directory")
     }
 
-    /// Reads the symlink `name` in `dir` and splices its target into the walk.
+    /// Reads the symlink `name` in `dir` and splices its target into the walk. Only symlinks owned by root or by
+    /// the runner's user are followed: one made by another user (a neighbour who can write in the directory)
+    /// could point anywhere, and the kernel's own check (`fs.protected_symlinks`) covers only sticky
+    /// directories and may be off.
     private func follow(
         _ dir: Int32,
         _ name: String,
+        owner: uid_t,
         into pending: inout [String],
         stack: inout [Descriptor],
         names: inout [String],
@@ -187,12 +212,25 @@ package struct PathResolver: Sendable {
         _ path: String,
         _ what: String
     ) throws(RunnerError) {
+        let me = geteuid()
+        guard owner == 0 || owner == me else {
+            throw RunnerError(
+                .permissionDenied,
+                "\(what): \(path): the symlink \(name) belongs to uid \(owner); only symlinks of root or uid \(me) are followed"
+            )
+        }
         links += 1
         guard links <= Self.maxSymlinks else {
             throw RunnerError(.invalidCommand, "\(what): \(path): too many levels of symbolic links")
         }
         let target: String
-        do { target = try Sys.readlinkat(dir, name) } catch { throw FileSystem.error(error.code, what, path) }
+        do {
+            target = try Sys.readlinkat(dir, name)
+        } catch {
+            // EINVAL: no longer a symlink (replaced between the lstat and here).
+            guard error.code == EINVAL || error.code == ENOENT else { throw FileSystem.error(error.code, what, path) }
+            throw RunnerError(.conflict, "\(what): \(path): changed while it was being resolved", retryable: true)
+        }
         if target.utf8.first == 0x2F {
             // An absolute target restarts at the top: the file system's root, or outside a confinement root.
             guard root == nil else { throw outside(path, what, hint: "an absolute symlink leads out of it") }

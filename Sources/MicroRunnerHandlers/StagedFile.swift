@@ -42,7 +42,7 @@ package final class StagedFile: @unchecked Sendable {
             let candidate = prefix + FileSystem.randomHex(6)
             let fd: Int32
             do {
-                fd = try Sys.openat(target.directory.fd, candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+                fd = try Sys.openat(target.directory.fd, candidate, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
             } catch {
                 lastError = error.code
                 if error.code == EEXIST { continue }

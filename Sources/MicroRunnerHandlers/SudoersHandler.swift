@@ -137,7 +137,7 @@ package struct SudoersHandler: CommandHandler {
 
     /// Why a command's program is not a regular file (a directory such as `/usr/bin/` would let the user run
     /// everything in it), or `nil` when it is one.
-    static func commandFileProblem(_ command: String) -> String? {
+    package static func commandFileProblem(_ command: String) -> String? {
         let program = String(decoding: Array(command.utf8).split(separator: 0x20).first ?? [], as: UTF8.self)
         if program.utf8.last == 0x2F { return "names a directory (sudo would allow every program in it)" }
         var st = stat()

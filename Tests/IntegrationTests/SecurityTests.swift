@@ -128,6 +128,28 @@ struct TestKey {
             var p = FileWriteParams(path: "/tmp/mr-signed-\(getpid())", content: "x")
             p.create = true
             let w = try await client.writeFile(p, dryRun: true)
+            // run_if_succeeded and CANCEL are signed too: a signed batch still stops at its first failure.
+            let marker = "/tmp/mr-signed-batch-\(getpid())"
+            let batch = try await client.sendBatch(
+                [
+                    CommandMessage(
+                        id: "b1",
+                        type: .exec,
+                        timeout: 10,
+                        params: .object(JSONObject([("command", .string("false"))]))
+                    ),
+                    CommandMessage(
+                        id: "b2",
+                        type: .exec,
+                        timeout: 10,
+                        params: .object(JSONObject([("command", .string("touch \(marker)"))]))
+                    ),
+                ],
+                stopOnFailure: true
+            )
+            #expect(batch.last?.commandID == "b2")
+            if case .error(let e) = batch.last { #expect(e.code == .cancelled) } else { Issue.record("b2 ran") }
+            #expect(!FileManager.default.fileExists(atPath: marker))
             return a + String(w.changed ?? false)
         }
         #expect(out == "from client\ntrue")

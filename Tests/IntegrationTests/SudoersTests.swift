@@ -181,4 +181,72 @@ struct SudoersTests {
         #expect(try r.answer().result["exit_code"]?.intValue != 0)
         #expect(!r.allRawLines.contains { $0.contains(secret) }, "the password must never be echoed")
     }
+
+    /// A directory as a command would grant everything in it (`sudo /usr/bin/bash`): refused, nothing installed.
+    @Test func aDirectoryIsNotACommand() throws {
+        defer { try? FileManager.default.removeItem(atPath: Self.rule) }
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        for command in ["/usr/bin/", "/usr/bin", "/usr/bin/*"] {
+            r.sendCommand("d", "sudoers.ensure", params: ["user": Self.user, "commands": [command], "no_passwd": true])
+            let a = try r.answer()
+            #expect(a.code == "INVALID_CMD", "\(command): \(a.data)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: Self.rule))
+        #expect(sudoAs("/usr/bin/bash -c id").status != 0, "the user has no sudo rights")
+    }
+
+    /// With `use_sudo` and a password, from a runner that is not root, TIMEOUT and CANCEL stop the whole root
+    /// command, background children included (the runner cannot signal root processes itself).
+    @Test func sudoWithAPasswordIsStoppedWholeOnTimeoutAndCancel() throws {
+        defer { try? FileManager.default.removeItem(atPath: Self.rule) }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-sudo-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: RunnerBinary.path, toPath: dir + "/micro-runner")
+        shell("chown -R \(Self.user) \(dir)")
+        let secret = "Pw-\(Int.random(in: 100_000...999_999))"
+        shell("echo '\(Self.user):\(secret)' | chpasswd")
+        let root = try RunnerProcess()
+        _ = try root.next(.ready)
+        root.sendCommand(
+            "a",
+            "sudoers.ensure",
+            params: ["user": Self.user, "commands": ["/bin/sh"], "no_passwd": false]
+        )
+        #expect(try root.answer().type == .done)
+        let r = try RunnerProcess(
+            arguments: ["-u", Self.user, "--", dir + "/micro-runner", "--keep"],
+            binary: "/usr/sbin/runuser"
+        )
+        _ = try r.next(.ready)
+        let first = uniqueSleep(70)
+        let second = uniqueSleep(71)
+        r.sendCommand(
+            "t",
+            "exec",
+            timeout: 1,
+            params: [
+                "command": "sleep \(first) & sleep \(second); echo never", "use_sudo": true, "sudo_password": secret,
+            ]
+        )
+        let timedOut = try r.answer()
+        #expect(timedOut.code == "TIMEOUT", "\(timedOut.data)")
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(!processRunning(withMarker: "sleep \(first)"), "the background root child is gone")
+        #expect(!processRunning(withMarker: "sleep \(second)"), "the foreground root child is gone")
+
+        let third = uniqueSleep(72)
+        r.sendCommand(
+            "c",
+            "exec",
+            params: ["command": "sleep \(third) & wait", "use_sudo": true, "sudo_password": secret]
+        )
+        Thread.sleep(forTimeInterval: 0.5)
+        r.send(#"{"type":"CANCEL","data":{"command_id":"c"}}"#)
+        #expect(try r.answer().code == "CANCELLED")
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(!processRunning(withMarker: "sleep \(third)"))
+        #expect(!r.allRawLines.contains { $0.contains(secret) })
+    }
 }

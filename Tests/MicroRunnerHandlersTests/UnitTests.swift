@@ -130,3 +130,74 @@ extension String {
         }
     }
 }
+
+/// The pure decisions of the hardening work: no root, no processes.
+@Suite struct HardeningDecisionTests {
+    @Test(arguments: [
+        ("apt", "--no-install-recommends", true), ("apt", "--target-release=bookworm-backports", true),
+        ("apt", "-o", false), ("apt", "Dir::Bin::dpkg=/tmp/x", false), ("apt", "-c", false),
+        ("apt", "--target-release=-o", false), ("apt", "--allow-unauthenticated", false),
+        ("dnf", "--enablerepo=updates", true), ("yum", "--nobest", true), ("dnf", "--installroot=/tmp/r", false),
+        ("dnf", "--setopt=reposdir=/tmp", false), ("dnf", "--enablerepo=a b", false),
+        ("zypper", "--no-refresh", true), ("zypper", "--root", false), ("apt", "--enablerepo=x", false),
+    ])
+    func packageOptionAllowList(_ manager: String, _ option: String, _ allowed: Bool) {
+        #expect((PackageHandler.optionProblem(option, manager: manager) == nil) == allowed)
+    }
+
+    @Test func sudoersCommandsMustNameRegularFiles() {
+        #expect(SudoersHandler.commandFileProblem("/usr/bin/") != nil)
+        #expect(SudoersHandler.commandFileProblem("/usr/bin") != nil)
+        #expect(SudoersHandler.commandFileProblem("/nonexistent/tool") != nil)
+        #expect(SudoersHandler.commandFileProblem("/bin/sh -c true") == nil)
+    }
+
+    @Test(arguments: [
+        ("a\nb", false), ("ok-id_1.2", true), (String(repeating: "x", count: 256), true),
+        (String(repeating: "x", count: 257), false), ("tab\there", false), ("del\u{7F}", false), ("é", true),
+    ])
+    func commandNames(_ name: String, _ ok: Bool) {
+        #expect(((try? CommandMessage.checkName(name, "id")) != nil) == ok)
+    }
+
+    @Test func nulAnywhereAndHugeTimeoutsAreRefused() throws {
+        func command(_ params: String, timeout: Int = 5) throws -> CommandMessage {
+            try WireDecoder().decode(
+                CommandMessage.self,
+                from: try JSONReader().parse(
+                    Array(#"{"id":"c","type":"exec","timeout":\#(timeout),"params":\#(params)}"#.utf8)
+                )
+            )
+        }
+        #expect(throws: RunnerError.self) { try command(#"{"command":"a\u0000b"}"#).validate() }
+        #expect(throws: RunnerError.self) { try command(#"{"env":{"K\u0000":"v"}}"#).validate() }
+        #expect(throws: RunnerError.self) { try command(#"{"args":["x","\u0000"]}"#).validate() }
+        #expect(throws: RunnerError.self) { try command(#"{}"#, timeout: 2_147_483_648).validate() }
+        try command(#"{"command":"fine"}"#, timeout: 2_147_483_647).validate()
+    }
+
+    @Test func deadlinesSaturate() {
+        #expect(Monotonic.deadline(from: 1_000, seconds: Int.max) == .max)
+        #expect(Monotonic.deadline(from: .max - 5, seconds: 1) == .max)
+        #expect(Monotonic.deadline(from: 1_000, seconds: 2) == 2_000_001_000)
+        #expect(Monotonic.deadline(from: 1_000, seconds: 1e300) == .max)
+        #expect(Monotonic.deadline(from: 1_000, seconds: Double.infinity) == .max)
+        #expect(Monotonic.deadline(from: 1_000, seconds: 0.5) == 500_001_000)
+    }
+
+    @Test func goDurationsAboveGosLimitAreRefused() {
+        #expect(GoDuration.parse("2562047h") != nil)
+        for text in ["2562048h", "1e400", "inf", "nan", "-1s", "+5s", "9999999999999999999s"] {
+            #expect(GoDuration.parse(text) == nil, "\(text)")
+        }
+    }
+
+    @Test func jsonValueCountIsBounded() {
+        let many = "[" + Array(repeating: "0", count: 300_000).joined(separator: ",") + "]"
+        #expect(throws: JSONParseError.self) { try JSONReader().parse(Array(many.utf8)) }
+        let fine = "[" + Array(repeating: "0", count: 200_000).joined(separator: ",") + "]"
+        #expect((try? JSONReader().parse(Array(fine.utf8))) != nil)
+        let tree = try? JSONReader().parse(Array(fine.utf8))
+        #expect((tree?.retainedBytesEstimate ?? 0) >= 200_000 * 24, "estimates what the tree keeps, not wire bytes")
+    }
+}
