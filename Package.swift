@@ -54,6 +54,11 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "micro-runner-fuzz-agent",
+            dependencies: ["MicroRunnerAgent", "MicroRunnerHandlers", "MicroRunnerProtocol"],
+            path: "Fuzz/Agent"
+        ),
+        .executableTarget(
             name: "micro-runner-bench",
             dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers"]
         ),
@@ -67,7 +72,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MicroRunnerClientTests",
-            dependencies: ["MicroRunnerClient", "MicroRunnerProtocol"]
+            dependencies: ["MicroRunnerClient", "MicroRunnerProtocol", "MicroRunnerCrypto"]
         ),
         .testTarget(
             name: "IntegrationTests",

@@ -1,0 +1,39 @@
+import Foundation
+import MicroRunnerClient
+import MicroRunnerCrypto
+import Testing
+
+/// The gzip cache is a place someone else may have written: a poisoned entry is never uploaded.
+@Suite(.serialized) struct RunnerBinaryCacheTests {
+    @Test func aPoisonedCacheEntryIsReplacedNotUploaded() throws {
+        let runner = try RunnerBinary(path: runnerPath)
+        let cache = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
+        try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+        let entry = cache.appendingPathComponent("\(runner.sha256).gz").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-cache-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // What an attacker would put there: a script, compressed, under the runner's own name.
+        try "#!/bin/sh\necho pwned\n".write(toFile: dir + "/evil", atomically: true, encoding: .utf8)
+        #expect(shell("gzip -6 -c \(dir)/evil > \(entry)") == 0)
+        let data = try runner.gzipped()
+        try data.write(to: URL(fileURLWithPath: dir + "/got.gz"))
+        #expect(shell("gzip -dc \(dir)/got.gz > \(dir)/got") == 0)
+        let got = try Data(contentsOf: URL(fileURLWithPath: dir + "/got"))
+        var h = Crypto.SHA256()
+        got.withUnsafeBytes { h.update($0) }
+        #expect(h.finalizeHex() == runner.sha256, "what is uploaded decompresses to the runner itself")
+        let cached = try Data(contentsOf: URL(fileURLWithPath: entry))
+        #expect(cached == data, "the poisoned entry was replaced by a good one")
+    }
+
+    @discardableResult
+    func shell(_ command: String) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        try? p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+}
