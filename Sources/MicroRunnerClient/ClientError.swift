@@ -21,6 +21,11 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         public static let closed: Self = "closed"
         /// A local problem (missing runner binary, bad inventory line...).
         public static let usage: Self = "usage"
+        /// The runner does not offer what the command needs (a capability, or an extension that an older
+        /// runner would silently ignore): refused before anything was sent.
+        public static let unsupported: Self = "unsupported"
+        /// The runner's answer does not match what was sent (e.g. fewer bytes written, another checksum).
+        public static let verificationFailed: Self = "verification_failed"
     }
 
     /// The kind.

@@ -1,4 +1,5 @@
 import Foundation
+import MicroRunnerCrypto
 import MicroRunnerProtocol
 
 extension RunnerClient {
@@ -47,7 +48,14 @@ extension RunnerClient {
         try await run(.exec, params, as: ExecResult.self, timeout: timeout, onEvent: onEvent)
     }
 
-    /// `file.write` of content that fits one line.
+    /// `file.write` of content that fits one line, checked against what was sent.
+    ///
+    /// `content_base64` goes out only to a runner that speaks `file.content_base64` (an older one would ignore
+    /// it and write an empty file); otherwise the bytes go as text `content` when they are UTF-8 and fit a
+    /// line, else the write is refused before anything is sent. After a real write, `bytes_written` and
+    /// `checksum` must match the bytes sent.
+    /// - Throws: `ClientError` `.unsupported` (refused before sending), `.verificationFailed` (the runner wrote
+    ///   something else), `CommandError` for an ERROR answer.
     public func writeFile(
         _ params: FileWriteParams,
         timeout: Int = 300,
@@ -55,11 +63,69 @@ extension RunnerClient {
     ) async throws
         -> FileWriteResult
     {
-        try await run(.fileWrite, params, as: FileWriteResult.self, timeout: timeout, dryRun: dryRun)
+        var p = params
+        let bytes: [UInt8]
+        if let b64 = p.contentBase64 {
+            guard let d = Data(base64Encoded: b64) else { throw ClientError(.usage, "content_base64 is not base64") }
+            bytes = [UInt8](d)
+        } else {
+            bytes = Array(p.content.utf8)
+        }
+        if p.uploadID != nil && !supports("file.chunked_write") {
+            throw ClientError(
+                .unsupported,
+                "file.write: \(runnerDescription) does not speak file.chunked_write; nothing was sent"
+            )
+        }
+        if p.contentBase64 != nil && !supports("file.content_base64") {
+            guard p.uploadID == nil, let text = String(validating: bytes, as: UTF8.self),
+                JSONWriter.prefixLength(of: bytes, fittingEscaped: Self.maxTextContentBytes) == bytes.count
+            else {
+                throw ClientError(
+                    .unsupported,
+                    "file.write \(p.path): \(runnerDescription) does not speak file.content_base64, and these "
+                        + "\(bytes.count) bytes are not UTF-8 text that fits one line; nothing was sent"
+                )
+            }
+            p.content = text
+            p.contentBase64 = nil
+        }
+        let result = try await run(.fileWrite, p, as: FileWriteResult.self, timeout: timeout, dryRun: dryRun)
+        if !dryRun && p.uploadID == nil {
+            try verify(result, wrote: bytes, to: p.path)
+        }
+        return result
+    }
+
+    /// Text content larger than this (escaped) would not fit a line a Go runner can read (10 MiB).
+    static let maxTextContentBytes = 9 << 20
+
+    /// Checks a file.write answer against the bytes sent: the runner must say it wrote them all (or, with
+    /// `changed: false`, that the file already held them) and give their checksum.
+    func verify(_ result: FileWriteResult, wrote bytes: [UInt8], to path: String) throws {
+        var h = Crypto.SHA256()
+        h.update(bytes)
+        let want = h.finalizeHex()
+        var got = result.checksum.lowercased()
+        if got.hasPrefix("sha256:") { got.removeFirst(7) }
+        let unchanged = result.changed == false
+        if !unchanged && result.bytesWritten != bytes.count {
+            throw ClientError(
+                .verificationFailed,
+                "file.write \(path): \(runnerDescription) wrote \(result.bytesWritten) of \(bytes.count) bytes; the file is not what was sent"
+            )
+        }
+        if got != want {
+            throw ClientError(
+                .verificationFailed,
+                "file.write \(path): \(runnerDescription) reports checksum \(got.isEmpty ? "(none)" : got), not the \(want) of the \(bytes.count) bytes sent"
+            )
+        }
     }
 
     /// Writes `bytes` to `path` on the host, in chunks of `chunkSize` (PROTOCOL.md chunked writes) when they
-    /// would not fit one line: atomic at the end either way. The chunks go out pipelined (one round trip).
+    /// would not fit one line and the runner speaks chunked writes: atomic at the end either way. The chunks go
+    /// out pipelined (one round trip); the final answer is checked against all the bytes sent.
     public func putFile(
         _ bytes: [UInt8],
         to path: String,
@@ -71,7 +137,8 @@ extension RunnerClient {
         chunkSize: Int = 4 << 20,
         timeout: Int = 300
     ) async throws -> FileWriteResult {
-        if bytes.count <= chunkSize || dryRun {
+        let chunked = supports("file.chunked_write") && supports("file.content_base64")
+        if bytes.count <= chunkSize || dryRun || !chunked {
             var p = FileWriteParams(path: path, contentBase64: Data(bytes).base64EncodedString(), mode: mode)
             p.owner = owner
             p.group = group
@@ -107,7 +174,9 @@ extension RunnerClient {
         let answers = try await sendBatch(commands, stopOnFailure: true)
         for answer in answers { _ = try answer.result() }
         let last = try answers.last!.result()
-        return try WireDecoder().decode(FileWriteResult.self, from: last.result)
+        let result = try WireDecoder().decode(FileWriteResult.self, from: last.result)
+        try verify(result, wrote: bytes, to: path)
+        return result
     }
 
     /// `file.read` of one window.

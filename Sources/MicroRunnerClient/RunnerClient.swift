@@ -60,6 +60,8 @@ public actor RunnerClient {
     private let readyPromise = Promise<Void>()
     private let exitPromise = Promise<Void>()
     private var outputEnded = false
+    /// The session was closed to stop a command (a runner without CANCEL): closing it again is not an error.
+    private var endedByCancel = false
     private var closed = false
     private var nextID = 0
     /// Signs each CMD when set (see `CommandSigner`).
@@ -194,6 +196,39 @@ public actor RunnerClient {
         )
     }
 
+    // MARK: Negotiation
+
+    /// The extensions READY listed (`metadata.extensions`; none for the Go original).
+    public var extensions: Set<String> {
+        Set((ready.metadata["extensions"] ?? "").split(separator: ",").map { String($0) })
+    }
+
+    /// Whether the runner speaks the PROTOCOL.md extension `name` (`dry_run`, `cancel`, `run_if_succeeded`,
+    /// `file.content_base64`, `file.chunked_write`, ...). An older runner ignores what it does not know, so the
+    /// client uses an extension only when it is listed.
+    public func supports(_ name: String) -> Bool { extensions.contains(name) }
+
+    /// `micro-runner 0.1.0 on web1`, for messages.
+    var runnerDescription: String {
+        "the runner on \(hostName) (version \(ready.version.isEmpty ? "unknown" : ready.version))"
+    }
+
+    /// Refuses, before anything is sent, a command the runner cannot serve or would misread.
+    func check(_ command: CommandMessage) throws {
+        guard ready.capabilities[command.type.rawValue] == true else {
+            throw ClientError(
+                .unsupported,
+                "\(command.type): \(runnerDescription) does not offer it (READY capabilities: false or absent)"
+            )
+        }
+        if command.dryRun && !supports("dry_run") {
+            throw ClientError(
+                .unsupported,
+                "\(command.type): \(runnerDescription) does not speak dry_run and would run it for real; nothing was sent"
+            )
+        }
+    }
+
     // MARK: Sending
 
     /// A new command id, unique in this session.
@@ -214,6 +249,7 @@ public actor RunnerClient {
     ) async throws
         -> Answer
     {
+        try check(command)
         let line = try encode(command)
         let promise = try register(command.id, onEvent)
         do {
@@ -225,16 +261,37 @@ public actor RunnerClient {
         return try await promise.value()
     }
 
-    /// Sends several commands at once (one write; the runner queues them in order) and returns their answers
-    /// in order: a batch costs about one round trip plus run time.
-    /// - Parameter stopOnFailure: after the first ERROR or non-zero exec exit, cancel the rest (they answer
-    ///   `CANCELLED` without running).
+    /// Sends several commands and returns their answers in order.
+    ///
+    /// Without `stopOnFailure`, or with a runner that speaks `run_if_succeeded`, they go out at once (one write;
+    /// the runner queues them in order), so a batch costs about one round trip plus run time; with
+    /// `stopOnFailure` each command then names the one before it, and the runner skips the rest after a failure
+    /// (`CANCELLED`), exactly, however fast it is. A runner without `run_if_succeeded` gets them one at a
+    /// time, and the ones after a failure are not sent (their answers are `CANCELLED`, made here).
+    /// - Parameter stopOnFailure: stop at the first ERROR or non-zero exec exit.
     public func sendBatch(_ commands: [CommandMessage], stopOnFailure: Bool = false) async throws -> [Answer] {
+        for c in commands { try check(c) }
+        if stopOnFailure && !supports("run_if_succeeded") {
+            var answers: [Answer] = []
+            for c in commands {
+                if let failed = answers.last, failed.failed {
+                    answers.append(
+                        .error(
+                            ErrorMessage(
+                                commandID: c.id,
+                                code: .cancelled,
+                                message: "not sent: \(failed.commandID ?? "an earlier command") did not succeed"
+                            )
+                        )
+                    )
+                    continue
+                }
+                answers.append(try await send(c))
+            }
+            return answers
+        }
         var commands = commands
-        // A runner that speaks run_if_succeeded (ext) skips the rest itself after a failure: exact, whatever the
-        // timing. CANCELs below remain the fallback for runners that do not.
-        let extensions = (ready.metadata["extensions"] ?? "").split(separator: ",")
-        if stopOnFailure && extensions.contains("run_if_succeeded") {
+        if stopOnFailure {
             for i in commands.indices.dropFirst() {
                 commands[i].metadata = (commands[i].metadata ?? [:]).merging(["run_if_succeeded": commands[i - 1].id]) {
                     $1
@@ -249,14 +306,8 @@ public actor RunnerClient {
         }
         try await session.child.send(bytes)
         var answers: [Answer] = []
-        var cancelled = false
-        for (i, promise) in promises.enumerated() {
-            let answer = try await promise.value()
-            answers.append(answer)
-            if stopOnFailure && answer.failed && !cancelled {
-                cancelled = true
-                for later in commands[(i + 1)...] { try? await cancel(later.id) }
-            }
+        for promise in promises {
+            answers.append(try await promise.value())
         }
         return answers
     }
@@ -287,8 +338,16 @@ public actor RunnerClient {
         return Timestamp.format(seconds: seconds, nanoseconds: Int((now - Double(seconds)) * 1e9))
     }
 
-    /// Sends CANCEL for a running or queued command (it then answers `CANCELLED`).
+    /// Stops a running or queued command: CANCEL (ext) when the runner speaks it (the command then answers
+    /// `CANCELLED`); otherwise, since an older runner ends the session on a message it does not know, the
+    /// session is closed instead, which stops the command with the runner (its answer fails with
+    /// `runnerExited`).
     public func cancel(_ commandID: String) async throws {
+        guard supports("cancel") else {
+            endedByCancel = true
+            await abort()
+            return
+        }
         var message = CancelMessage(commandID: commandID)
         if let signer {
             message.signature = try signer.cancelSignature(commandID: commandID, nonce: ready.metadata["nonce"] ?? "")
@@ -303,6 +362,9 @@ public actor RunnerClient {
     /// - Returns: EXIT.
     @discardableResult
     public func close(timeout: Duration = .seconds(660)) async throws -> ExitMessage {
+        if endedByCancel {
+            return exit ?? ExitMessage(reason: .error, exitCode: -1, selfDeleted: false, commandsTotal: 0)
+        }
         if !closed {
             closed = true
             session.child.closeStdin()

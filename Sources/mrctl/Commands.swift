@@ -46,6 +46,9 @@ struct Exec: AsyncParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.") var words: [String]
 
     func run() async throws {
+        // The words are passed through as they are, so `--help` would otherwise run on the hosts; after `--`
+        // it does (`mrctl exec -- --help`).
+        if let first = self.words.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(self) }
         let words = self.words.first == "--" ? Array(self.words.dropFirst()) : self.words
         guard !words.isEmpty else { throw ValidationError("give a command") }
         var params = ExecParams(command: argv ? words[0] : words.joined(separator: " "))
@@ -62,7 +65,9 @@ struct Exec: AsyncParsableCommand {
         let live = stream && !global.json
         try await runOnHosts(global) { client in
             let host = client.hostName
+            let streamed = EventCount()
             let r = try await client.exec(p, timeout: timeout) { event in
+                streamed.increment()
                 if live { print("[\(host)] \(event.message)") }
             }
             var text = r.stdout
@@ -72,7 +77,9 @@ struct Exec: AsyncParsableCommand {
                 ok: r.exitCode == 0,
                 changed: nil,
                 result: try WireEncoder().encodeToValue(r),
-                text: live ? "" : text,
+                // A runner that does not stream (the Go original) sends no EVENTs: then print the output it
+                // returned rather than nothing.
+                text: live && streamed.value > 0 ? "" : text,
                 summary: "rc=\(r.exitCode)" + (r.signal.map { " \($0)" } ?? "")
             )
         }
@@ -83,10 +90,15 @@ struct Script: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a file of shell commands (one per line) in one runner session per host, in order.",
         discussion:
-            "Stops at the first failing command unless --keep-going. With --pipeline all commands go out at once and cost one round trip; the runner still runs them one at a time, in order."
+            "Stops at the first failing command unless --keep-going. Commands go out at once (one round trip) when the runner can stop at the first failure itself; the runner still runs them one at a time, in order."
     )
     @OptionGroup var global: GlobalOptions
-    @Flag(help: "Send all commands at once (one round trip).") var pipeline = false
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Send all commands at once (one round trip) when the runner can stop at the first failure by itself (run_if_succeeded); otherwise, and with --no-pipeline, one at a time."
+    )
+    var pipeline = true
     @Flag(help: "Run every command even after one failed.") var keepGoing = false
     @Argument(help: "The file, or - for stdin. Blank lines and lines starting with # are skipped.") var file: String
 
@@ -114,7 +126,9 @@ struct Script: AsyncParsableCommand {
                 )
             }
             var answers: [Answer] = []
-            if pipeline {
+            // Pipelined, the meaning is the same as one at a time: the runner itself skips what follows a failure.
+            let chains = await client.supports("run_if_succeeded")
+            if pipeline && (keepGoing || chains) {
                 answers = try await client.sendBatch(commands, stopOnFailure: !keepGoing)
             } else {
                 for c in commands {
@@ -154,6 +168,14 @@ struct Script: AsyncParsableCommand {
             )
         }
     }
+}
+
+/// Counts EVENTs from the client's callback (which may run on another thread).
+final class EventCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
 }
 
 struct Keygen: AsyncParsableCommand {

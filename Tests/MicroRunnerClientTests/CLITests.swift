@@ -20,13 +20,16 @@ struct CLIRun {
     }
 }
 
-func mrctl(_ arguments: [String]) throws -> CLIRun {
+func mrctl(_ arguments: [String], environment: [String: String] = [:]) throws -> CLIRun {
     guard FileManager.default.isExecutableFile(atPath: mrctlPath) else {
         throw SSHServerError("mrctl missing at \(mrctlPath): run swift build --product mrctl (scripts/test does)")
     }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: mrctlPath)
     p.arguments = arguments
+    if !environment.isEmpty {
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let out = Pipe()
     let err = Pipe()
     p.standardOutput = out
@@ -112,7 +115,7 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(atPath: file) }
         for pipeline in [false, true] {
             let run = try mrctl(
-                ["script", "--json", "--runner", runnerPath] + (pipeline ? ["--pipeline"] : []) + [file]
+                ["script", "--json", "--runner", runnerPath] + (pipeline ? [] : ["--no-pipeline"]) + [file]
             )
             #expect(run.status == 1)
             let results = run.objects.first?["result"]

@@ -1,0 +1,263 @@
+import Foundation
+import MicroRunnerClient
+import MicroRunnerProtocol
+import Testing
+
+/// A runner that behaves like the Go original, as far as the client can tell: READY without extensions,
+/// unknown fields ignored (`content_base64`, `dry_run`, `metadata`), no EVENTs, `file.write` writes `content`
+/// and reports it, and any message type it does not know (CANCEL) ends the session. Every message it
+/// receives is logged, so tests can see what the client sent. `OLD_RUNNER_MODE=lying` makes it list the
+/// extensions while still ignoring them: a broken runner the client must catch by checking answers.
+enum OlderRunner {
+    static let script = #"""
+        #!/usr/bin/env python3
+        import datetime, hashlib, json, os, subprocess, sys, time
+        mode = os.environ.get("OLD_RUNNER_MODE", "")
+        log = os.environ.get("OLD_RUNNER_LOG")
+        def send(t, data):
+            ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            sys.stdout.write(json.dumps({"type": t, "timestamp": ts, "data": data}) + "\n")
+            sys.stdout.flush()
+        caps = {"exec": True, "file.write": True, "file.read": True, "pkg.ensure": False,
+                "service.reload": False, "sshd.harden": False, "sudoers.ensure": False}
+        meta = {"ttl": "10m0s"}
+        if mode == "lying":
+            meta["extensions"] = "file.content_base64,dry_run,cancel,run_if_succeeded,file.chunked_write"
+        send("READY", {"version": "go-1.2.3", "platform": "linux", "arch": "amd64", "pid": os.getpid(),
+                       "capabilities": caps, "metadata": meta})
+        total = 0
+        for line in sys.stdin:
+            msg = json.loads(line)
+            d = msg.get("data", {})
+            if log:
+                with open(log, "a") as f:
+                    f.write(msg.get("type", "") + " " + json.dumps(d.get("params", d), sort_keys=True) + "\n")
+            if msg.get("type") != "CMD":
+                send("EXIT", {"reason": "error", "exit_code": 1, "self_deleted": False, "commands_total": total})
+                sys.exit(1)
+            total += 1
+            p, start = d.get("params", {}), time.time()
+            if d["type"] == "exec":
+                argv = [p["command"]] + p["args"] if p.get("args") else [p.get("shell") or "/bin/sh", "-c", p["command"]]
+                r = subprocess.run(argv, capture_output=True)
+                res = {"exit_code": r.returncode, "stdout": r.stdout.decode() if p.get("capture_out") else "",
+                       "stderr": r.stderr.decode() if p.get("capture_err") else "", "duration": time.time() - start}
+                send("DONE", {"command_id": d["id"], "result": res, "duration": time.time() - start})
+            elif d["type"] == "file.write":
+                content, path = p.get("content", "").encode(), p["path"]
+                existed = os.path.exists(path)
+                if not existed and not p.get("create"):
+                    send("ERROR", {"command_id": d["id"], "code": "EXEC_FAILED", "message": "no such file", "retryable": False})
+                    continue
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(content)
+                send("DONE", {"command_id": d["id"], "result": {"bytes_written": len(content), "created": not existed,
+                              "checksum": hashlib.sha256(content).hexdigest()}, "duration": time.time() - start})
+            else:
+                send("ERROR", {"command_id": d["id"], "code": "INVALID_CMD", "message": "unknown type", "retryable": False})
+        send("EXIT", {"reason": "stdin_closed", "exit_code": 0, "self_deleted": False, "commands_total": total})
+        """#
+
+    /// The script in a fresh directory, with a log of what it received.
+    final class Instance {
+        let dir: String
+        var path: String { dir + "/old-runner" }
+        var logPath: String { dir + "/received.log" }
+        var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        init() throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-old-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try OlderRunner.script.write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o755)
+        }
+        deinit { try? FileManager.default.removeItem(atPath: dir) }
+        func file(_ name: String) -> String { dir + "/" + name }
+    }
+
+    /// Runs `body` against the older runner through the local transport.
+    static func with<T: Sendable>(
+        _ instance: Instance,
+        mode: String = "",
+        _ body: @Sendable (RunnerClient) async throws -> T
+    ) async throws -> T {
+        setenv("OLD_RUNNER_LOG", instance.logPath, 1)
+        setenv("OLD_RUNNER_MODE", mode, 1)
+        return try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: instance.path),
+            _: body
+        )
+    }
+}
+
+/// The client trusts nothing the runner was not asked to confirm (issue 11), proven against a runner that
+/// behaves like the Go original, and against ours where the fallback must not be taken.
+@Suite(.serialized) struct OlderRunnerTests {
+    @Test func textContentGoesAsTextAndIsVerified() async throws {
+        let old = try OlderRunner.Instance()
+        let target = old.file("sub/dir/motd")
+        let r = try await OlderRunner.with(old) { client in
+            try await client.putFile(Array("hello from the client\n".utf8), to: target)
+        }
+        #expect(r.bytesWritten == 22)
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "hello from the client\n")
+        #expect(old.log.contains(#""content": "hello from the client\n""#), "sent as text: \(old.log)")
+        #expect(!old.log.contains("content_base64"))
+    }
+
+    @Test func binaryContentIsRefusedBeforeAnythingIsSent() async throws {
+        let old = try OlderRunner.Instance()
+        let target = old.file("bin")
+        await #expect(throws: ClientError.self) {
+            try await OlderRunner.with(old) { client in try await client.putFile([0xFF, 0x00, 0xFE], to: target) }
+        }
+        #expect(!FileManager.default.fileExists(atPath: target))
+        #expect(!old.log.contains("CMD"), "nothing was sent: \(old.log)")
+    }
+
+    @Test func dryRunIsRefusedNeverRunForReal() async throws {
+        let old = try OlderRunner.Instance()
+        let target = old.file("keep")
+        try "seventeen bytes!\n".write(toFile: target, atomically: true, encoding: .utf8)
+        do {
+            _ = try await OlderRunner.with(old) { client in
+                try await client.putFile(Array("new".utf8), to: target, dryRun: true)
+            }
+            Issue.record("a dry run was sent to a runner that would run it for real")
+        } catch let e as ClientError {
+            #expect(e.kind == .unsupported)
+            #expect(e.message.contains("go-1.2.3"), "\(e.message)")
+        }
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "seventeen bytes!\n")
+    }
+
+    @Test func aRunnerThatWritesSomethingElseIsCaught() async throws {
+        let old = try OlderRunner.Instance()
+        let target = old.file("f")
+        do {
+            _ = try await OlderRunner.with(old, mode: "lying") { client in
+                try await client.putFile(Array("twenty-four bytes here!\n".utf8), to: target)
+            }
+            Issue.record("an empty write was reported as success")
+        } catch let e as ClientError {
+            #expect(e.kind == .verificationFailed)
+            #expect(e.message.contains("wrote 0 of 24 bytes"), "\(e.message)")
+        }
+    }
+
+    @Test func aStopOnFailureBatchRunsOneAtATime() async throws {
+        let old = try OlderRunner.Instance()
+        let marker = old.file("never")
+        let answers = try await OlderRunner.with(old) { client in
+            try await client.sendBatch(
+                [
+                    CommandMessage(
+                        id: "a",
+                        type: .exec,
+                        timeout: 10,
+                        params: .object(JSONObject([("command", .string("false"))]))
+                    ),
+                    CommandMessage(
+                        id: "b",
+                        type: .exec,
+                        timeout: 10,
+                        params: .object(JSONObject([("command", .string("touch \(marker)"))]))
+                    ),
+                ],
+                stopOnFailure: true
+            )
+        }
+        #expect(answers.count == 2)
+        if case .error(let e) = answers[1] { #expect(e.code == .cancelled) } else { Issue.record("b ran") }
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        #expect(old.log.split(separator: "\n").count == 1, "only the first command was sent: \(old.log)")
+        #expect(!old.log.contains("run_if_succeeded"))
+    }
+
+    @Test func cancelClosesTheSessionInsteadOfSendingCancel() async throws {
+        let old = try OlderRunner.Instance()
+        let outcome = try await OlderRunner.with(old) { client -> String in
+            async let running: ExecResult = client.exec(ExecParams(command: "sleep 20"))
+            try await Task.sleep(for: .milliseconds(500))
+            try await client.cancel("c1")
+            do {
+                _ = try await running
+                return "finished"
+            } catch let e as ClientError {
+                return e.kind.rawValue
+            }
+        }
+        #expect(outcome == ClientError.Kind.runnerExited.rawValue)
+        #expect(!old.log.contains("CANCEL"), "no CANCEL reached a runner that would die of it: \(old.log)")
+    }
+
+    @Test func aCapabilityThatIsOffIsRefusedWithTheRunnersVersion() async throws {
+        let old = try OlderRunner.Instance()
+        do {
+            _ = try await OlderRunner.with(old) { client in
+                try await client.run(.pkgEnsure, PkgEnsureParams(name: "curl"), as: PkgEnsureResult.self)
+            }
+            Issue.record("sent")
+        } catch let e as ClientError {
+            #expect(e.kind == .unsupported)
+            #expect(e.message.contains("go-1.2.3"), "\(e.message)")
+        }
+        #expect(!old.log.contains("CMD"))
+    }
+
+    @Test func mrctlAgainstTheOlderRunner() throws {
+        let old = try OlderRunner.Instance()
+        let env = ["OLD_RUNNER_LOG": old.logPath]
+        // put: a lying runner fails the host and mrctl exits 1, naming what happened.
+        let source = old.file("src")
+        try "twenty-four bytes here!\n".write(toFile: source, atomically: true, encoding: .utf8)
+        var lying = env
+        lying["OLD_RUNNER_MODE"] = "lying"
+        let put = try mrctl(
+            ["put", "--host", "local", "--runner", old.path, source, old.file("dst")],
+            environment: lying
+        )
+        #expect(put.status == 1)
+        #expect((put.stdout + put.stderr).contains("wrote 0 of 24 bytes"), "\(put.stdout)\(put.stderr)")
+        // exec --stream: no EVENTs come from this runner, so the final output is printed.
+        let stream = try mrctl(
+            ["exec", "--stream", "--host", "local", "--runner", old.path, "echo", "streamed-text"],
+            environment: env
+        )
+        #expect(stream.status == 0)
+        #expect(stream.stdout.contains("streamed-text"), "\(stream.stdout)")
+        // script: one command at a time, stopping at the first failure.
+        let script = old.file("script.sh")
+        try "echo one\nfalse\ntouch \(old.file("after"))\n".write(toFile: script, atomically: true, encoding: .utf8)
+        let run = try mrctl(["script", "--host", "local", "--runner", old.path, script], environment: env)
+        #expect(run.status == 1)
+        #expect(!FileManager.default.fileExists(atPath: old.file("after")))
+        // --help is help, not a command for the hosts.
+        let help = try mrctl(["exec", "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("USAGE"), "\(help.stdout)")
+    }
+}
+
+@Suite struct PromiseTests {
+    @Test func aTimedWaitEndsOnlyItself() async throws {
+        let p = Promise<Int>()
+        await #expect(throws: ClientError.self) {
+            try await p.value(timeout: .milliseconds(20), orFail: ClientError(.startTimeout, "slow"))
+        }
+        #expect(!p.isComplete, "the timeout did not settle the promise for others")
+        async let later = p.value()
+        p.complete(.success(7))
+        #expect(try await later == 7)
+    }
+
+    @Test func aWaitEndsWhenItsTaskIsCancelled() async throws {
+        let p = Promise<Int>()
+        let task = Task { try await p.value() }
+        try await Task.sleep(for: .milliseconds(20))
+        task.cancel()
+        await #expect(throws: CancellationError.self) { try await task.value }
+        #expect(!p.isComplete)
+    }
+}
