@@ -14,21 +14,27 @@ import Darwin
 /// Spawned with `posix_spawn` and close-on-exec pipes, not Foundation's `Process`: on Linux, `Process`
 /// watches children through an inherited socket and reaps with a blocking `waitpid` on one monitor
 /// thread, so a child that closes inherited descriptors (sshd, an ssh ControlMaster) stalls the reaping of
-/// every other child. Here each child has its own threads for everything that blocks (writing stdin,
-/// reading stdout and stderr, reaping): async callers only await, so a 3 MB upload to an ssh that is still
-/// connecting never holds one of the cooperative pool's few threads.
+/// every other child. Its pipes are non-blocking and served by one process-wide poll thread (`ChildIOLoop`),
+/// together with a pidfd for its exit: a child costs descriptors, not threads (`--forks 500` once meant
+/// 2,000 threads), and async callers only await, so a 3 MB upload to an ssh that is still connecting never
+/// holds one of the cooperative pool's few threads.
 final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
-    private let stdinFD: Int32
     private let lock = NSLock()
+    // Descriptors, -1 once closed (guarded by `lock`; read and written by the I/O thread).
+    private var stdinFD: Int32
+    private var stdoutFD: Int32
+    private var stderrFD: Int32
+    private var pidFD: Int32
     private var stderrTail: [UInt8] = []
-    private var stdinClosed = false
+    private var stdoutPending: [UInt8] = []
+    private var stdinCloseRequested = false
     private var status: Int32?
     private let exited = Promise<Int32>()
     private let stderrDone = Promise<Void>()
-    /// Writes waiting for the writer thread, in order.
+    /// Writes waiting for the I/O thread, in order; `offset` bytes of the first are written.
     private var writes: [(bytes: [UInt8], done: Promise<Void>)] = []
-    private let writeSignal = NSCondition()
+    private var writeOffset = 0
     /// Whole stdout lines, without `\n`; finishes at EOF.
     let lines: AsyncStream<[UInt8]>
     private let linesContinuation: AsyncStream<[UInt8]>.Continuation
@@ -90,115 +96,210 @@ final class ChildProcess: @unchecked Sendable {
             throw ClientError(.transport, "cannot start \(executable): \(String(cString: strerror(rc)))")
         }
         pid = child
+        for fd in [inPipe[1], outPipe[0], errPipe[0]] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         stdinFD = inPipe[1]
-        let outFD = outPipe[0]
-        let errFD = errPipe[0]
-        let continuation = linesContinuation
-        Thread.detachNewThread {
-            var pending: [UInt8] = []
-            var scanned = 0
-            var chunk = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(outFD, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                pending.append(contentsOf: chunk[0..<n])
-                while let nl = pending[scanned...].firstIndex(of: 0x0A) {
-                    continuation.yield(Array(pending[0..<nl]))
-                    pending.removeSubrange(0...nl)
-                    scanned = 0
-                }
-                scanned = pending.count
-            }
-            close(outFD)
-            continuation.finish()
-        }
-        Thread.detachNewThread { [self] in
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(errFD, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                lock.withLock {
-                    stderrTail.append(contentsOf: chunk[0..<n])
-                    if stderrTail.count > 16384 { stderrTail.removeFirst(stderrTail.count - 16384) }
-                }
-            }
-            close(errFD)
-            stderrDone.complete(.success(()))
-        }
-        Thread.detachNewThread { [self] in
-            var raw: Int32 = 0
-            while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
-            let code = raw & 0x7F == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
-            lock.withLock { status = code }
-            exited.complete(.success(code))
-        }
-        Thread.detachNewThread { [self] in writerLoop() }
-    }
-
-    /// Writes queued bytes to the child's stdin, in order, then closes it when asked.
-    private func writerLoop() {
-        while true {
-            writeSignal.lock()
-            while writes.isEmpty && !lock.withLock({ stdinClosed }) { writeSignal.wait() }
-            let next = writes.isEmpty ? nil : writes.removeFirst()
-            writeSignal.unlock()
-            guard let (bytes, done) = next else {
-                close(stdinFD)
-                return
-            }
-            var offset = 0
-            var failure: Int32 = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeBytes { write(stdinFD, $0.baseAddress! + offset, $0.count - offset) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    break
-                }
-                offset += n
-            }
-            if failure != 0 {
-                done.complete(
-                    .failure(
-                        ClientError(.runnerExited, "cannot write to the runner: \(String(cString: strerror(failure)))")
-                    )
-                )
-            } else {
-                done.complete(.success(()))
-            }
-        }
+        stdoutFD = outPipe[0]
+        stderrFD = errPipe[0]
+        // Linux 5.3+: the exit is one more descriptor in the poll set; older kernels are polled with WNOHANG.
+        pidFD = mr_pidfd_open(child)
+        ChildIOLoop.shared.add(self)
     }
 
     deinit {
         closeStdin()
     }
 
-    /// Writes bytes to the child's stdin (on the writer thread) and waits until they are written.
-    func send(_ bytes: [UInt8]) async throws {
-        let done = Promise<Void>()
-        guard enqueue(bytes, done) else { throw ClientError(.closed, "stdin of the runner is already closed") }
-        try await done.value()
+    // MARK: Served by the I/O thread
+
+    /// What to poll for this child: (descriptor, events) pairs.
+    func pollRequests() -> [(fd: Int32, events: Int16)] {
+        lock.withLock {
+            if stdinFD >= 0 && writes.isEmpty && stdinCloseRequested {
+                close(stdinFD)
+                stdinFD = -1
+            }
+            var out: [(Int32, Int16)] = []
+            if stdoutFD >= 0 { out.append((stdoutFD, Int16(POLLIN))) }
+            if stderrFD >= 0 { out.append((stderrFD, Int16(POLLIN))) }
+            if stdinFD >= 0 && !writes.isEmpty { out.append((stdinFD, Int16(POLLOUT))) }
+            if pidFD >= 0 && status == nil { out.append((pidFD, Int16(POLLIN))) }
+            return out
+        }
     }
 
-    private func enqueue(_ bytes: [UInt8], _ done: Promise<Void>) -> Bool {
-        writeSignal.lock()
-        defer {
-            writeSignal.signal()
-            writeSignal.unlock()
+    /// Whether the exit must be polled with WNOHANG (no pidfd).
+    var needsReapPolling: Bool { lock.withLock { pidFD < 0 && status == nil } }
+
+    /// Whether everything is done: output pipes at EOF and the child reaped (the loop then forgets it, closing
+    /// stdin and failing writes still queued, since nobody will read them).
+    var isFinished: Bool {
+        var orphaned: [Promise<Void>] = []
+        let done: Bool = lock.withLock {
+            guard stdoutFD < 0 && stderrFD < 0 && status != nil else { return false }
+            if stdinFD >= 0 {
+                close(stdinFD)
+                stdinFD = -1
+            }
+            orphaned = writes.map(\.done)
+            writes = []
+            return true
         }
-        if lock.withLock({ stdinClosed }) { return false }
-        writes.append((bytes, done))
-        return true
+        for w in orphaned { w.complete(.failure(ClientError(.runnerExited, "the runner exited before reading this"))) }
+        return done
+    }
+
+    /// Serves a descriptor that poll reported ready.
+    func serve(_ fd: Int32) {
+        let which: Int = lock.withLock {
+            if fd == stdoutFD { return 1 }
+            if fd == stderrFD { return 2 }
+            if fd == stdinFD { return 0 }
+            if fd == pidFD { return 3 }
+            return -1
+        }
+        switch which {
+        case 1: readStdout()
+        case 2: readStderr()
+        case 0: writeStdin()
+        case 3: reap()
+        default: break
+        }
+    }
+
+    private func readStdout() {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let fd = lock.withLock { stdoutFD }
+            guard fd >= 0 else { return }
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            if n <= 0 {
+                lock.withLock {
+                    close(stdoutFD)
+                    stdoutFD = -1
+                }
+                linesContinuation.finish()
+                return
+            }
+            var found: [[UInt8]] = []
+            lock.withLock {
+                let scanFrom = stdoutPending.count
+                stdoutPending.append(contentsOf: chunk[0..<n])
+                var start = 0
+                var i = scanFrom
+                while i < stdoutPending.count {
+                    if stdoutPending[i] == 0x0A {
+                        found.append(Array(stdoutPending[start..<i]))
+                        start = i + 1
+                    }
+                    i += 1
+                }
+                if start > 0 { stdoutPending.removeFirst(start) }
+            }
+            for line in found { linesContinuation.yield(line) }
+        }
+    }
+
+    private func readStderr() {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let fd = lock.withLock { stderrFD }
+            guard fd >= 0 else { return }
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            if n <= 0 {
+                lock.withLock {
+                    close(stderrFD)
+                    stderrFD = -1
+                }
+                stderrDone.complete(.success(()))
+                return
+            }
+            lock.withLock {
+                stderrTail.append(contentsOf: chunk[0..<n])
+                if stderrTail.count > 16384 { stderrTail.removeFirst(stderrTail.count - 16384) }
+            }
+        }
+    }
+
+    private func writeStdin() {
+        while true {
+            var completed: Promise<Void>?
+            var failed: [Promise<Void>] = []
+            var failure: Int32 = 0
+            let more: Bool = lock.withLock {
+                guard stdinFD >= 0, let first = writes.first else { return false }
+                let n = first.bytes.withUnsafeBytes {
+                    write(stdinFD, $0.baseAddress! + writeOffset, $0.count - writeOffset)
+                }
+                if n < 0 {
+                    if errno == EINTR { return true }
+                    if errno == EAGAIN || errno == EWOULDBLOCK { return false }
+                    failure = errno
+                    failed = writes.map(\.done)
+                    writes = []
+                    writeOffset = 0
+                    close(stdinFD)
+                    stdinFD = -1
+                    return false
+                }
+                writeOffset += n
+                if writeOffset == first.bytes.count {
+                    completed = first.done
+                    writes.removeFirst()
+                    writeOffset = 0
+                }
+                return true
+            }
+            completed?.complete(.success(()))
+            for f in failed {
+                f.complete(
+                    .failure(
+                        ClientError(.runnerExited, "cannot write to the runner: \(String(cString: strerror(failure)))")
+                    )
+                )
+            }
+            if !more { return }
+        }
+    }
+
+    /// Reaps the child if it exited.
+    func reap() {
+        var raw: Int32 = 0
+        let rc = waitpid(pid, &raw, WNOHANG)
+        guard rc == pid else { return }
+        let code = raw & 0x7F == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
+        lock.withLock {
+            status = code
+            if pidFD >= 0 {
+                close(pidFD)
+                pidFD = -1
+            }
+        }
+        exited.complete(.success(code))
+    }
+
+    // MARK: Callers
+
+    /// Writes bytes to the child's stdin (on the I/O thread) and waits until they are written.
+    func send(_ bytes: [UInt8]) async throws {
+        let done = Promise<Void>()
+        let accepted: Bool = lock.withLock {
+            if stdinCloseRequested || stdinFD < 0 || status != nil { return false }
+            writes.append((bytes, done))
+            return true
+        }
+        guard accepted else { throw ClientError(.closed, "stdin of the runner is already closed") }
+        ChildIOLoop.shared.wake()
+        try await done.value()
     }
 
     /// Closes the child's stdin once everything queued is written (the runner then finishes and sends EXIT).
     func closeStdin() {
-        writeSignal.lock()
-        lock.withLock { stdinClosed = true }
-        writeSignal.signal()
-        writeSignal.unlock()
+        lock.withLock { stdinCloseRequested = true }
+        ChildIOLoop.shared.wake()
     }
 
     /// The last bytes the child wrote to stderr, as text.
@@ -226,5 +327,62 @@ final class ChildProcess: @unchecked Sendable {
 
     func terminate() {
         if isRunning { kill(pid, SIGKILL) }
+    }
+}
+
+/// The one thread that serves every child's pipes and exit, with poll(2). Children register when spawned
+/// and are forgotten once their pipes are closed and they are reaped.
+final class ChildIOLoop: @unchecked Sendable {
+    static let shared = ChildIOLoop()
+    private let lock = NSLock()
+    private var children: [ObjectIdentifier: ChildProcess] = [:]
+    private let wakeFD: Int32
+
+    private init() {
+        wakeFD = mr_eventfd()
+        let thread = Thread { [self] in run() }
+        thread.name = "micro-runner child I/O"
+        thread.start()
+    }
+
+    func add(_ child: ChildProcess) {
+        lock.withLock { children[ObjectIdentifier(child)] = child }
+        wake()
+    }
+
+    /// Makes the loop recompute what it polls for (new writes, a close request, a new child).
+    func wake() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    private func run() {
+        while true {
+            let current = lock.withLock { Array(children.values) }
+            var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+            var owners: [ChildProcess] = []
+            var reapPolling = false
+            for child in current {
+                for request in child.pollRequests() {
+                    fds.append(pollfd(fd: request.fd, events: request.events, revents: 0))
+                    owners.append(child)
+                }
+                if child.needsReapPolling { reapPolling = true }
+            }
+            // Without pidfds (Linux < 5.3) exits are noticed within 20 ms.
+            let rc = poll(&fds, nfds_t(fds.count), reapPolling ? 20 : -1)
+            if rc < 0 && errno != EINTR { usleep(1000) }
+            if fds[0].revents != 0 {
+                var drained: UInt64 = 0
+                _ = read(wakeFD, &drained, 8)
+            }
+            for (i, child) in owners.enumerated() where fds[i + 1].revents != 0 {
+                child.serve(fds[i + 1].fd)
+            }
+            for child in current where child.needsReapPolling { child.reap() }
+            lock.withLock {
+                for child in current where child.isFinished { children[ObjectIdentifier(child)] = nil }
+            }
+        }
     }
 }

@@ -13,7 +13,9 @@ public struct HostOutcome<T: Sendable>: Sendable {
 /// Runs the same work on many hosts at once, with a bound on how many run together.
 ///
 /// Each host gets its own runner; one host's failure (unreachable, refused, an ERROR) is its outcome and
-/// never stops the others. Outcomes are handed over as hosts finish.
+/// never stops the others. Outcomes are handed over as hosts finish. Cancelling the calling task stops every
+/// host: each running command ends with its runner (the session is closed, the remote directory removed),
+/// and hosts not yet started are not started.
 public enum Fleet {
     /// Runs `body` on every transport, at most `forks` at a time.
     /// - Parameters:
@@ -62,7 +64,8 @@ public enum Fleet {
             while next < transports.count && next < max(1, forks) { launch() }
             while let outcome = await group.next() {
                 await onOutcome(outcome)
-                if next < transports.count { launch() }
+                // Cancelled (Ctrl-C): hosts already started stop and clean up; no new host starts.
+                if next < transports.count && !Task.isCancelled { launch() }
             }
         }
     }

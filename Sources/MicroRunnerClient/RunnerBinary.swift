@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerCrypto
+import Synchronization
 
 /// The runner executable a transport uploads: its bytes, their SHA-256, and a gzip copy for the wire.
 public struct RunnerBinary: Sendable {
@@ -43,6 +44,17 @@ public struct RunnerBinary: Sendable {
     /// so an unchecked cache entry would run whatever someone put there.
     /// - Throws: `ClientError` when gzip fails.
     public func gzipped() throws -> Data {
+        // Checked once per process: a fan-out to 50 hosts must not decompress the cache entry 50 times.
+        if let known = Self.verified.withLock({ $0[sha256] }) { return known }
+        let data = try gzippedUncached()
+        Self.verified.withLock { $0[sha256] = data }
+        return data
+    }
+
+    /// Compressed copies already checked in this process, by the runner's SHA-256.
+    private static let verified = Mutex<[String: Data]>([:])
+
+    private func gzippedUncached() throws -> Data {
         let cacheDir = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
         let cached = cacheDir.appendingPathComponent("\(sha256).gz")
         if let data = FileManager.default.contents(atPath: cached.path), !data.isEmpty {

@@ -124,7 +124,7 @@ public actor RunnerClient {
         }
         outputEnded = true
         let status = await session.child.waitForExit(timeout: .seconds(5))
-        let stderr = SSHTransport.explain(await session.child.stderrTextAtEOF())
+        let stderr = transport.explain(stderr: await session.child.stderrTextAtEOF())
         let why =
             exit != nil
             ? "runner on \(hostName) has exited (\(exit!.reason))"
@@ -348,6 +348,10 @@ public actor RunnerClient {
             await abort()
             return
         }
+        try await sendCancel(commandID)
+    }
+
+    private func sendCancel(_ commandID: String) async throws {
         var message = CancelMessage(commandID: commandID)
         if let signer {
             message.signature = try signer.cancelSignature(commandID: commandID, nonce: ready.metadata["nonce"] ?? "")
@@ -381,11 +385,23 @@ public actor RunnerClient {
         return exit
     }
 
-    /// Ends the session at once: kills the transport's process and cleans up.
+    /// Ends the session: commands still running are stopped (CANCEL, when the runner speaks it: closing stdin
+    /// alone would let it finish them), stdin is closed, the transport's process is killed if the runner has not
+    /// exited within 3 s, and the transport cleans up. Runs to its end even when the calling task was cancelled
+    /// (Ctrl-C): the cleanup is what cancellation needs.
     func abort() async {
+        guard !closed || session.child.isRunning else {
+            await transport.cleanup(session)
+            return
+        }
+        let pending = supports("cancel") && !closed ? Array(waiters.keys) : []
         closed = true
-        session.child.closeStdin()
-        if await session.child.waitForExit(timeout: .seconds(2)) == nil { session.child.terminate() }
-        await transport.cleanup(session)
+        let (session, transport) = (self.session, self.transport)
+        await Task {
+            for id in pending { try? await self.sendCancel(id) }
+            session.child.closeStdin()
+            if await session.child.waitForExit(timeout: .seconds(3)) == nil { session.child.terminate() }
+            await transport.cleanup(session)
+        }.value
     }
 }

@@ -141,6 +141,11 @@ public struct SSHTransport: Transport {
         )
         do {
             try await child.send([UInt8](payload))
+        } catch is CancellationError {
+            // Interrupted during the upload: ssh goes, and with it the remote bootstrap (SIGHUP ends it and its
+            // EXIT trap removes the directory).
+            child.terminate()
+            throw CancellationError()
         } catch {
             // ssh exited before reading: its stderr says why (refused key, unreachable host...).
             _ = await child.waitForExit(timeout: .seconds(5))
@@ -180,6 +185,12 @@ public struct SSHTransport: Transport {
             _ = await rm.waitForExit(timeout: .seconds(15))
         }
     }
+
+    /// Closes this host's ControlMaster connection.
+    public func shutdown() async { await closeMaster() }
+
+    /// ssh's and the bootstrap's last lines, without the bootstrap's own bookkeeping.
+    public func explain(stderr: String) -> String { Self.explain(stderr) }
 
     /// Closes this host's ControlMaster connection.
     public func closeMaster() async {

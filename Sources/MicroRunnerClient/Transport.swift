@@ -14,6 +14,20 @@ public protocol Transport: Sendable {
     func start(runner: RunnerBinary, arguments: [String]) async throws -> RunnerSession
     /// Removes whatever a session left behind (called after the runner exited, cleanly or not).
     func cleanup(_ session: RunnerSession) async
+    /// Releases what the transport keeps between sessions (an ssh ControlMaster connection); called once when
+    /// the caller is done with the host.
+    func shutdown() async
+    /// A one-line explanation of why a session ended, from what its process wrote on stderr.
+    func explain(stderr: String) -> String
+}
+
+extension Transport {
+    public func shutdown() async {}
+
+    public func explain(stderr: String) -> String {
+        let lines = stderr.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return lines.isEmpty ? "no message on stderr" : lines.suffix(3).joined(separator: "; ")
+    }
 }
 
 /// A started runner: the process that carries its stdin/stdout (the runner itself, or ssh).

@@ -131,6 +131,14 @@ package final class StagedFile: @unchecked Sendable {
         } catch {
             if let backupName { try? Sys.unlinkat(dir, backupName) }
             discard()
+            if error.code == ENOENT {
+                // Removed between the check above and the rename: someone else works in this directory.
+                throw RunnerError(
+                    .conflict,
+                    "write: \(target.path): the temporary file \(name) was removed by someone else; nothing was installed",
+                    retryable: true
+                )
+            }
             throw FileSystem.error(error.code, "rename", target.path, hint: "the existing file was left untouched")
         }
         finished = true

@@ -105,18 +105,56 @@ func runOnHosts(
     }
     let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
     let signer = try options.signer()
-    await Fleet.run(
-        transports,
-        runner: runner,
-        arguments: options.runnerArguments(signer: signer),
-        forks: options.forks,
-        signer: signer,
-        body: body
-    ) { outcome in
-        reporter.report(outcome)
+    let (arguments, forks) = (options.runnerArguments(signer: signer), options.forks)
+    let fleet = Task {
+        await Fleet.run(transports, runner: runner, arguments: arguments, forks: forks, signer: signer, body: body) {
+            outcome in reporter.report(outcome)
+        }
     }
-    for t in transports { await (t as? SSHTransport)?.closeMaster() }
+    // SIGINT/SIGTERM cancel the fleet: every host's command and runner are stopped and its remote directory
+    // removed before mrctl exits 130 (143 for SIGTERM), like a shell's interrupted job.
+    let interrupts = Interrupts { signal in
+        reporter.clearProgress()
+        FileHandle.standardError.write(
+            Data("mrctl: \(signal == SIGINT ? "interrupted" : "terminated"); stopping every host\n".utf8)
+        )
+        fleet.cancel()
+    }
+    await fleet.value
+    interrupts.stop()
+    for t in transports { await t.shutdown() }
     try? FileManager.default.removeItem(atPath: ssh.controlDirectory)
     reporter.finish()
+    if let signal = interrupts.received { throw ExitCode(128 + signal) }
     if reporter.failed > 0 { throw ExitCode(1) }
+}
+
+/// SIGINT and SIGTERM as events (DispatchSource) instead of the default of dying on the spot.
+final class Interrupts: @unchecked Sendable {
+    private var sources: [any DispatchSourceSignal] = []
+    private let lock = NSLock()
+    private var signal: Int32?
+
+    /// The first signal received, if any.
+    var received: Int32? { lock.withLock { signal } }
+
+    init(_ handler: @escaping @Sendable (Int32) -> Void) {
+        for s in [SIGINT, SIGTERM] {
+            Foundation.signal(s, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
+            source.setEventHandler { [self] in
+                let first = lock.withLock {
+                    defer { if signal == nil { signal = s } }
+                    return signal == nil
+                }
+                if first { handler(s) }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func stop() {
+        for s in sources { s.cancel() }
+    }
 }

@@ -76,6 +76,9 @@ final class Reporter: @unchecked Sendable {
             } else if let c = error as? ClientError {
                 e["code"] = .string("CLIENT_\(c.kind.rawValue.uppercased())")
                 e["message"] = .string(c.message)
+            } else if error is CancellationError {
+                e["code"] = .string("INTERRUPTED")
+                e["message"] = .string("stopped by the interrupt: its command was ended and the runner removed")
             } else {
                 e["code"] = .string("CLIENT_ERROR")
                 e["message"] = .string("\(error)")

@@ -177,8 +177,18 @@ enum OlderRunner {
 
     @Test func cancelClosesTheSessionInsteadOfSendingCancel() async throws {
         let old = try OlderRunner.Instance()
+        let marker = "600.\(Int.random(in: 100_000...999_999))"
+        defer {
+            // The older runner was killed; the sleep it started is an orphan of this test.
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+            p.arguments = ["-f", "sleep \(marker)"]
+            try? p.run()
+            p.waitUntilExit()
+        }
         let outcome = try await OlderRunner.with(old) { client -> String in
-            async let running: ExecResult = client.exec(ExecParams(command: "sleep 20"))
+            // Long enough that it cannot end by itself, however slow a loaded machine is.
+            async let running: ExecResult = client.exec(ExecParams(command: "sleep \(marker)"))
             try await Task.sleep(for: .milliseconds(500))
             try await client.cancel("c1")
             do {
@@ -259,5 +269,59 @@ enum OlderRunner {
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
         #expect(!p.isComplete)
+    }
+}
+
+/// Ctrl-C during a command: the command stops on the host, the runner and its directory go, mrctl says what it
+/// stopped and exits 130.
+@Suite(.serialized) struct InterruptTests {
+    @Test func sigintStopsTheRunningCommandAndCleansUp() throws {
+        let marker = "31.\(Int.random(in: 100_000...999_999))"
+        // A private TMPDIR: the local transport puts the runner's directory there, and nothing else does.
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("mr-int-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let p = Process()
+        p.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": tmp]) { $1 }
+        // As from a terminal: signals unblocked (Foundation starts children with them blocked).
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [
+            "-c",
+            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+            mrctlPath, "exec", "--host", "local", "--runner", runnerPath, "--", "sleep \(marker)",
+        ]
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        var started = false
+        for _ in 0..<200 where !started {
+            started = Self.running(marker)
+            if !started { usleep(50_000) }
+        }
+        #expect(started, "the command started on the host")
+        let during = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
+        #expect(during.contains { $0.hasPrefix("micro-runner.") }, "the runner runs from a directory in TMPDIR")
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 130, "\(stdout)\(stderr)")
+        #expect(stderr.contains("interrupted"), "\(stderr)")
+        #expect(stdout.contains("INTERRUPTED"), "\(stdout)")
+        #expect(!Self.running(marker), "the command was stopped, not left to run to its end")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
+        #expect(left.isEmpty, "the runner's directory was removed: \(left)")
+    }
+
+    static func running(_ marker: String) -> Bool {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for pid in entries where Int(pid) != nil {
+            guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            let text = String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+            if text.hasPrefix("sleep \(marker)") { return true }
+        }
+        return false
     }
 }
