@@ -84,10 +84,11 @@ package enum Crypto {
         if input.isEmpty { return [] }
         var out = [UInt8](repeating: 0, count: input.count / 4 * 3 + 3)
         var written = 0
-        var end: UnsafePointer<CChar>? = nil
-        let rc = input.withUnsafeBufferPointer { inp in
-            inp.withMemoryRebound(to: CChar.self) { chars in
-                sodium_base642bin(
+        // Where sodium stopped, measured inside the one scope in which the input pointer is valid.
+        let (rc, consumed) = input.withUnsafeBufferPointer { inp in
+            inp.withMemoryRebound(to: CChar.self) { chars -> (Int32, Int) in
+                var end: UnsafePointer<CChar>? = nil
+                let rc = sodium_base642bin(
                     &out,
                     out.count,
                     chars.baseAddress,
@@ -97,13 +98,11 @@ package enum Crypto {
                     &end,
                     Int32(sodium_base64_VARIANT_ORIGINAL)
                 )
+                return (rc, end.map { chars.baseAddress!.distance(to: $0) } ?? -1)
             }
         }
         guard rc == 0 else { return nil }
         // sodium stops at the first invalid character; all input must have been consumed.
-        let consumed = input.withUnsafeBufferPointer { inp in
-            inp.withMemoryRebound(to: CChar.self) { chars in end.map { $0 - chars.baseAddress! } ?? -1 }
-        }
         guard consumed == input.count else { return nil }
         out.removeSubrange(written...)
         return out

@@ -15,12 +15,14 @@ package enum FileSystem {
     package static func error(_ code: Int32, _ what: String, _ path: String, hint: String = "") -> RunnerError {
         let suffix = hint.isEmpty ? "" : " (\(hint))"
         let message = "\(what): \(path): \(errnoText(code))\(suffix)"
+        let cause = SystemError(code)
         switch code {
-        case ENOENT, ENOTDIR: return RunnerError(.notFound, message)
-        case EACCES, EPERM, EROFS: return RunnerError(.permissionDenied, message)
-        case EISDIR: return RunnerError(.invalidCommand, message)
-        case EAGAIN, EBUSY, ETXTBSY: return RunnerError(.conflict, message, retryable: true, retryAfter: 1)
-        default: return RunnerError(.execFailed, message)
+        case ENOENT, ENOTDIR: return RunnerError(.notFound, message, cause: cause)
+        case EACCES, EPERM, EROFS: return RunnerError(.permissionDenied, message, cause: cause)
+        case EISDIR: return RunnerError(.invalidCommand, message, cause: cause)
+        case EAGAIN, EBUSY, ETXTBSY:
+            return RunnerError(.conflict, message, retryable: true, retryAfter: 1, cause: cause)
+        default: return RunnerError(.execFailed, message, cause: cause)
         }
     }
 

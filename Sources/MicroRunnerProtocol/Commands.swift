@@ -1,7 +1,7 @@
 extension KeyedDecodingContainer {
     /// The member's value, or `fallback` when it is absent or null (Go's zero-value semantics).
     @inlinable
-    public func value<T: Decodable>(_ key: Key, or fallback: @autoclosure () -> T) throws -> T {
+    package func value<T: Decodable>(_ key: Key, or fallback: @autoclosure () -> T) throws -> T {
         try decodeIfPresent(T.self, forKey: key) ?? fallback()
     }
 }

@@ -19,6 +19,7 @@ enum Neighbour {
             os._exit(0)
         signal.signal(signal.SIGTERM, report)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])  # Foundation's Process starts children with signals blocked
+        signal.alarm(300)  # never outlive a test that failed before stopping it
         if mode == "swap-temp":
             # Replace every temporary or staging file the runner creates in DIR with a symlink to TARGET.
             d, target, uid = sys.argv[2], sys.argv[3], int(sys.argv[4])
