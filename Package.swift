@@ -71,6 +71,10 @@ let package = Package(
             dependencies: ["MicroRunnerHandlers", "MicroRunnerProtocol", "MicroRunnerCrypto"]
         ),
         .testTarget(
+            name: "MicroRunnerAgentTests",
+            dependencies: ["MicroRunnerAgent", "MicroRunnerHandlers", "MicroRunnerProtocol"]
+        ),
+        .testTarget(
             name: "MicroRunnerClientTests",
             dependencies: ["MicroRunnerClient", "MicroRunnerProtocol", "MicroRunnerCrypto"]
         ),

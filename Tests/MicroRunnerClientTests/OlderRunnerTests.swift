@@ -325,3 +325,20 @@ enum OlderRunner {
         return false
     }
 }
+
+/// Free strings of the CLI are typed: a bad value fails locally, listing the valid ones.
+@Suite struct TypedCLITests {
+    @Test(arguments: [
+        (["pkg", "--state", "installed", "curl"], ["present", "absent", "latest"]),
+        (["pkg", "--manager", "brew", "curl"], ["apt", "dnf", "yum", "zypper"]),
+        (["service", "nginx", "bounce"], ["reload", "restart", "start", "stop", "enable", "disable"]),
+        (["sudoers", "--state", "gone", "bob", "/usr/bin/id"], ["present", "absent"]),
+    ])
+    func badValuesFailLocallyWithTheValidOnes(_ arguments: [String], _ valid: [String]) throws {
+        // No --host: a value that got past parsing would start a runner on this machine; none may.
+        let run = try mrctl(arguments + ["--runner", "/nonexistent/runner"])
+        #expect(run.status == 64, "\(run.stdout)\(run.stderr)")
+        for v in valid { #expect(run.stderr.contains(v), "\(v) listed: \(run.stderr)") }
+        #expect(!run.stderr.contains("/nonexistent/runner"), "failed before looking for a runner")
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import MicroRunnerClient
+import MicroRunnerProtocol
+
+struct Exec: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a command (through /bin/sh unless --argv).")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Run the words as argv directly (PATH lookup, no shell).") var argv = false
+    @Flag(help: "Run with sudo -n.") var sudo = false
+    @Flag(help: "Print output lines as they come (one host: live; many: prefixed).") var stream = false
+    @Option(name: .customLong("env"), help: "KEY=VALUE added to the environment; repeatable.") var env: [String] = []
+    @Option(name: .customLong("workdir"), help: "Working directory.") var workDir = ""
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.") var words: [String]
+
+    func run() async throws {
+        // The words are passed through as they are, so `--help` would otherwise run on the hosts; after `--`
+        // it does (`mrctl exec -- --help`).
+        if let first = self.words.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(self) }
+        let words = self.words.first == "--" ? Array(self.words.dropFirst()) : self.words
+        guard !words.isEmpty else { throw ValidationError("give a command") }
+        var params = ExecParams(command: argv ? words[0] : words.joined(separator: " "))
+        if argv { params.args = Array(words.dropFirst()) }
+        params.useSudo = sudo
+        params.workDir = workDir
+        params.streamLines = stream
+        for kv in env {
+            guard let eq = kv.firstIndex(of: "=") else { throw ValidationError("--env needs KEY=VALUE: \(kv)") }
+            params.env[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
+        }
+        let p = params
+        let timeout = global.timeout
+        let live = stream && !global.json
+        try await runOnHosts(global) { client in
+            let host = client.hostName
+            let streamed = EventCount()
+            let r = try await client.exec(p, timeout: timeout) { event in
+                streamed.increment()
+                if live { print("[\(host)] \(event.message)") }
+            }
+            var text = r.stdout
+            if !r.stderr.isEmpty { text += (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + r.stderr }
+            if text.hasSuffix("\n") { text.removeLast() }
+            return HostReport(
+                ok: r.exitCode == 0,
+                changed: nil,
+                result: try WireEncoder().encodeToValue(r),
+                // A runner that does not stream (the Go original) sends no EVENTs: then print the output it
+                // returned rather than nothing.
+                text: live && streamed.value > 0 ? "" : text,
+                summary: "rc=\(r.exitCode)" + (r.signal.map { " \($0)" } ?? "")
+            )
+        }
+    }
+}
+
+/// Counts EVENTs from the client's callback (which may run on another thread).
+final class EventCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import MicroRunnerClient
+import MicroRunnerProtocol
+
+struct Put: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy a local file to the hosts (atomic; unchanged files are not rewritten).",
+        aliases: ["write"]
+    )
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Octal mode, e.g. 0644.") var mode = ""
+    @Option(help: "Owner (name or uid).") var owner = ""
+    @Option(help: "Group (name or gid).") var group = ""
+    @Flag(help: "Keep the old file as PATH.<time>~.") var backup = false
+    @Argument(help: "Local file.") var source: String
+    @Argument(help: "Absolute path on the host.") var destination: String
+
+    func run() async throws {
+        guard let data = FileManager.default.contents(atPath: source) else {
+            throw ValidationError("cannot read \(source)")
+        }
+        let bytes = [UInt8](data)
+        let (dest, mode, owner, group, backup, dryRun, timeout) = (
+            destination, self.mode, self.owner, self.group, self.backup, global.dryRun, global.timeout
+        )
+        try await runOnHosts(global) { client in
+            let r = try await client.putFile(
+                bytes,
+                to: dest,
+                mode: mode,
+                owner: owner,
+                group: group,
+                backup: backup,
+                dryRun: dryRun,
+                timeout: timeout
+            )
+            let changed = r.changed ?? true
+            var summary = changed ? (dryRun ? "would write" : "wrote") + " \(bytes.count) bytes" : "unchanged"
+            if let b = r.backupPath { summary += ", backup \(b)" }
+            return HostReport(
+                ok: true,
+                changed: changed,
+                result: try WireEncoder().encodeToValue(r),
+                text: r.diff ?? "",
+                summary: summary
+            )
+        }
+    }
+}

@@ -1,0 +1,20 @@
+import ArgumentParser
+import Foundation
+import MicroRunnerClient
+import MicroRunnerProtocol
+
+/// Shared shape of the system commands: run one typed command and report `changed`/`action`.
+func runSystem<P: Encodable & Sendable, R: Decodable & Encodable & Sendable>(
+    _ global: GlobalOptions,
+    _ type: CommandType,
+    _ params: P,
+    _ result: R.Type,
+    describe: @escaping @Sendable (R) -> (Bool, String)
+) async throws {
+    let (dryRun, timeout) = (global.dryRun, global.timeout)
+    try await runOnHosts(global) { client in
+        let r = try await client.run(type, params, as: R.self, timeout: timeout, dryRun: dryRun)
+        let (changed, summary) = describe(r)
+        return HostReport(ok: true, changed: changed, result: try WireEncoder().encodeToValue(r), summary: summary)
+    }
+}
