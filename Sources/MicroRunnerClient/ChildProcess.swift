@@ -166,62 +166,57 @@ final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    private func readStdout() {
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    /// Reads what `fd` has until it would block; at end of file closes it (through `closed`) and says so.
+    /// - Returns: the bytes read, and whether the stream ended.
+    private func drain(_ fd: Int32, chunk: inout [UInt8], closed: () -> Void) -> (bytes: [UInt8], ended: Bool) {
+        var bytes: [UInt8] = []
         while true {
-            let fd = lock.withLock { stdoutFD }
-            guard fd >= 0 else { return }
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return (bytes, false) }
             if n <= 0 {
-                lock.withLock {
-                    close(stdoutFD)
-                    stdoutFD = -1
-                }
-                linesContinuation.finish()
-                return
+                lock.withLock(closed)
+                return (bytes, true)
             }
-            var found: [[UInt8]] = []
-            lock.withLock {
-                let scanFrom = stdoutPending.count
-                stdoutPending.append(contentsOf: chunk[0..<n])
-                var start = 0
-                var i = scanFrom
-                while i < stdoutPending.count {
-                    if stdoutPending[i] == 0x0A {
-                        found.append(Array(stdoutPending[start..<i]))
-                        start = i + 1
-                    }
-                    i += 1
-                }
-                if start > 0 { stdoutPending.removeFirst(start) }
-            }
-            for line in found { linesContinuation.yield(line) }
+            bytes += chunk[0..<n]
         }
+    }
+
+    private func readStdout() {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        guard let fd = lock.withLock({ stdoutFD >= 0 ? stdoutFD : nil }) else { return }
+        let (bytes, ended) = drain(fd, chunk: &chunk) {
+            close(stdoutFD)
+            stdoutFD = -1
+        }
+        var found: [[UInt8]] = []
+        lock.withLock {
+            var scan = stdoutPending.count
+            stdoutPending += bytes
+            var start = 0
+            while let nl = stdoutPending[scan...].firstIndex(of: 0x0A) {
+                found.append(Array(stdoutPending[start..<nl]))
+                start = nl + 1
+                scan = start
+            }
+            if start > 0 { stdoutPending.removeFirst(start) }
+        }
+        for line in found { linesContinuation.yield(line) }
+        if ended { linesContinuation.finish() }
     }
 
     private func readStderr() {
         var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let fd = lock.withLock { stderrFD }
-            guard fd >= 0 else { return }
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
-            if n <= 0 {
-                lock.withLock {
-                    close(stderrFD)
-                    stderrFD = -1
-                }
-                stderrDone.complete(.success(()))
-                return
-            }
-            lock.withLock {
-                stderrTail.append(contentsOf: chunk[0..<n])
-                if stderrTail.count > 16384 { stderrTail.removeFirst(stderrTail.count - 16384) }
-            }
+        guard let fd = lock.withLock({ stderrFD >= 0 ? stderrFD : nil }) else { return }
+        let (bytes, ended) = drain(fd, chunk: &chunk) {
+            close(stderrFD)
+            stderrFD = -1
         }
+        lock.withLock {
+            stderrTail += bytes
+            if stderrTail.count > 16384 { stderrTail.removeFirst(stderrTail.count - 16384) }
+        }
+        if ended { stderrDone.complete(.success(())) }
     }
 
     private func writeStdin() {

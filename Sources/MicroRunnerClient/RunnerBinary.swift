@@ -54,7 +54,8 @@ public struct RunnerBinary: Sendable {
     /// Compressed copies already checked in this process, by the runner's SHA-256.
     private static let verified = Mutex<[String: Data]>([:])
 
-    private func gzippedUncached() throws -> Data {
+    /// The disk cache's copy, checked (or made anew), without the per-process memo.
+    package func gzippedUncached() throws -> Data {
         let cacheDir = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
         let cached = cacheDir.appendingPathComponent("\(sha256).gz")
         if let data = FileManager.default.contents(atPath: cached.path), !data.isEmpty {

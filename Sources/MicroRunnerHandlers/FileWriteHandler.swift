@@ -90,31 +90,30 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
                 }
                 mode = m
             }
-            if !p.owner.isEmpty {
-                if p.owner == "4294967295" || p.owner == "-1" {
-                    throw .invalid(
-                        "file.write: owner \"\(p.owner)\" is not a user id (-1 means \"unchanged\" to chown)"
-                    )
-                }
-                guard let u = FileSystem.userID(p.owner) else {
-                    throw .invalid("file.write: owner \"\(p.owner)\": no such user in /etc/passwd")
-                }
-                uid = u
-            }
-            if !p.group.isEmpty {
-                if p.group == "4294967295" || p.group == "-1" {
-                    throw .invalid(
-                        "file.write: group \"\(p.group)\" is not a group id (-1 means \"unchanged\" to chown)"
-                    )
-                }
-                guard let g = FileSystem.groupID(p.group) else {
-                    throw .invalid("file.write: group \"\(p.group)\": no such group in /etc/group")
-                }
-                gid = g
-            }
+            uid = try FileWriteHandler.id(p.owner, "owner", "user", "/etc/passwd", FileSystem.userID)
+            gid = try FileWriteHandler.id(p.group, "group", "group", "/etc/group", FileSystem.groupID)
             backup = p.backup
             create = p.create
         }
+    }
+
+    /// An owner or group id from a name or number; `nil` for empty (keep). -1 (4294967295) means "unchanged" to
+    /// chown(2) and is never an id: refused, like a name not in the file.
+    static func id(
+        _ text: String,
+        _ field: String,
+        _ kind: String,
+        _ file: String,
+        _ lookup: (String, String) -> UInt32?
+    ) throws(RunnerError) -> UInt32? {
+        if text.isEmpty { return nil }
+        if text == "4294967295" || text == "-1" {
+            throw .invalid("file.write: \(field) \"\(text)\" is not a \(kind) id (-1 means \"unchanged\" to chown)")
+        }
+        guard let id = lookup(text, file) else {
+            throw .invalid("file.write: \(field) \"\(text)\": no such \(kind) in \(file)")
+        }
+        return id
     }
 
     static func content(_ p: FileWriteParams) throws(RunnerError) -> [UInt8] {

@@ -121,6 +121,8 @@ package struct PathResolver: Sendable {
                 continue
             }
             let top = stack[stack.count - 1].fd
+            // The owner of `component` when it is a symlink to follow; else the walk moved on or returned.
+            let symlinkOwner: uid_t
             if pending.isEmpty {
                 // The last component: not opened here (the caller opens it with O_NOFOLLOW), but a symlink is
                 // followed to what it names.
@@ -133,65 +135,62 @@ package struct PathResolver: Sendable {
                     }
                     throw FileSystem.error(error.code, what, path)
                 }
-                if (st.st_mode & S_IFMT) == S_IFLNK {
-                    try follow(
-                        top,
-                        component,
-                        owner: st.st_uid,
-                        into: &pending,
-                        stack: &stack,
-                        names: &names,
-                        links: &links,
-                        path,
-                        what
-                    )
+                guard (st.st_mode & S_IFMT) == S_IFLNK else {
+                    return Location(directory: stack[stack.count - 1], name: component, directoryPath: dirPath())
+                }
+                symlinkOwner = st.st_uid
+            } else {
+                do {
+                    let fd = try Sys.openat(top, component, O_PATH | O_DIRECTORY | O_NOFOLLOW)
+                    stack.append(Descriptor(fd))
+                    names.append(component)
                     continue
-                }
-                return Location(directory: stack[stack.count - 1], name: component, directoryPath: dirPath())
-            }
-            do {
-                let fd = try Sys.openat(top, component, O_PATH | O_DIRECTORY | O_NOFOLLOW)
-                stack.append(Descriptor(fd))
-                names.append(component)
-                continue
-            } catch {
-                switch error.code {
-                case ENOENT where createParents:
-                    do {
-                        try Sys.mkdirat(top, component, 0o755)
-                    } catch {
-                        if error.code != EEXIST {
-                            throw FileSystem.error(error.code, "\(what): create directory", path)
+                } catch {
+                    switch error.code {
+                    case ENOENT where createParents:
+                        do {
+                            try Sys.mkdirat(top, component, 0o755)
+                        } catch {
+                            if error.code != EEXIST {
+                                throw FileSystem.error(error.code, "\(what): create directory", path)
+                            }
                         }
+                        pending.append(component)  // open it (O_NOFOLLOW) on the next turn: whatever is there now
+                        continue
+                    case ENOENT:
+                        throw RunnerError(
+                            .notFound,
+                            "\(what): \(path): directory \(dirPath())/\(component) does not exist (create it first, or set create: true)"
+                        )
+                    case ELOOP, ENOTDIR:
+                        // Either a symlink (followed by this walk) or not a directory.
+                        let st: stat
+                        do { st = try Sys.lstatat(top, component) } catch {
+                            throw FileSystem.error(error.code, what, path)
+                        }
+                        guard (st.st_mode & S_IFMT) == S_IFLNK else {
+                            throw RunnerError(
+                                .notFound,
+                                "\(what): \(path): \(dirPath())/\(component) is not a directory"
+                            )
+                        }
+                        symlinkOwner = st.st_uid
+                    default:
+                        throw FileSystem.error(error.code, what, path)
                     }
-                    pending.append(component)  // open it (O_NOFOLLOW) on the next turn: whatever is there now
-                case ENOENT:
-                    throw RunnerError(
-                        .notFound,
-                        "\(what): \(path): directory \(dirPath())/\(component) does not exist (create it first, or set create: true)"
-                    )
-                case ELOOP, ENOTDIR:
-                    // Either a symlink (followed by this walk) or not a directory.
-                    let st: stat
-                    do { st = try Sys.lstatat(top, component) } catch { throw FileSystem.error(error.code, what, path) }
-                    guard (st.st_mode & S_IFMT) == S_IFLNK else {
-                        throw RunnerError(.notFound, "\(what): \(path): \(dirPath())/\(component) is not a directory")
-                    }
-                    try follow(
-                        top,
-                        component,
-                        owner: st.st_uid,
-                        into: &pending,
-                        stack: &stack,
-                        names: &names,
-                        links: &links,
-                        path,
-                        what
-                    )
-                default:
-                    throw FileSystem.error(error.code, what, path)
                 }
             }
+            try follow(
+                top,
+                component,
+                owner: symlinkOwner,
+                into: &pending,
+                stack: &stack,
+                names: &names,
+                links: &links,
+                path,
+                what
+            )
         }
         // Only `..` components were left: the path names a directory.
         throw .invalid("\(what): \(path): is a directory")

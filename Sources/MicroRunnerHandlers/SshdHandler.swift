@@ -122,7 +122,7 @@ package struct SshdHandler: CommandHandler {
 }
 
 /// The file operations and sshd invocations of one `sshd.harden`.
-struct SshdTool {
+package struct SshdTool {
     let context: CommandContext
 
     struct Plan {
@@ -337,40 +337,80 @@ struct SshdTool {
         return "reloaded"
     }
 
-    /// Connects to sshd and waits for its `SSH-` banner (sshd re-executes on reload: retried for a few seconds).
+    /// Connects to sshd where it really listens (`sshd -T` `listenaddress`) and waits for its `SSH-` banner
+    /// (sshd re-executes on reload: retried for a few seconds). Any one address answering is enough.
     func checkBanner(port: Int, listen: [String]) throws(RunnerError) {
+        let targets = Self.bannerTargets(listen: listen, port: port)
         let deadline = min(context.deadline, Monotonic.now() + 10_000_000_000)
         var lastError = "no answer"
         while Monotonic.now() < deadline {
-            switch Self.banner(port: port) {
-            case .success(let b) where ASCII.starts(b[...], "SSH-"): return
-            case .success(let b): lastError = "unexpected greeting \"\(ASCII.string(b[...]))\""
-            case .failure(let e): lastError = e.text
+            for target in targets {
+                switch Self.banner(host: target.host, port: target.port) {
+                case .success(let b) where ASCII.starts(b[...], "SSH-"): return
+                case .success(let b): lastError = "unexpected greeting \"\(ASCII.string(b[...]))\""
+                case .failure(let e): lastError = e.text
+                }
             }
             usleep(100_000)
         }
+        let shown = targets.map { $0.host.utf8.contains(0x3A) ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" }
         throw RunnerError(
             .execFailed,
-            "sshd.harden: no SSH banner on 127.0.0.1:\(port) after the reload (\(lastError))"
+            "sshd.harden: no SSH banner on \(shown.joined(separator: ", ")) after the reload (\(lastError))"
         )
+    }
+
+    /// Where to look for the banner: each `listenaddress` sshd reports (`127.0.0.1:22`, `[::1]:22`,
+    /// `0.0.0.0:22`), the wildcard ones through loopback; 127.0.0.1 on `port` when it reports none.
+    package static func bannerTargets(listen: [String], port: Int) -> [(host: String, port: Int)] {
+        var out: [(host: String, port: Int)] = []
+        for entry in listen {
+            var host = entry
+            var p = port
+            if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+                let rest = host[host.index(after: close)...]
+                host = String(host[host.index(after: host.startIndex)..<close])
+                if rest.hasPrefix(":"), let n = Int(rest.dropFirst()) { p = n }
+            } else if let colon = host.lastIndex(of: ":"), host.firstIndex(of: ":") == colon {
+                if let n = Int(host[host.index(after: colon)...]) { p = n }
+                host = String(host[..<colon])
+            }
+            if host == "0.0.0.0" || host.isEmpty { host = "127.0.0.1" }
+            if host == "::" { host = "::1" }
+            if !out.contains(where: { $0.host == host && $0.port == p }) { out.append((host, p)) }
+        }
+        return out.isEmpty ? [("127.0.0.1", port)] : out
     }
 
     struct BannerError: Error {
         var text: String
     }
 
-    static func banner(port: Int) -> Result<[UInt8], BannerError> {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    static func banner(host: String, port: Int) -> Result<[UInt8], BannerError> {
+        // inet_pton, not getaddrinfo: numeric addresses only, and getaddrinfo adds ~120 KB of resolver to a
+        // static binary.
+        var storage = sockaddr_storage()
+        let v6 = host.utf8.contains(0x3A)
+        let length: Int
+        let parsed: Int32 = withUnsafeMutableBytes(of: &storage) { raw in
+            if v6 {
+                let a = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
+                a.pointee.sin6_family = sa_family_t(AF_INET6)
+                a.pointee.sin6_port = UInt16(port).bigEndian
+                return inet_pton(AF_INET6, host, &a.pointee.sin6_addr)
+            }
+            let a = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
+            a.pointee.sin_family = sa_family_t(AF_INET)
+            a.pointee.sin_port = UInt16(port).bigEndian
+            return inet_pton(AF_INET, host, &a.pointee.sin_addr)
+        }
+        length = v6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
+        guard parsed == 1 else { return .failure(BannerError(text: "not an address: \(host)")) }
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return .failure(BannerError(text: errnoText(errno))) }
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = UInt16(port).bigEndian
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
+        let rc = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
         }
         guard rc == 0 else { return .failure(BannerError(text: errnoText(errno))) }
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

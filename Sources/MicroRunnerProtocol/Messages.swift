@@ -29,8 +29,8 @@ public struct ReadyMessage: Codable, Sendable, Equatable {
     }
 }
 
-/// Progress of a command, in an EVENT.
-public struct Progress: Codable, Sendable, Equatable {
+/// Progress of a command, in an EVENT (named so it does not collide with Foundation's `Progress`).
+public struct EventProgress: Codable, Sendable, Equatable {
     public var current: Int
     public var total: Int
     public var unit: String
@@ -48,7 +48,7 @@ public struct EventMessage: Codable, Sendable, Equatable {
     public var commandID: String
     public var level: EventLevel
     public var message: String
-    public var progress: Progress?
+    public var progress: EventProgress?
     public var metadata: [String: String]?
 
     enum CodingKeys: String, CodingKey {
@@ -61,7 +61,7 @@ public struct EventMessage: Codable, Sendable, Equatable {
         commandID: String,
         level: EventLevel,
         message: String,
-        progress: Progress? = nil,
+        progress: EventProgress? = nil,
         metadata: [String: String]? = nil
     ) {
         self.commandID = commandID

@@ -131,6 +131,27 @@ struct SshdHardenTests {
         #expect(again.result["modified_keys"] == .array([]))
     }
 
+    /// A failure after the install (here: a drop-in that sorts before ours, so sshd -T disagrees once the files
+    /// are live) rolls back for real: the previous files are back, sshd is reloaded with them and still serves,
+    /// and the message says what was restored.
+    @Test func aFailureAfterInstallRestoresTheFilesAndSshdServes() throws {
+        let t = try HardenTarget(withInclude: true)
+        let early = t.dir + "/sshd_config.d/0-first.conf"
+        try "PasswordAuthentication yes\n".write(toFile: early, atomically: true, encoding: .utf8)
+        let before = try FileManager.default.contentsOfDirectory(atPath: t.dir + "/sshd_config.d").sorted()
+        let r = try RunnerProcess(environment: t.environment)
+        _ = try r.next(.ready)
+        let failed = try harden(r, "h", t)
+        #expect(failed.type == .error, "\(failed.data)")
+        #expect(failed.message.contains("after install"), "\(failed.message)")
+        #expect(failed.message.contains("previous configuration was restored"), "\(failed.message)")
+        #expect(failed.message.contains("sshd was reloaded"), "\(failed.message)")
+        let after = try FileManager.default.contentsOfDirectory(atPath: t.dir + "/sshd_config.d").sorted()
+        #expect(after == before, "no drop-in, no temporary file left: \(after)")
+        #expect(t.effective("passwordauthentication") == "passwordauthentication yes")
+        #expect(t.canLogIn(), "sshd serves with the restored configuration")
+    }
+
     @Test func mainFileKeepsMatchBlocks() throws {
         let t = try HardenTarget(withInclude: false)
         let r = try RunnerProcess(environment: t.environment)

@@ -201,3 +201,16 @@ extension String {
         #expect((tree?.retainedBytesEstimate ?? 0) >= 200_000 * 24, "estimates what the tree keeps, not wire bytes")
     }
 }
+
+@Suite struct SshdBannerTargetTests {
+    @Test func targetsFollowWhereSshdListens() {
+        func shown(_ listen: [String], _ port: Int = 22) -> [String] {
+            SshdTool.bannerTargets(listen: listen, port: port).map { "\($0.host) \($0.port)" }
+        }
+        #expect(shown([]) == ["127.0.0.1 22"])
+        #expect(shown(["0.0.0.0:2222"]) == ["127.0.0.1 2222"])
+        #expect(shown(["192.0.2.7:22"]) == ["192.0.2.7 22"], "one other address: checked there, not on 127.0.0.1")
+        #expect(shown(["[::]:22", "0.0.0.0:22"]) == ["::1 22", "127.0.0.1 22"])
+        #expect(shown(["[2001:db8::1]:2200"]) == ["2001:db8::1 2200"])
+    }
+}
