@@ -59,12 +59,14 @@ public struct LocalTransport: Transport {
         }
         let dir = String(cString: dirPointer)
         let target = dir + "/micro-runner"
-        do {
-            try FileManager.default.copyItem(atPath: runner.path, toPath: target)
-            chmod(target, 0o700)
-        } catch {
+        // Copied through a close-on-exec descriptor: a child forked by another session while this file is open
+        // for writing would otherwise hold it open and make exec fail with ETXTBSY ("Text file busy").
+        guard let bytes = FileManager.default.contents(atPath: runner.path), Self.write(bytes, to: target) else {
             try? FileManager.default.removeItem(atPath: dir)
-            throw ClientError(.transport, "local: cannot copy the runner to \(dir): \(error.localizedDescription)")
+            throw ClientError(
+                .transport,
+                "local: cannot copy the runner to \(dir): \(String(cString: strerror(errno)))"
+            )
         }
         do {
             let child = try ChildProcess(executable: target, arguments: arguments)
@@ -77,5 +79,22 @@ public struct LocalTransport: Transport {
 
     public func cleanup(_ session: RunnerSession) async {
         if let dir = session.remoteDirectory { try? FileManager.default.removeItem(atPath: dir) }
+    }
+
+    /// Writes a new 0700 file with O_CLOEXEC.
+    static func write(_ data: Data, to path: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
     }
 }

@@ -565,3 +565,35 @@ func answers(_ r: RunnerProcess, count: Int, timeout: TimeInterval = 60) throws 
         }
     }
 }
+
+/// The journal's durability is reported, never assumed: a DONE whose journal write failed says so.
+@Suite(.serialized, .enabled(if: isRoot, "mounts a small tmpfs")) struct JournalDurabilityTests {
+    @Test func aFailedJournalWriteIsFlaggedOnTheDone() throws {
+        let s = try Scratch()
+        let dir = s.file("state")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        #expect(shell("mount -t tmpfs -o size=64k,mode=0700 tmpfs \(dir)").status == 0)
+        defer { shell("umount \(dir)") }
+        let r = try RunnerProcess(arguments: ["--state-dir", dir])
+        _ = try r.next(.ready)
+        // Fill the file system, then ask for a keyed command whose result cannot be journaled.
+        shell("dd if=/dev/zero of=\(dir)/filler bs=4k count=64 2>/dev/null")
+        r.sendCommand(
+            "k",
+            "exec",
+            params: ["command": "head -c 20000 /dev/zero | tr '\\0' x", "capture_out": true],
+            extra: ["idempotency_key": "full-1"]
+        )
+        let done = try r.answer()
+        #expect(done.type == .done)
+        #expect(done["metadata"]?["idempotency_journal"] == .string("write_failed"), "\(done.data)")
+        // Still remembered for this session.
+        r.sendCommand(
+            "again",
+            "exec",
+            params: ["command": "head -c 20000 /dev/zero | tr '\\0' x", "capture_out": true],
+            extra: ["idempotency_key": "full-1"]
+        )
+        #expect(try r.answer()["metadata"]?["idempotent_replay"] == .string("true"))
+    }
+}

@@ -342,3 +342,38 @@ enum OlderRunner {
         #expect(!run.stderr.contains("/nonexistent/runner"), "failed before looking for a runner")
     }
 }
+
+/// Child processes are served by one poll thread: many sessions at once do not cost threads each.
+@Suite(.serialized) struct ChildThreadsTests {
+    static func threads() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1
+    }
+
+    @Test func thirtySessionsAtOnceAddNoThreadPerChild() async throws {
+        let runner = try RunnerBinary(path: runnerPath)
+        // Warm up: the shared I/O thread and the runtime's pools exist before counting.
+        _ = try await RunnerClient.withRunner(transport: LocalTransport(), runner: runner) { _ in 0 }
+        let before = Self.threads()
+        let peak = PeakCounter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<30 {
+                group.addTask {
+                    _ = try await RunnerClient.withRunner(transport: LocalTransport(), runner: runner) { client in
+                        peak.note(Self.threads())
+                        return try await client.exec(ExecParams(command: "sleep 0.5")).exitCode
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // Four threads per child (the old design) would be 120 more; the runtime may add a few of its own.
+        #expect(peak.value - before < 12, "threads before \(before), peak \(peak.value)")
+    }
+}
+
+final class PeakCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var peak = 0
+    func note(_ n: Int) { lock.withLock { peak = max(peak, n) } }
+    var value: Int { lock.withLock { peak } }
+}
