@@ -366,8 +366,9 @@ enum OlderRunner {
             }
             try await group.waitForAll()
         }
-        // Four threads per child (the old design) would be 120 more; the runtime may add a few of its own.
-        #expect(peak.value - before < 12, "threads before \(before), peak \(peak.value)")
+        // Four threads per child (the old design) would be 120 more. The count is the whole test process's, and
+        // suites running beside this one start threads of their own (measured alone: 6 before, 6 at the peak).
+        #expect(peak.value - before < 60, "threads before \(before), peak \(peak.value)")
     }
 }
 
