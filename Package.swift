@@ -62,6 +62,12 @@ let package = Package(
             name: "micro-runner-bench",
             dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers"]
         ),
+        // Shared by the test targets: the shell helper, the runner-process driver, the built runner's path.
+        .target(
+            name: "MicroRunnerTestSupport",
+            dependencies: ["MicroRunnerProtocol"],
+            path: "Tests/MicroRunnerTestSupport"
+        ),
         .testTarget(
             name: "MicroRunnerProtocolTests",
             dependencies: ["MicroRunnerProtocol"]
@@ -76,11 +82,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MicroRunnerClientTests",
-            dependencies: ["MicroRunnerClient", "MicroRunnerProtocol", "MicroRunnerCrypto"]
+            dependencies: ["MicroRunnerClient", "MicroRunnerProtocol", "MicroRunnerCrypto", "MicroRunnerTestSupport"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["MicroRunnerProtocol", "MicroRunnerClient", "MicroRunnerCrypto"]
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerClient", "MicroRunnerCrypto", "MicroRunnerTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

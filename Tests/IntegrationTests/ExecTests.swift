@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// exec through the static runner: process groups, timeouts, cancel, streaming, stdin, limits.

@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 let isRoot = geteuid() == 0
@@ -33,20 +34,6 @@ final class Scratch {
     func entries() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
     }
-}
-
-@discardableResult
-func shell(_ command: String) -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-c", command]
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try? p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
 /// A real unprivileged user for owner and permission tests (created once, kept).
@@ -361,7 +348,7 @@ func statLine(_ path: String) -> String {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let binary = dir + "/micro-runner"
-        try FileManager.default.copyItem(atPath: RunnerBinary.path, toPath: binary)
+        try FileManager.default.copyItem(atPath: BuiltRunner.path, toPath: binary)
         shell("chown -R \(TestUser.name) \(dir)")
         let r = try RunnerProcess(
             arguments: ["-u", TestUser.name, "--", binary],

@@ -1,6 +1,7 @@
 import Foundation
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// The attacks of the adversarial review (issue 9), each performed for real against the release static runner.

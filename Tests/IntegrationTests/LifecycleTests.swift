@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// The built static runner, over pipes: the session a person would type, and the lifecycle rules.
@@ -88,7 +89,7 @@ import Testing
 
     @Test func versionFlag() throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: RunnerBinary.path)
+        p.executableURL = URL(fileURLWithPath: BuiltRunner.path)
         p.arguments = ["--version"]
         let out = Pipe()
         p.standardOutput = out

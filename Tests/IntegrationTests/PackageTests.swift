@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// A local apt repository with `mr-test-pkg` 1.0 and 1.1, reached through its own APT_CONFIG (no network).

@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// `mr-test-pkg` 1.0 and 1.1 as RPMs in a createrepo_c repository, with a dnf installroot and a zypper root

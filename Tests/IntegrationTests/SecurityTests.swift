@@ -2,6 +2,7 @@ import Foundation
 import MicroRunnerClient
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// A key pair for the tests and a helper that writes signed CMD lines the way a controller would.
@@ -117,7 +118,7 @@ struct TestKey {
 
     @Test func clientSignedCommandsVerifyInTheRunner() async throws {
         let key = TestKey()
-        let runner = try MicroRunnerClient.RunnerBinary(path: RunnerBinary.path)
+        let runner = try RunnerBinary(path: BuiltRunner.path)
         let out = try await RunnerClient.withRunner(
             transport: LocalTransport(),
             runner: runner,

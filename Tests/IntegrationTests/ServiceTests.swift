@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// A bookworm container booted with systemd-nspawn (scripts/systemd-container), the runner inside it.
@@ -10,8 +11,8 @@ final class SystemdContainer {
     init() throws {
         dir = "/tmp/mr-ct-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir + "/bind", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: RunnerBinary.path, toPath: dir + "/bind/micro-runner")
-        let script = RunnerBinary.repo.appendingPathComponent("scripts/systemd-container").path
+        try FileManager.default.copyItem(atPath: BuiltRunner.path, toPath: dir + "/bind/micro-runner")
+        let script = BuiltRunner.repo.appendingPathComponent("scripts/systemd-container").path
         let boot = shell("bash \(script) boot mr-\(UUID().uuidString.prefix(6).lowercased()) \(dir) \(dir)/bind 2>&1")
         let lines = boot.output.split(separator: "\n")
         guard boot.status == 0, let last = lines.last, Int(last) != nil else {
@@ -21,7 +22,7 @@ final class SystemdContainer {
     }
 
     deinit {
-        let script = RunnerBinary.repo.appendingPathComponent("scripts/systemd-container").path
+        let script = BuiltRunner.repo.appendingPathComponent("scripts/systemd-container").path
         shell("bash \(script) stop \(dir)")
         try? FileManager.default.removeItem(atPath: dir)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// A real sshd on 127.0.0.1 with its own configuration tree; the runner edits that tree

@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// sudoers.ensure with the real visudo and a real `sudo -n` as an unprivileged user.
@@ -14,6 +15,27 @@ struct SudoersTests {
     init() {
         if shell("id -u \(Self.user)").status != 0 { shell("useradd --create-home --shell /bin/sh \(Self.user)") }
         try? FileManager.default.removeItem(atPath: Self.rule)
+    }
+
+    /// A private copy of the runner the test user owns, and a fresh password for that user.
+    static func unprivilegedSetup() throws -> (dir: String, secret: String) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-sudo-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: BuiltRunner.path, toPath: dir + "/micro-runner")
+        shell("chown -R \(user) \(dir)")
+        let secret = "Pw-\(Int.random(in: 100_000...999_999))"
+        shell("echo '\(user):\(secret)' | chpasswd")
+        return (dir, secret)
+    }
+
+    /// That copy running as the test user, after READY.
+    static func runnerAsUser(_ dir: String) throws -> RunnerProcess {
+        let r = try RunnerProcess(
+            arguments: ["-u", user, "--", dir + "/micro-runner", "--keep"],
+            binary: "/usr/sbin/runuser"
+        )
+        _ = try r.next(.ready)
+        return r
     }
 
     func sudoAs(_ command: String) -> (status: Int32, output: String) {
@@ -115,13 +137,8 @@ struct SudoersTests {
     /// password on stdin; the password never appears in anything the runner writes.
     @Test func execUseSudoFromAnUnprivilegedRunner() throws {
         defer { try? FileManager.default.removeItem(atPath: Self.rule) }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-sudo-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (dir, secret) = try Self.unprivilegedSetup()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.copyItem(atPath: RunnerBinary.path, toPath: dir + "/micro-runner")
-        shell("chown -R \(Self.user) \(dir)")
-        let secret = "Pw-\(Int.random(in: 100_000...999_999))"
-        shell("echo '\(Self.user):\(secret)' | chpasswd")
 
         // 1. NOPASSWD rule, sudo -n.
         let root = try RunnerProcess()
@@ -132,11 +149,7 @@ struct SudoersTests {
             params: ["user": Self.user, "commands": ["/usr/bin/id"], "no_passwd": true]
         )
         #expect(try root.answer().type == .done)
-        let r = try RunnerProcess(
-            arguments: ["-u", Self.user, "--", dir + "/micro-runner", "--keep"],
-            binary: "/usr/sbin/runuser"
-        )
-        _ = try r.next(.ready)
+        let r = try Self.runnerAsUser(dir)
         r.sendCommand(
             "n",
             "exec",
@@ -200,13 +213,8 @@ struct SudoersTests {
     /// command, background children included (the runner cannot signal root processes itself).
     @Test func sudoWithAPasswordIsStoppedWholeOnTimeoutAndCancel() throws {
         defer { try? FileManager.default.removeItem(atPath: Self.rule) }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-sudo-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (dir, secret) = try Self.unprivilegedSetup()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.copyItem(atPath: RunnerBinary.path, toPath: dir + "/micro-runner")
-        shell("chown -R \(Self.user) \(dir)")
-        let secret = "Pw-\(Int.random(in: 100_000...999_999))"
-        shell("echo '\(Self.user):\(secret)' | chpasswd")
         let root = try RunnerProcess()
         _ = try root.next(.ready)
         root.sendCommand(
@@ -215,11 +223,7 @@ struct SudoersTests {
             params: ["user": Self.user, "commands": ["/bin/sh"], "no_passwd": false]
         )
         #expect(try root.answer().type == .done)
-        let r = try RunnerProcess(
-            arguments: ["-u", Self.user, "--", dir + "/micro-runner", "--keep"],
-            binary: "/usr/sbin/runuser"
-        )
-        _ = try r.next(.ready)
+        let r = try Self.runnerAsUser(dir)
         let first = uniqueSleep(70)
         let second = uniqueSleep(71)
         r.sendCommand(

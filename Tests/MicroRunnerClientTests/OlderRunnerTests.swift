@@ -1,6 +1,7 @@
 import Foundation
 import MicroRunnerClient
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// A runner that behaves like the Go original, as far as the client can tell: READY without extensions,

@@ -1,6 +1,7 @@
 import Foundation
 import MicroRunnerClient
 import MicroRunnerCrypto
+import MicroRunnerTestSupport
 import Testing
 
 /// The gzip cache is a place someone else may have written: a poisoned entry is never uploaded.

@@ -1,19 +1,6 @@
 import Foundation
+import MicroRunnerTestSupport
 import Testing
-
-@discardableResult
-func sh(_ command: String) -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-c", command]
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try? p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}
 
 /// A real OpenSSH server on 127.0.0.1 with its own config, host key, a key-only test user and an ssh
 /// client config with `count` host aliases (h1...hN) that all point at it, each its own connection.
@@ -30,7 +17,7 @@ final class SSHServer: @unchecked Sendable {
         guard geteuid() == 0 else { throw SSHServerError("the sshd fixture needs root (it creates a user)") }
         // The shared fixture is a global, whose deinit never runs: stop sshds that earlier runs left, and stop
         // this one when the test process exits.
-        sh(
+        shell(
             "for p in /tmp/mr-sshd-*/sshd.pid; do [ -f \"$p\" ] && kill $(cat \"$p\") 2>/dev/null; done; rm -rf /tmp/mr-sshd-*"
         )
         atexit {
@@ -41,20 +28,20 @@ final class SSHServer: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
             throw SSHServerError("/usr/sbin/sshd missing: scripts/test installs openssh-server")
         }
-        if sh("id -u \(Self.user)").status != 0 {
-            sh("useradd --create-home --shell /bin/sh \(Self.user)")
+        if shell("id -u \(Self.user)").status != 0 {
+            shell("useradd --create-home --shell /bin/sh \(Self.user)")
         }
         // useradd leaves the account locked; sshd with UsePAM no refuses locked accounts.
-        sh("usermod -p '*' \(Self.user)")
+        shell("usermod -p '*' \(Self.user)")
         dir = "/tmp/mr-sshd-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(
             atPath: dir,
             withIntermediateDirectories: false,
             attributes: [.posixPermissions: 0o700]
         )
-        sh("mkdir -p /run/sshd")
-        sh("ssh-keygen -q -t ed25519 -N '' -f \(dir)/hostkey && ssh-keygen -q -t ed25519 -N '' -f \(dir)/client")
-        sh("cp \(dir)/client.pub \(dir)/authorized_keys && chmod 644 \(dir)/authorized_keys && chmod 711 \(dir)")
+        shell("mkdir -p /run/sshd")
+        shell("ssh-keygen -q -t ed25519 -N '' -f \(dir)/hostkey && ssh-keygen -q -t ed25519 -N '' -f \(dir)/client")
+        shell("cp \(dir)/client.pub \(dir)/authorized_keys && chmod 644 \(dir)/authorized_keys && chmod 711 \(dir)")
         port = Self.freePort()
         let config = """
             ListenAddress 127.0.0.1
@@ -90,18 +77,18 @@ final class SSHServer: @unchecked Sendable {
 
         // sshd daemonizes (PidFile) rather than running under Foundation's Process: it closes inherited
         // descriptors, which Foundation takes for an exit and then blocks in waitpid.
-        let started = sh("/usr/sbin/sshd -f \(dir)/sshd_config -E \(dir)/sshd.log")
+        let started = shell("/usr/sbin/sshd -f \(dir)/sshd_config -E \(dir)/sshd.log")
         guard started.status == 0 else { throw SSHServerError("sshd failed: \(started.output)") }
         // Wait until it accepts connections.
         for _ in 0..<200 {
-            if sh("ssh -F \(clientConfig) -o BatchMode=yes h1 true").status == 0 { return }
+            if shell("ssh -F \(clientConfig) -o BatchMode=yes h1 true").status == 0 { return }
             usleep(25_000)
         }
-        throw SSHServerError("sshd did not come up: \(sh("cat \(dir)/sshd.log").output)")
+        throw SSHServerError("sshd did not come up: \(shell("cat \(dir)/sshd.log").output)")
     }
 
     deinit {
-        sh("kill $(cat \(dir)/sshd.pid) 2>/dev/null")
+        shell("kill $(cat \(dir)/sshd.pid) 2>/dev/null")
         try? FileManager.default.removeItem(atPath: dir)
     }
 
@@ -128,9 +115,4 @@ struct SSHServerError: Error, CustomStringConvertible {
 }
 
 /// The static runner built by scripts/build-runner.
-let runnerPath: String = {
-    if let p = ProcessInfo.processInfo.environment["MICRO_RUNNER_BIN"] { return p }
-    let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    return repo.appendingPathComponent(".build/release/micro-runner").path
-}()
+let runnerPath = BuiltRunner.path

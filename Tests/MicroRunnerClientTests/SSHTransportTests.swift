@@ -1,6 +1,7 @@
 import Foundation
 import MicroRunnerClient
 import MicroRunnerProtocol
+import MicroRunnerTestSupport
 import Testing
 
 /// One sshd for the whole suite.
@@ -118,8 +119,10 @@ struct SSHTransportTests {
         let s = try server()
         let runner = try RunnerBinary(path: runnerPath)
         let bad = "\(s.dir)/known_hosts_wrong"
-        sh("ssh-keygen -q -t ed25519 -N '' -f \(s.dir)/otherkey")
-        let other = sh("cut -d' ' -f1,2 \(s.dir)/otherkey.pub").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        shell("ssh-keygen -q -t ed25519 -N '' -f \(s.dir)/otherkey")
+        let other = shell("cut -d' ' -f1,2 \(s.dir)/otherkey.pub").output.trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
         try "[127.0.0.1]:\(s.port) \(other)\n".write(toFile: bad, atomically: true, encoding: .utf8)
         var o = sshOptions(s)
         o.extraOptions = ["UserKnownHostsFile=\(bad)"]  // extra options come first and win

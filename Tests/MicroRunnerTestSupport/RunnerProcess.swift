@@ -1,19 +1,19 @@
 import Foundation
 import MicroRunnerProtocol
-import Testing
 
-/// The static runner built by `scripts/build-runner` (or `MICRO_RUNNER_BIN`).
-enum RunnerBinary {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+/// The static runner built by `scripts/build-runner` (or `MICRO_RUNNER_BIN`). (Not named `RunnerBinary`: that
+/// is the client library's public type.)
+package enum BuiltRunner {
+    package static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static var path: String {
+    package static var path: String {
         ProcessInfo.processInfo.environment["MICRO_RUNNER_BIN"]
             ?? repo.appendingPathComponent(".build/release/micro-runner").path
     }
 
     /// A private copy, since the runner deletes itself at exit.
-    static func copy() throws -> String {
+    package static func copy() throws -> String {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw TestFailure("runner binary missing at \(path): run scripts/build-runner first (scripts/test does)")
         }
@@ -25,38 +25,38 @@ enum RunnerBinary {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
+package struct TestFailure: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ d: String) { description = d }
 }
 
 /// One received wire line.
-struct Received {
-    var type: MessageType
-    var data: JSONValue
-    var at: Date
+package struct Received {
+    package var type: MessageType
+    package var data: JSONValue
+    package var at: Date
 
-    var commandID: String? { data["command_id"]?.stringValue }
-    var code: String? { data["code"]?.stringValue }
-    var message: String { data["message"]?.stringValue ?? "" }
-    subscript(_ key: String) -> JSONValue? { data[key] }
-    var result: JSONValue { data["result"] ?? .null }
+    package var commandID: String? { data["command_id"]?.stringValue }
+    package var code: String? { data["code"]?.stringValue }
+    package var message: String { data["message"]?.stringValue ?? "" }
+    package subscript(_ key: String) -> JSONValue? { data[key] }
+    package var result: JSONValue { data["result"] ?? .null }
 }
 
 /// Drives a runner process over pipes, reading its stdout on a thread.
-final class RunnerProcess: @unchecked Sendable {
-    let process = Process()
-    let stdin = Pipe()
-    let stdout = Pipe()
-    let stderr = Pipe()
-    let binary: String
+package final class RunnerProcess: @unchecked Sendable {
+    package let process = Process()
+    package let stdin = Pipe()
+    package let stdout = Pipe()
+    package let stderr = Pipe()
+    package let binary: String
     private let lock = NSCondition()
     private var lines: [Received] = []
     private var rawLines: [String] = []
     private var eof = false
 
-    init(arguments: [String] = [], binary: String? = nil, environment: [String: String]? = nil) throws {
-        self.binary = try binary ?? RunnerBinary.copy()
+    package init(arguments: [String] = [], binary: String? = nil, environment: [String: String]? = nil) throws {
+        self.binary = try binary ?? BuiltRunner.copy()
         process.executableURL = URL(fileURLWithPath: self.binary)
         process.arguments = arguments
         if let environment { process.environment = environment }
@@ -114,15 +114,15 @@ final class RunnerProcess: @unchecked Sendable {
         if process.isRunning { process.terminate() }
     }
 
-    func send(_ text: String) {
+    package func send(_ text: String) {
         stdin.fileHandleForWriting.write(Data((text + "\n").utf8))
     }
 
-    func send(bytes: [UInt8]) {
+    package func send(bytes: [UInt8]) {
         stdin.fileHandleForWriting.write(Data(bytes))
     }
 
-    func sendCommand(
+    package func sendCommand(
         _ id: String,
         _ type: String,
         timeout: Int = 30,
@@ -136,13 +136,13 @@ final class RunnerProcess: @unchecked Sendable {
         send(String(decoding: json, as: UTF8.self))
     }
 
-    func closeStdin() {
+    package func closeStdin() {
         try? stdin.fileHandleForWriting.close()
     }
 
     /// Waits for the next line (in order).
     private var cursor = 0
-    func next(timeout: TimeInterval = 15) throws -> Received {
+    package func next(timeout: TimeInterval = 15) throws -> Received {
         let deadline = Date().addingTimeInterval(timeout)
         lock.lock()
         defer { lock.unlock() }
@@ -155,7 +155,7 @@ final class RunnerProcess: @unchecked Sendable {
     }
 
     /// Waits for the next line of `type`, skipping others (e.g. EVENTs).
-    func next(_ type: MessageType, timeout: TimeInterval = 15) throws -> Received {
+    package func next(_ type: MessageType, timeout: TimeInterval = 15) throws -> Received {
         while true {
             let r = try next(timeout: timeout)
             if r.type == type { return r }
@@ -163,20 +163,20 @@ final class RunnerProcess: @unchecked Sendable {
     }
 
     /// The next DONE or ERROR.
-    func answer(timeout: TimeInterval = 15) throws -> Received {
+    package func answer(timeout: TimeInterval = 15) throws -> Received {
         while true {
             let r = try next(timeout: timeout)
             if r.type == .done || r.type == .error { return r }
         }
     }
 
-    var allRawLines: [String] {
+    package var allRawLines: [String] {
         lock.lock()
         defer { lock.unlock() }
         return rawLines
     }
 
-    func waitForExit(timeout: TimeInterval = 15) throws -> Int32 {
+    package func waitForExit(timeout: TimeInterval = 15) throws -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline { throw TestFailure("runner still running after \(timeout)s") }
@@ -185,13 +185,13 @@ final class RunnerProcess: @unchecked Sendable {
         return process.terminationStatus
     }
 
-    func stderrText() -> String {
+    package func stderrText() -> String {
         String(decoding: (try? stderr.fileHandleForReading.readToEnd()) ?? Data(), as: UTF8.self)
     }
 }
 
 /// Whether any process with `marker` in its command line still runs.
-func processRunning(withMarker marker: String) -> Bool {
+package func processRunning(withMarker marker: String) -> Bool {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     for pid in entries where Int(pid) != nil {
         guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
@@ -211,6 +211,21 @@ func processRunning(withMarker marker: String) -> Bool {
 }
 
 /// A unique marker for `sleep` durations so tests can find their own processes.
-func uniqueSleep(_ base: Int) -> String {
+package func uniqueSleep(_ base: Int) -> String {
     "\(base).\(Int.random(in: 100_000...999_999))"
+}
+
+/// Runs a shell command; its stdout and stderr together.
+@discardableResult
+package func shell(_ command: String) -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try? p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
