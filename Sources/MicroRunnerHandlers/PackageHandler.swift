@@ -267,7 +267,7 @@ struct PackageTool {
 }
 
 /// What `ensure` needs from a package manager; the decisions are the same for all of them.
-protocol PackageBackend {
+package protocol PackageBackend {
     /// The installed version, or "" when the package is not installed.
     func installed(_ name: String) throws(RunnerError) -> String
     /// The newest installable version, or "".
@@ -284,7 +284,7 @@ protocol PackageBackend {
 
 extension PackageHandler {
     /// Reads the database, decides, acts, reads again: `changed` and `action` say what really happened.
-    func ensure(
+    package func ensure(
         _ name: String,
         version: String,
         state: String,

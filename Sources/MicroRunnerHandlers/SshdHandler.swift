@@ -21,10 +21,16 @@ package struct SshdHandler: CommandHandler {
     }
 
     /// One setting: the directive written and the `sshd -T` key and value expected.
-    struct Setting {
-        var directive: String
-        var key: String
-        var expected: [String]
+    package struct Setting {
+        package var directive: String
+        package var key: String
+        package var expected: [String]
+
+        package init(directive: String, key: String, expected: [String]) {
+            self.directive = directive
+            self.key = key
+            self.expected = expected
+        }
     }
 
     static func validUserPattern(_ s: String) -> Bool {
@@ -125,14 +131,14 @@ package struct SshdHandler: CommandHandler {
 package struct SshdTool {
     let context: CommandContext
 
-    struct Plan {
+    package struct Plan {
         /// The file written: the drop-in or the main config.
-        var target: String
-        var content: [UInt8]
+        package var target: String
+        package var content: [UInt8]
         /// Whether `target` is a drop-in (else the main file).
-        var dropIn: Bool
+        package var dropIn: Bool
         /// The main config (for checks).
-        var mainConfig: String
+        package var mainConfig: String
     }
 
     /// `sshd -T -f config`: effective settings, key -> values (repeated keys collect their values).
@@ -159,7 +165,11 @@ package struct SshdTool {
 
     /// Decides where the settings go and what the file will hold.
     func plan(config: String, settings: [SshdHandler.Setting]) throws(RunnerError) -> Plan {
-        let main = try FileSystem.readAll(config)
+        Self.plan(main: try FileSystem.readAll(config), config: config, settings: settings)
+    }
+
+    /// The decision itself, from the main file's bytes (pure: unit-tested without sshd or root).
+    package static func plan(main: [UInt8], config: String, settings: [SshdHandler.Setting]) -> Plan {
         let lines = main.split(separator: 0x0A, omittingEmptySubsequences: false)
         let header =
             "# Managed by micro-runner (sshd.harden): these settings come first, and sshd keeps the first value."

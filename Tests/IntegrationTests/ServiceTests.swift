@@ -155,4 +155,48 @@ struct ServiceTests {
         let again = try r.answer(timeout: 90)
         #expect(again.result["changed"] == .bool(false) && again.result["service_action"] == .string("none"))
     }
+
+    /// A reload that really fails after the install (systemd's ExecReload made to fail): the previous files are
+    /// back, the message says the restore worked and the second reload failed too, and sshd still serves.
+    @Test func aFailingReloadRollsBackAndSaysSo() throws {
+        let c = try SystemdContainer()
+        let r = try c.runner()
+        _ = try r.next(.ready)
+        r.sendCommand(
+            "break",
+            "exec",
+            params: [
+                "command":
+                    "mkdir -p /etc/systemd/system/ssh.service.d && printf '[Service]\\nExecReload=\\nExecReload=/bin/false\\n' > /etc/systemd/system/ssh.service.d/fail.conf && systemctl daemon-reload && ls /etc/ssh/sshd_config.d",
+                "capture_out": true, "capture_err": true,
+            ]
+        )
+        let broke = try r.answer(timeout: 60)
+        #expect(broke.result["exit_code"] == .number("0"), "\(broke.data)")
+        let before = broke.result["stdout"]?.stringValue ?? ""
+        r.sendCommand(
+            "h",
+            "sshd.harden",
+            timeout: 60,
+            params: ["disable_password_auth": true, "disable_root_login": true, "test_connection": true]
+        )
+        let failed = try r.answer(timeout: 90)
+        #expect(failed.type == .error, "\(failed.data)")
+        #expect(failed.message.contains("systemctl reload ssh failed"), "\(failed.message)")
+        #expect(failed.message.contains("previous configuration was restored"), "\(failed.message)")
+        #expect(failed.message.contains("reloading sshd with it failed"), "\(failed.message)")
+        r.sendCommand(
+            "t",
+            "exec",
+            params: [
+                "command": "ls /etc/ssh/sshd_config.d; systemctl is-active ssh; sshd -T | grep '^permitrootlogin '",
+                "capture_out": true,
+            ]
+        )
+        let out = try r.answer().result["stdout"]?.stringValue ?? ""
+        #expect(out.hasPrefix(before), "the drop-in directory is as it was: \(out)")
+        #expect(!out.contains("00-micro-runner.conf"), "\(out)")
+        #expect(out.contains("active\n"), "sshd still runs: \(out)")
+        #expect(!out.contains("permitrootlogin no"), "the hardened setting is not live: \(out)")
+    }
 }

@@ -214,3 +214,100 @@ extension String {
         #expect(shown(["[2001:db8::1]:2200"]) == ["2001:db8::1 2200"])
     }
 }
+
+/// A package database in memory: the decisions of `pkg.ensure` without a package manager (a fake, since the
+/// real managers are exercised by PackageTests and RpmPackageTests; this one says what each decision did).
+final class FakePackages: PackageBackend {
+    var version: String
+    let newest: String
+    var calls: [String] = []
+    init(installed: String, newest: String) {
+        version = installed
+        self.newest = newest
+    }
+    func installed(_ name: String) throws(RunnerError) -> String { version }
+    func latest(_ name: String) throws(RunnerError) -> String { newest }
+    func matches(installed: String, wanted: String) -> Bool { installed == wanted }
+    func older(_ a: String, than b: String) throws(RunnerError) -> Bool {
+        a.compare(b, options: .numeric) == .orderedAscending
+    }
+    func install(_ name: String, version: String, downgrade: Bool) throws(RunnerError) {
+        calls.append(downgrade ? "downgrade \(version)" : "install \(version)")
+        self.version = version.isEmpty ? newest : version
+    }
+    func remove(_ name: String) throws(RunnerError) {
+        calls.append("remove")
+        version = ""
+    }
+}
+
+@Suite struct PackageDecisionTests {
+    @Test(arguments: [
+        // installed, newest, state, version -> action, changed, calls
+        ("", "1.1", "present", "", "installed", true, ["install "]),
+        ("1.0", "1.1", "present", "", "already_present", false, []),
+        ("1.0", "1.1", "present", "1.0", "already_present", false, []),
+        ("1.0", "1.1", "present", "1.1", "upgraded", true, ["install 1.1"]),
+        ("1.1", "1.1", "present", "1.0", "downgraded", true, ["downgrade 1.0"]),
+        ("1.0", "1.1", "latest", "", "upgraded", true, ["install 1.1"]),
+        ("1.1", "1.1", "latest", "", "already_present", false, []),
+        ("1.0", "1.1", "absent", "", "removed", true, ["remove"]),
+        ("", "1.1", "absent", "", "already_absent", false, []),
+    ])
+    func decisions(
+        _ installed: String,
+        _ newest: String,
+        _ state: String,
+        _ version: String,
+        _ action: String,
+        _ changed: Bool,
+        _ calls: [String]
+    ) throws {
+        let db = FakePackages(installed: installed, newest: newest)
+        let r = try PackageHandler().ensure("p", version: version, state: state, backend: db, dryRun: false)
+        #expect(r.action == action)
+        #expect(r.changed == changed)
+        #expect(db.calls == calls)
+        #expect(r.previousVersion == installed)
+        let dry = FakePackages(installed: installed, newest: newest)
+        let d = try PackageHandler().ensure("p", version: version, state: state, backend: dry, dryRun: true)
+        #expect(d.action == action, "a dry run decides the same")
+        #expect(dry.calls.isEmpty, "and does nothing")
+    }
+}
+
+@Suite struct SshdPlanTests {
+    static let off = [
+        SshdHandler.Setting(directive: "PasswordAuthentication no", key: "passwordauthentication", expected: ["no"])
+    ]
+
+    static func plan(_ main: String) -> SshdTool.Plan {
+        SshdTool.plan(main: Array(main.utf8), config: "/etc/ssh/sshd_config", settings: off)
+    }
+
+    @Test(arguments: [
+        ("Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n", true),
+        ("# comment\n\n   Include /etc/ssh/sshd_config.d/*.conf\n", true),
+        ("Port 22\nInclude /etc/ssh/sshd_config.d/*.conf\n", false),
+        ("Include sshd_config.d/*.conf\n", false),
+        ("PasswordAuthentication yes\n", false),
+    ])
+    func dropInOnlyWhenTheIncludeComesFirst(_ main: String, _ dropIn: Bool) {
+        let p = Self.plan(main)
+        #expect(p.dropIn == dropIn)
+        #expect(p.target == (dropIn ? "/etc/ssh/sshd_config.d/00-micro-runner.conf" : "/etc/ssh/sshd_config"))
+    }
+
+    @Test func mainFileModeReplacesGlobalDuplicatesAndKeepsMatchBlocks() {
+        let p = Self.plan("PasswordAuthentication yes\nPort 22\nMatch User bob\n    PasswordAuthentication yes\n")
+        let text = String(decoding: p.content, as: UTF8.self)
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.firstIndex(of: "PasswordAuthentication no") == 1, "\(text)")
+        #expect(text.contains("# PasswordAuthentication yes    # replaced by micro-runner above"))
+        #expect(lines.last == "    PasswordAuthentication yes", "the Match block is untouched")
+        // A second plan over its own output keeps one live setting and one header (the old line is commented).
+        let again = String(decoding: Self.plan(text).content, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(again.filter { $0 == "PasswordAuthentication no" }.count == 1, "\(again)")
+        #expect(again.filter { $0.hasPrefix("# Managed by micro-runner") }.count == 1, "\(again)")
+    }
+}
