@@ -11,7 +11,9 @@ import Testing
         _ = try r.next(.ready)
         r.sendCommand("t", "exec", timeout: 1, params: ["command": "sleep \(marker) | cat", "capture_out": true])
         let answer = try r.answer(timeout: 10)
-        #expect(answer.type == .error && answer.code == "TIMEOUT" && answer.commandID == "t")
+        #expect(answer.type == .error)
+        #expect(answer.code == "TIMEOUT")
+        #expect(answer.commandID == "t")
         #expect(answer["retryable"] == .bool(true))
         #expect(answer["details"]?["stdout"] != nil)
         // The Go original waits for the pipe's writer (30 s); here the group was killed at the limit: when the
@@ -53,7 +55,9 @@ import Testing
         #expect(processRunning(withMarker: "sleep \(marker)"))
         r.send(#"{"type":"CANCEL","data":{"command_id":"c"}}"#)
         let answer = try r.answer(timeout: 10)
-        #expect(answer.type == .error && answer.code == "CANCELLED" && answer.commandID == "c")
+        #expect(answer.type == .error)
+        #expect(answer.code == "CANCELLED")
+        #expect(answer.commandID == "c")
         #expect(!processRunning(withMarker: "sleep \(marker)"))
         r.sendCommand("next", "exec", params: ["command": "true"])
         #expect(try r.answer().type == .done)
@@ -67,7 +71,8 @@ import Testing
         r.send(#"{"type":"CANCEL","data":{"command_id":"second"}}"#)
         #expect(try r.answer().commandID == "first")
         let second = try r.answer()
-        #expect(second.commandID == "second" && second.code == "CANCELLED")
+        #expect(second.commandID == "second")
+        #expect(second.code == "CANCELLED")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/mr-should-not-exist-\(getpid())"))
     }
 
@@ -108,10 +113,13 @@ import Testing
         #expect(try r.answer().result["stdout"] == .string("$HOME|a b|;ls|"))
         r.sendCommand("m", "exec", params: ["command": "no-such-tool-xyz", "args": ["x"]])
         let missing = try r.answer()
-        #expect(missing.type == .error && missing.code == "NOT_FOUND" && missing.message.contains("no-such-tool-xyz"))
+        #expect(missing.type == .error)
+        #expect(missing.code == "NOT_FOUND")
+        #expect(missing.message.contains("no-such-tool-xyz"))
         r.sendCommand("w", "exec", params: ["command": "pwd", "work_dir": "/nonexistent-dir-xyz"])
         let badDir = try r.answer()
-        #expect(badDir.code == "NOT_FOUND" && badDir.message.contains("/nonexistent-dir-xyz"))
+        #expect(badDir.code == "NOT_FOUND")
+        #expect(badDir.message.contains("/nonexistent-dir-xyz"))
         r.sendCommand("shell127", "exec", params: ["command": "no-such-tool-xyz"])
         #expect(try r.answer().result["exit_code"]?.intValue == 127)  // through a shell: a result, not an error
     }
@@ -189,7 +197,8 @@ import Testing
         _ = try r.next(.ready)
         r.sendCommand("d", "exec", params: ["command": "echo out; echo err >&2", "capture_out": false])
         let done = try r.answer()
-        #expect(done.result["stdout"] == .string("") && done.result["stderr"] == .string(""))
+        #expect(done.result["stdout"] == .string(""))
+        #expect(done.result["stderr"] == .string(""))
     }
 
     @Test func backgroundGrandchildDoesNotHoldTheAnswer() throws {
@@ -204,7 +213,8 @@ import Testing
             params: ["command": "sleep \(marker) & echo started", "capture_out": true]
         )
         let done = try r.answer(timeout: 20)
-        #expect(done.type == .done && done.result["stdout"] == .string("started\n"))
+        #expect(done.type == .done)
+        #expect(done.result["stdout"] == .string("started\n"))
         #expect(
             done.at.timeIntervalSince(sent) < 5,
             "the leader exited; the answer must not wait for the background job"

@@ -75,7 +75,8 @@ func statLine(_ path: String) -> String {
         )
         let done = try r.answer()
         #expect(done.type == .done, "\(done.data)")
-        #expect(done.result["created"] == .bool(true) && done.result["changed"] == .bool(true))
+        #expect(done.result["created"] == .bool(true))
+        #expect(done.result["changed"] == .bool(true))
         #expect(done.result["bytes_written"]?.intValue == 6)
         #expect(done.result["checksum"] == .string(sha256(target)))
         #expect(statLine(target).hasPrefix("640 \(TestUser.uid) \(TestUser.gid) "))
@@ -92,7 +93,8 @@ func statLine(_ path: String) -> String {
             ]
         )
         let again = try r.answer()
-        #expect(again.result["changed"] == .bool(false) && again.result["bytes_written"]?.intValue == 0)
+        #expect(again.result["changed"] == .bool(false))
+        #expect(again.result["bytes_written"]?.intValue == 0)
         #expect(statLine(target) == inode)  // same inode: nothing was replaced
 
         // A mode change alone is a change.
@@ -102,7 +104,8 @@ func statLine(_ path: String) -> String {
 
         r.sendCommand("nouser", "file.write", params: ["path": target, "content": "x", "owner": "no-such-user-xyz"])
         let nouser = try r.answer()
-        #expect(nouser.code == "INVALID_CMD" && nouser.message.contains("no-such-user-xyz"))
+        #expect(nouser.code == "INVALID_CMD")
+        #expect(nouser.message.contains("no-such-user-xyz"))
     }
 
     @Test func missingFileNeedsCreateAndMissingParentIsNamed() throws {
@@ -111,7 +114,8 @@ func statLine(_ path: String) -> String {
         _ = try r.next(.ready)
         r.sendCommand("a", "file.write", params: ["path": s.file("new"), "content": "x"])
         let a = try r.answer()
-        #expect(a.code == "NOT_FOUND" && a.message.contains("create"))
+        #expect(a.code == "NOT_FOUND")
+        #expect(a.message.contains("create"))
         #expect(s.entries().isEmpty)
         r.sendCommand("b", "file.write", params: ["path": s.file("no/such/dir/f"), "content": "x"])
         let b = try r.answer()
@@ -137,7 +141,8 @@ func statLine(_ path: String) -> String {
         r.sendCommand("b", "file.write", params: ["path": s.file("motd"), "content": "new text\n", "backup": true])
         let done = try r.answer()
         let backup = try #require(done.result["backup_path"]?.stringValue)
-        #expect(backup.hasPrefix(s.file("motd.")) && backup.hasSuffix("~"))
+        #expect(backup.hasPrefix(s.file("motd.")))
+        #expect(backup.hasSuffix("~"))
         #expect(FileManager.default.contents(atPath: backup) == Data("old text\n".utf8))
         #expect(statLine(backup).hasPrefix("604 "))
         #expect(s.read("motd") == "new text\n")
@@ -145,7 +150,8 @@ func statLine(_ path: String) -> String {
         // Unchanged content: no second backup.
         r.sendCommand("b2", "file.write", params: ["path": s.file("motd"), "content": "new text\n", "backup": true])
         let unchanged = try r.answer()
-        #expect(unchanged.result["changed"] == .bool(false) && unchanged.result["backup_path"] == nil)
+        #expect(unchanged.result["changed"] == .bool(false))
+        #expect(unchanged.result["backup_path"] == nil)
         #expect(s.entries().count == 2)
     }
 
@@ -212,7 +218,8 @@ func statLine(_ path: String) -> String {
         )
         let error = try r.answer()
         #expect(error.type == .error, "\(error.data)")
-        #expect(error.message.contains("No space left") && error.message.contains("untouched"))
+        #expect(error.message.contains("No space left"))
+        #expect(error.message.contains("untouched"))
         #expect(s.read("data") == "the old content\n")
         #expect(s.entries() == ["data"])  // the temporary file is gone too
         // The runner still serves, and a write that fits still works.
@@ -254,12 +261,14 @@ func statLine(_ path: String) -> String {
         #expect(s.read("big") == "previous\n")  // nothing visible until the final chunk
         send("c1-wrong", 1, offset: 5, final: false)
         let conflict = try r.answer()
-        #expect(conflict.code == "CONFLICT" && conflict["details"]?["bytes_staged"] == .string("100000"))
+        #expect(conflict.code == "CONFLICT")
+        #expect(conflict["details"]?["bytes_staged"] == .string("100000"))
         send("c1", 1, offset: 100_000, final: false)
         #expect(try r.answer().result["bytes_staged"]?.intValue == 200_000)
         send("c2", 2, offset: 200_000, final: true)
         let done = try r.answer()
-        #expect(done.result["bytes_written"]?.intValue == 300_000 && done.result["changed"] == .bool(true))
+        #expect(done.result["bytes_written"]?.intValue == 300_000)
+        #expect(done.result["changed"] == .bool(true))
         let whole = chunks[0] + chunks[1] + chunks[2]
         #expect(FileManager.default.contents(atPath: s.file("big")) == whole)
         #expect(done.result["checksum"] == .string(sha256(s.file("big"))))
@@ -277,7 +286,8 @@ func statLine(_ path: String) -> String {
             params: ["path": s.file("f"), "upload_id": "u", "offset": 0, "final": false, "content_base64": "aGVsbG8="]
         )
         #expect(try r.answer().type == .done)
-        #expect(s.entries().count == 1 && s.entries()[0].contains("mr-upload"))
+        #expect(s.entries().count == 1)
+        #expect(s.entries()[0].contains("mr-upload"))
         r.closeStdin()
         _ = try r.next(.exit)
         _ = try r.waitForExit()
@@ -293,13 +303,17 @@ func statLine(_ path: String) -> String {
         _ = try r.next(.ready)
         r.sendCommand("all", "file.read", params: ["path": s.file("t")])
         let all = try r.answer()
-        #expect(all.result["content"] == .string("0123456789") && all.result["truncated"] == .bool(false))
-        #expect(all.result["size"]?.intValue == 10 && all.result["mode"] == .string("0644"))
-        #expect(all.result["owner"] == .string(String(geteuid())) && all.result["encoding"] == .string("utf8"))
+        #expect(all.result["content"] == .string("0123456789"))
+        #expect(all.result["truncated"] == .bool(false))
+        #expect(all.result["size"]?.intValue == 10)
+        #expect(all.result["mode"] == .string("0644"))
+        #expect(all.result["owner"] == .string(String(geteuid())))
+        #expect(all.result["encoding"] == .string("utf8"))
         #expect(all.result["checksum"] == .string(sha256(s.file("t"))))
         r.sendCommand("w", "file.read", params: ["path": s.file("t"), "offset": 3, "max_bytes": 4])
         let w = try r.answer()
-        #expect(w.result["content"] == .string("3456") && w.result["truncated"] == .bool(true))
+        #expect(w.result["content"] == .string("3456"))
+        #expect(w.result["truncated"] == .bool(true))
         #expect(w.result["size"]?.intValue == 10)
         r.sendCommand("end", "file.read", params: ["path": s.file("t"), "offset": 6, "max_bytes": 4])
         #expect(try r.answer().result["truncated"] == .bool(false))  // exactly to the end: nothing left
@@ -311,10 +325,12 @@ func statLine(_ path: String) -> String {
         _ = try r.next(.ready)
         r.sendCommand("m", "file.read", params: ["path": s.file("missing")])
         let m = try r.answer()
-        #expect(m.code == "NOT_FOUND" && m.message.contains(s.file("missing")))
+        #expect(m.code == "NOT_FOUND")
+        #expect(m.message.contains(s.file("missing")))
         r.sendCommand("d", "file.read", params: ["path": s.path])
         let d = try r.answer()
-        #expect(d.code == "INVALID_CMD" && d.message.contains("directory"))
+        #expect(d.code == "INVALID_CMD")
+        #expect(d.message.contains("directory"))
         r.sendCommand("f", "file.read", params: ["path": "/dev/null"])
         #expect(try r.answer().code == "INVALID_CMD")
     }
@@ -348,7 +364,7 @@ func statLine(_ path: String) -> String {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let binary = dir + "/micro-runner"
-        try FileManager.default.copyItem(atPath: BuiltRunner.path, toPath: binary)
+        try BuiltRunner.copy(to: binary)
         shell("chown -R \(TestUser.name) \(dir)")
         let r = try RunnerProcess(
             arguments: ["-u", TestUser.name, "--", binary],
@@ -357,7 +373,8 @@ func statLine(_ path: String) -> String {
         _ = try r.next(.ready)
         r.sendCommand("s", "file.read", params: ["path": "/etc/shadow"])
         let a = try r.answer()
-        #expect(a.code == "PERMISSION_DENIED" && a.message.contains("/etc/shadow"))
+        #expect(a.code == "PERMISSION_DENIED")
+        #expect(a.message.contains("/etc/shadow"))
         r.sendCommand("w", "file.write", params: ["path": "/etc/mr-nope", "content": "x", "create": true])
         #expect(try r.answer().code == "PERMISSION_DENIED")
         r.closeStdin()

@@ -268,7 +268,8 @@ func answers(_ r: RunnerProcess, count: Int, timeout: TimeInterval = 60) throws 
         _ = try r.next(.ready)
         r.send(#"{"type":"CMD","data":{"id":"big","type":"exec","timeout":9223372037,"params":{"command":"true"}}}"#)
         let big = try r.answer()
-        #expect(big.code == "INVALID_CMD" && big.commandID == "big", "\(big.data)")
+        #expect(big.code == "INVALID_CMD", "\(big.data)")
+        #expect(big.commandID == "big", "\(big.data)")
         r.send(
             #"{"type":"CMD","data":{"id":"max","type":"exec","timeout":2147483647,"params":{"command":"echo ok","capture_out":true}}}"#
         )
@@ -353,7 +354,8 @@ func answers(_ r: RunnerProcess, count: Int, timeout: TimeInterval = 60) throws 
             #"{"type":"CMD","data":{"id":"n2","type":"file.write","timeout":5,"params":{"path":"\#(s.file("ok.txt"))\u0000/../../x","content":"x","create":true}}}"#
         )
         let path = try r.answer()
-        #expect(path.code == "INVALID_CMD" && path.message.contains("NUL"), "\(path.data)")
+        #expect(path.code == "INVALID_CMD", "\(path.data)")
+        #expect(path.message.contains("NUL"), "\(path.data)")
         r.send(
             #"{"type":"CMD","data":{"id":"n3","type":"exec","timeout":5,"params":{"command":"true","env":{"A\u0000B":"1"}}}}"#
         )
@@ -374,7 +376,8 @@ func answers(_ r: RunnerProcess, count: Int, timeout: TimeInterval = 60) throws 
         for options in [["-o", "Dir::Bin::dpkg=\(script)"], ["-o", "DPkg::Pre-Invoke::=\(script)"], ["-c", script]] {
             r.sendCommand("p", "pkg.ensure", params: ["name": "mr-test-pkg", "manager": "apt", "options": options])
             let a = try r.answer()
-            #expect(a.code == "INVALID_CMD" && a.message.contains("option"), "\(a.data)")
+            #expect(a.code == "INVALID_CMD", "\(a.data)")
+            #expect(a.message.contains("option"), "\(a.data)")
         }
         #expect(!FileManager.default.fileExists(atPath: s.file("PWNED")))
     }
@@ -387,7 +390,8 @@ func answers(_ r: RunnerProcess, count: Int, timeout: TimeInterval = 60) throws 
         func refused(_ dir: String, _ words: String) throws {
             let r = try RunnerProcess(arguments: ["--state-dir", dir])
             let first = try r.next(timeout: 5)
-            #expect(first.type == .error && first.code == "INIT_FAILED", "\(first.data)")
+            #expect(first.type == .error, "\(first.data)")
+            #expect(first.code == "INIT_FAILED", "\(first.data)")
             #expect(first.message.contains(words), "\(first.message)")
             #expect(try r.waitForExit(timeout: 5) == 3)
         }

@@ -18,26 +18,34 @@ import Testing
 
         r.sendCommand("c1", "exec", params: ["command": "echo hello", "capture_out": true])
         let done = try r.answer()
-        #expect(done.type == .done && done.commandID == "c1")
+        #expect(done.type == .done)
+        #expect(done.commandID == "c1")
         #expect(done.result["stdout"] == .string("hello\n"))
         #expect(done.result["exit_code"]?.intValue == 0)
 
         r.send("this is not json")
         let bad = try r.next()
-        #expect(bad.type == .error && bad.code == "INVALID_CMD" && bad.commandID == nil)
+        #expect(bad.type == .error)
+        #expect(bad.code == "INVALID_CMD")
+        #expect(bad.commandID == nil)
 
         r.send(#"{"type":"HELLO","data":{}}"#)
         let unknown = try r.next()
-        #expect(unknown.type == .error && unknown.code == "INVALID_CMD")
+        #expect(unknown.type == .error)
+        #expect(unknown.code == "INVALID_CMD")
         #expect(unknown.message.contains("HELLO"))
 
         r.sendCommand("c2", "rm.everything", params: [:])
         let unsupported = try r.next()
-        #expect(unsupported.type == .error && unsupported.code == "UNSUPPORTED" && unsupported.commandID == "c2")
+        #expect(unsupported.type == .error)
+        #expect(unsupported.code == "UNSUPPORTED")
+        #expect(unsupported.commandID == "c2")
 
         r.sendCommand("c3", "exec", timeout: 0, params: ["command": "true"])
         let invalid = try r.next()
-        #expect(invalid.code == "INVALID_CMD" && invalid.commandID == "c3" && invalid.message.contains("timeout"))
+        #expect(invalid.code == "INVALID_CMD")
+        #expect(invalid.commandID == "c3")
+        #expect(invalid.message.contains("timeout"))
 
         r.sendCommand("c4", "exec", params: ["command": "echo still alive", "capture_out": true])
         #expect(try r.answer().result["stdout"] == .string("still alive\n"))
@@ -80,7 +88,9 @@ import Testing
         _ = try r.next(.ready)
         r.sendCommand("long", "exec", timeout: 60, params: ["command": "sleep \(marker)"])
         let answer = try r.answer(timeout: 10)
-        #expect(answer.type == .error && answer.code == "TIMEOUT" && answer.commandID == "long")
+        #expect(answer.type == .error)
+        #expect(answer.code == "TIMEOUT")
+        #expect(answer.commandID == "long")
         #expect(answer.message.contains("TTL"))
         #expect(try r.next(.exit)["reason"] == .string("ttl_expired"))
         _ = try r.waitForExit()
@@ -96,7 +106,8 @@ import Testing
         try p.run()
         p.waitUntilExit()
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus == 0 && text.hasPrefix("micro-runner "))
+        #expect(p.terminationStatus == 0)
+        #expect(text.hasPrefix("micro-runner "))
     }
 
     @Test func badFlagExitsWithUsageAndNoReady() throws {
@@ -114,9 +125,11 @@ import Testing
         Thread.sleep(forTimeInterval: 0.3)
         r.process.terminate()
         let answer = try r.answer()
-        #expect(answer.code == "CANCELLED" && answer.commandID == "s")
+        #expect(answer.code == "CANCELLED")
+        #expect(answer.commandID == "s")
         let exit = try r.next(.exit)
-        #expect(exit["reason"] == .string("error") && exit["exit_code"]?.intValue == 128 + Int(SIGTERM))
+        #expect(exit["reason"] == .string("error"))
+        #expect(exit["exit_code"]?.intValue == 128 + Int(SIGTERM))
         _ = try r.waitForExit()
         #expect(!processRunning(withMarker: "sleep \(marker)"))
     }
@@ -144,7 +157,9 @@ import Testing
         line += Array(#""}}}"#.utf8) + [0x0A]
         r.send(bytes: line)
         let error = try r.next(timeout: 30)
-        #expect(error.type == .error && error.code == "INVALID_CMD" && error.message.contains("exceeds"))
+        #expect(error.type == .error)
+        #expect(error.code == "INVALID_CMD")
+        #expect(error.message.contains("exceeds"))
         r.sendCommand("after", "exec", params: ["command": "echo ok", "capture_out": true])
         #expect(try r.answer().result["stdout"] == .string("ok\n"))
         r.closeStdin()
@@ -184,7 +199,8 @@ import Testing
         #expect(!error.message.isEmpty)
         r.sendCommand("ok", "exec", params: ["command": "echo alive", "capture_out": true])
         let done = try r.answer()
-        #expect(done.type == .done && done.result["stdout"] == .string("alive\n"))
+        #expect(done.type == .done)
+        #expect(done.result["stdout"] == .string("alive\n"))
         r.closeStdin()
         #expect(try r.waitForExit() == 0)
     }
@@ -219,7 +235,8 @@ import Testing
         #expect(answers.map(\.commandID) == ["a1", "a2", "b1", "b2", "b3", "c1"])
         #expect(answers[1].result["stdout"] == .string("two\n"))
         #expect(answers[2].result["exit_code"]?.intValue == 3)
-        #expect(answers[3].code == "CANCELLED" && answers[3].message.contains("b1"))
+        #expect(answers[3].code == "CANCELLED")
+        #expect(answers[3].message.contains("b1"))
         #expect(answers[4].code == "CANCELLED")
         #expect(answers[5].result["stdout"] == .string("independent\n"))
     }
@@ -236,7 +253,8 @@ import Testing
         r.send(bytes: Array(batch.utf8))
         for i in 0..<50 {
             let a = try r.answer()
-            #expect(a.commandID == "p\(i)" && a.result["stdout"] == .string("\(i)\n"))
+            #expect(a.commandID == "p\(i)")
+            #expect(a.result["stdout"] == .string("\(i)\n"))
         }
     }
 }

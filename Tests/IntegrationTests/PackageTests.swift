@@ -105,7 +105,8 @@ struct AptPackageTests {
         let name = AptRepo.package
 
         let dry = try ensure(r, "dry", ["name": name], dryRun: true)
-        #expect(dry.result["action"] == .string("installed") && dry.result["changed"] == .bool(true))
+        #expect(dry.result["action"] == .string("installed"))
+        #expect(dry.result["changed"] == .bool(true))
         #expect(repo.installed == "", "a dry run installed the package")
 
         let install = try ensure(r, "i", ["name": name, "version": "1.0"])
@@ -117,7 +118,8 @@ struct AptPackageTests {
         #expect(repo.installed == "1.0")
 
         let again = try ensure(r, "p", ["name": name])
-        #expect(again.result["action"] == .string("already_present") && again.result["changed"] == .bool(false))
+        #expect(again.result["action"] == .string("already_present"))
+        #expect(again.result["changed"] == .bool(false))
 
         var events: [String] = []
         r.sendCommand("l", "pkg.ensure", timeout: 120, params: ["name": name, "state": "latest"])
@@ -139,14 +141,17 @@ struct AptPackageTests {
         )
 
         let down = try ensure(r, "d", ["name": name, "version": "1.0"])
-        #expect(down.result["action"] == .string("downgraded") && down.result["installed_version"] == .string("1.0"))
+        #expect(down.result["action"] == .string("downgraded"))
+        #expect(down.result["installed_version"] == .string("1.0"))
         #expect(repo.installed == "1.0")
 
         let remove = try ensure(r, "r", ["name": name, "state": "absent"])
-        #expect(remove.result["action"] == .string("removed") && remove.result["previous_version"] == .string("1.0"))
+        #expect(remove.result["action"] == .string("removed"))
+        #expect(remove.result["previous_version"] == .string("1.0"))
         #expect(repo.installed == "")
         let gone = try ensure(r, "r2", ["name": name, "state": "absent"])
-        #expect(gone.result["action"] == .string("already_absent") && gone.result["changed"] == .bool(false))
+        #expect(gone.result["action"] == .string("already_absent"))
+        #expect(gone.result["changed"] == .bool(false))
     }
 
     @Test(arguments: [("-y", ""), ("--foo", ""), ("ok-name", "--allow-unauthenticated"), ("bad name", ""), ("", "")])
@@ -188,7 +193,8 @@ struct AptPackageTests {
         r.sendCommand("c", "pkg.ensure", timeout: 8, params: ["name": AptRepo.package])
         let a = try r.answer(timeout: 60)
         #expect(a.code == "CONFLICT", "\(a.data)")
-        #expect(a["retryable"] == .bool(true) && a["retry_after"]?.intValue == 10)
+        #expect(a["retryable"] == .bool(true))
+        #expect(a["retry_after"]?.intValue == 10)
         #expect(repo.installed == "")
     }
 }

@@ -88,7 +88,8 @@ struct RpmPackageTests {
         #expect(install.result["action"] == .string("installed"), "\(install.data)")
         #expect(install.result["installed_version"] == .string("1.0-1"))
         let again = try ensure("p", ["version": "1.0"])
-        #expect(again.result["action"] == .string("already_present") && again.result["changed"] == .bool(false))
+        #expect(again.result["action"] == .string("already_present"))
+        #expect(again.result["changed"] == .bool(false))
         let latest = try ensure("l", ["state": "latest"])
         #expect(latest.result["action"] == .string("upgraded"), "\(latest.data)")
         #expect(
@@ -103,7 +104,8 @@ struct RpmPackageTests {
         let remove = try ensure("r", ["state": "absent"])
         #expect(remove.result["action"] == .string("removed"), "\(remove.data)")
         let gone = try ensure("r2", ["state": "absent"])
-        #expect(gone.result["action"] == .string("already_absent") && gone.result["changed"] == .bool(false))
+        #expect(gone.result["action"] == .string("already_absent"))
+        #expect(gone.result["changed"] == .bool(false))
         let missing = try ensure("m", ["name": "mr-no-such-package"])
         #expect(missing.type == .error, "\(missing.data)")
     }

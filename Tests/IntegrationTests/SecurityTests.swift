@@ -50,7 +50,8 @@ struct TestKey {
         let r = try RunnerProcess(arguments: ["--verify-key", key.publicKey])
         let readyLine = try r.next(.ready)
         let nonce = try #require(readyLine["metadata"]?["nonce"]?.stringValue)
-        #expect(nonce.count == 32 && nonce.allSatisfy(\.isHexDigit))
+        #expect(nonce.count == 32)
+        #expect(nonce.allSatisfy { $0.isHexDigit })
         #expect(readyLine["metadata"]?["signatures"] == .string("required"))
         #expect(!r.allRawLines[0].contains(key.publicKey), "READY must not reveal the key")
 
@@ -58,7 +59,8 @@ struct TestKey {
         // Signed, with params bytes that are not in any canonical form: the signature covers them as sent.
         r.send(key.line(id: "ok1", paramsText: #"{ "command" : "echo signed",  "capture_out":true }"#, nonce: nonce))
         let ok = try r.answer()
-        #expect(ok.type == .done && ok.result["stdout"] == .string("signed\n"))
+        #expect(ok.type == .done)
+        #expect(ok.result["stdout"] == .string("signed\n"))
 
         r.send(#"{"type":"CMD","data":{"id":"u1","type":"exec","timeout":10,"params":\#(touch)}}"#)
         #expect(try r.answer().code == "SIGNATURE_INVALID")
@@ -98,7 +100,8 @@ struct TestKey {
         #expect(try r.answer().type == .done)
         r.send(once)
         let replay = try r.answer()
-        #expect(replay.code == "SIGNATURE_INVALID" && replay.message.contains("already used"))
+        #expect(replay.code == "SIGNATURE_INVALID")
+        #expect(replay.message.contains("already used"))
 
         // Still serving.
         r.send(key.line(id: "last", paramsText: #"{"command":"echo alive","capture_out":true}"#, nonce: nonce))
@@ -180,17 +183,20 @@ struct TestKey {
         _ = try r.next(.ready)
         r.send(cmd("a", "echo run >> \(file); echo first", key: "k1"))
         let first = try r.answer()
-        #expect(first.type == .done && first["metadata"] == nil)
+        #expect(first.type == .done)
+        #expect(first["metadata"] == nil)
         r.send(cmd("b", "echo run >> \(file); echo first", key: "k1"))
         let replay = try r.answer()
-        #expect(replay.type == .done && replay.commandID == "b")
+        #expect(replay.type == .done)
+        #expect(replay.commandID == "b")
         #expect(replay["metadata"]?["idempotent_replay"] == .string("true"))
         #expect(replay["metadata"]?["original_command_id"] == .string("a"))
         #expect(replay.result == first.result)
         #expect(try String(contentsOfFile: file, encoding: .utf8) == "run\n", "the command ran twice")
         r.send(cmd("c", "echo something else", key: "k1"))
         let conflict = try r.answer()
-        #expect(conflict.code == "CONFLICT" && conflict.message.contains("k1"))
+        #expect(conflict.code == "CONFLICT")
+        #expect(conflict.message.contains("k1"))
         // A failed command is not remembered: its retry runs.
         r.send(
             #"{"type":"CMD","data":{"id":"f1","type":"file.read","timeout":5,"idempotency_key":"k2","params":{"path":"\#(file).missing"}}}"#

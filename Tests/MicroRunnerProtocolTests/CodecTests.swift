@@ -51,9 +51,15 @@ import Testing
     @Test func commandDecodesWithGoDefaults() throws {
         let json = #"{"id":"c1","type":"exec","timeout":30,"params":{"command":"ls","args":null,"env":{"A":"1"}}}"#
         let cmd = try WireDecoder().decode(CommandMessage.self, from: Array(json.utf8))
-        #expect(cmd.id == "c1" && cmd.type == .exec && cmd.timeout == 30 && cmd.dryRun == false)
+        #expect(cmd.id == "c1")
+        #expect(cmd.type == .exec)
+        #expect(cmd.timeout == 30)
+        #expect(cmd.dryRun == false)
         let exec = try WireDecoder().decode(ExecParams.self, from: cmd.params)
-        #expect(exec.command == "ls" && exec.args == [] && exec.env == ["A": "1"] && exec.captureOut == false)
+        #expect(exec.command == "ls")
+        #expect(exec.args == [])
+        #expect(exec.env == ["A": "1"])
+        #expect(exec.captureOut == false)
     }
 
     @Test(arguments: [
@@ -89,7 +95,9 @@ import Testing
 
     @Test func unknownWireNamesStillDecode() throws {
         let e = try WireDecoder().decode(ErrorMessage.self, from: Array(#"{"code":"FUTURE_CODE","message":"m"}"#.utf8))
-        #expect(e.code == ErrorCode(rawValue: "FUTURE_CODE") && e.retryable == false && e.commandID == nil)
+        #expect(e.code == ErrorCode(rawValue: "FUTURE_CODE"))
+        #expect(e.retryable == false)
+        #expect(e.commandID == nil)
     }
 
     @Test func messagesRoundTrip() throws {
@@ -116,7 +124,8 @@ import Testing
                 0x0D
             ]
         let env = try Envelope.parse(line: line)
-        #expect(env.type == .command && env.timestamp == "2026-01-02T03:04:05.5Z")
+        #expect(env.type == .command)
+        #expect(env.timestamp == "2026-01-02T03:04:05.5Z")
         #expect(env.rawParams == Array(#"{"x" :1}"#.utf8))
     }
 
@@ -147,7 +156,8 @@ import Testing
     func formats(_ s: Int, _ ns: Int, _ expected: String) {
         #expect(Timestamp.format(seconds: s, nanoseconds: ns) == expected)
         let parsed = Timestamp.parse(expected)
-        #expect(parsed?.seconds == s && parsed?.nanoseconds == ns)
+        #expect(parsed?.seconds == s)
+        #expect(parsed?.nanoseconds == ns)
     }
 
     @Test func parsesOffsetsAndRejectsJunk() {

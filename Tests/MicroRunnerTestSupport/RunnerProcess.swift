@@ -20,8 +20,32 @@ package enum BuiltRunner {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-it-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let dest = dir.appendingPathComponent("micro-runner").path
-        try FileManager.default.copyItem(atPath: path, toPath: dest)
+        try copy(to: dest)
         return dest
+    }
+
+    /// Copies the runner to `dest` (a new file, mode 0755).
+    package static func copy(to dest: String) throws {
+        // Written through an O_CLOEXEC descriptor: FileManager's copy leaves its write descriptor open across
+        // other tests' forks, and a long-lived child (sshd, a container) holding it makes exec fail with ETXTBSY
+        // ("Text file busy") for as long as that child lives.
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            throw TestFailure("cannot read \(path)")
+        }
+        let fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o755)
+        guard fd >= 0 else { throw TestFailure("cannot create \(dest): errno \(errno)") }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        guard written else { throw TestFailure("cannot write \(dest): errno \(errno)") }
     }
 }
 
