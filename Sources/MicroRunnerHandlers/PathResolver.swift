@@ -196,6 +196,22 @@ package struct PathResolver: Sendable {
         throw .invalid("\(what): \(path): is a directory")
     }
 
+    /// `locate`, for a file a helper tool will read by path (visudo, sshd -t): its directory must belong to root
+    /// or the runner's user and be writable by no one else, or a neighbour could swap what the tool reads.
+    /// - Throws: `RunnerError` `PERMISSION_DENIED` for any other directory.
+    package func locateInTrustedDirectory(_ path: String, what: String) throws(RunnerError) -> Location {
+        let location = try locate(path, what: what)
+        guard let dir = try? Sys.fstat(location.directory.fd), dir.st_uid == 0 || dir.st_uid == geteuid(),
+            (dir.st_mode & 0o022) == 0
+        else {
+            throw RunnerError(
+                .permissionDenied,
+                "\(what): \(location.directoryPath) is writable by someone other than root; refusing to stage files there"
+            )
+        }
+        return location
+    }
+
     /// Reads the symlink `name` in `dir` and splices its target into the walk. Only symlinks owned by root or by
     /// the runner's user are followed: one made by another user (a neighbour who can write in the directory)
     /// could point anywhere, and the kernel's own check (`fs.protected_symlinks`) covers only sticky

@@ -218,32 +218,24 @@ package struct SshdTool {
         )
     }
 
-    /// Where `path` lives, resolved once; its directory must be root's and writable only by root, since
-    /// `sshd -t` is given candidates there by path.
+    /// Where `path` lives, resolved once, in a directory only root can write (`sshd -t` reads candidates there).
     static func location(_ path: String) throws(RunnerError) -> PathResolver.Location {
-        let location = try PathResolver().locate(path, what: "sshd.harden")
-        guard let dir = try? Sys.fstat(location.directory.fd), dir.st_uid == 0 || dir.st_uid == geteuid(),
-            (dir.st_mode & 0o022) == 0
-        else {
-            throw RunnerError(
-                .permissionDenied,
-                "sshd.harden: \(location.directoryPath) is writable by others; refusing to stage sshd configuration there"
-            )
-        }
-        return location
+        try PathResolver().locateInTrustedDirectory(path, what: "sshd.harden")
     }
 
-    /// `bytes` in a new dot-named file beside `location` (no `*.conf` glob matches it), 0600 and fsynced.
+    /// `bytes` in a new dot-named file beside `location` (no `*.conf` glob matches it), owner and mode set and
+    /// fsynced (0600 unless told: candidates are only for `sshd -t`).
     static func stage(
         _ bytes: [UInt8],
         beside location: PathResolver.Location,
-        mode: mode_t = 0o600
+        mode: mode_t = 0o600,
+        owner: stat? = nil
     ) throws(RunnerError)
         -> StagedFile
     {
         let staged = try StagedFile(beside: location)
         do { try staged.append(bytes) } catch { throw FileSystem.error(error.code, "sshd.harden", location.path) }
-        try staged.finish(mode: mode, uid: nil, gid: nil, ownerRequired: false)
+        try staged.finish(mode: mode, uid: owner?.st_uid, gid: owner?.st_gid, ownerRequired: false)
         return staged
     }
 
@@ -284,15 +276,13 @@ package struct SshdTool {
         if let existing, (existing.st_mode & S_IFMT) != S_IFREG {
             throw .invalid("sshd.harden: \(plan.target) is not a regular file")
         }
-        let staged = try Self.stage(plan.content, beside: location, mode: existing.map { $0.st_mode & 0o7777 } ?? 0o644)
-        if let existing {
-            try staged.finish(
-                mode: existing.st_mode & 0o7777,
-                uid: existing.st_uid,
-                gid: existing.st_gid,
-                ownerRequired: false
-            )
-        }
+        // The replacement keeps the existing file's mode and owner (a new drop-in: 0644).
+        let staged = try Self.stage(
+            plan.content,
+            beside: location,
+            mode: existing.map { $0.st_mode & 0o7777 } ?? 0o644,
+            owner: existing
+        )
         // The backup ends in "~": it matches no *.conf glob, so sshd never reads it.
         return try staged.commit(backupOf: existing)
     }

@@ -78,7 +78,8 @@ package struct SudoersHandler: CommandHandler {
             throw .invalid("sudoers.ensure: state must be present or absent, not \"\(p.state)\"")
         }
         let path = host.sudoersDirectory + "/froyo-" + p.user
-        let location = try Self.ruleLocation(path)
+        // Resolved once, in a directory only root can write: visudo is given the candidate by path.
+        let location = try PathResolver().locateInTrustedDirectory(path, what: "sudoers.ensure")
         let existing: stat?
         do { existing = try location.status() } catch { throw FileSystem.error(error.code, "sudoers.ensure", path) }
 
@@ -120,19 +121,6 @@ package struct SudoersHandler: CommandHandler {
         }
         try install(candidate, at: location, visudo: visudo, context: context)
         return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
-    }
-
-    /// Where the rule lives, resolved once; the directory must be root's and writable by no one else, since
-    /// visudo is given the candidate by path.
-    static func ruleLocation(_ path: String) throws(RunnerError) -> PathResolver.Location {
-        let location = try PathResolver().locate(path, what: "sudoers.ensure")
-        guard let dir = try? Sys.fstat(location.directory.fd), dir.st_uid == 0, (dir.st_mode & 0o022) == 0 else {
-            throw RunnerError(
-                .permissionDenied,
-                "sudoers.ensure: \(location.directoryPath) is not a directory owned by root and writable only by root"
-            )
-        }
-        return location
     }
 
     /// Why a command's program is not a regular file (a directory such as `/usr/bin/` would let the user run

@@ -28,6 +28,15 @@ struct SudoersTests {
         return (dir, secret)
     }
 
+    /// A root runner that has just installed the test user's rule.
+    static func rootWithRule(_ commands: [String], noPasswd: Bool) throws -> RunnerProcess {
+        let root = try RunnerProcess()
+        _ = try root.next(.ready)
+        root.sendCommand("a", "sudoers.ensure", params: ["user": user, "commands": commands, "no_passwd": noPasswd])
+        #expect(try root.answer().type == .done)
+        return root
+    }
+
     /// That copy running as the test user, after READY.
     static func runnerAsUser(_ dir: String) throws -> RunnerProcess {
         let r = try RunnerProcess(
@@ -146,14 +155,7 @@ struct SudoersTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
 
         // 1. NOPASSWD rule, sudo -n.
-        let root = try RunnerProcess()
-        _ = try root.next(.ready)
-        root.sendCommand(
-            "a",
-            "sudoers.ensure",
-            params: ["user": Self.user, "commands": ["/usr/bin/id"], "no_passwd": true]
-        )
-        #expect(try root.answer().type == .done)
+        let root = try Self.rootWithRule(["/usr/bin/id"], noPasswd: true)
         let r = try Self.runnerAsUser(dir)
         r.sendCommand(
             "n",
@@ -220,14 +222,7 @@ struct SudoersTests {
         defer { try? FileManager.default.removeItem(atPath: Self.rule) }
         let (dir, secret) = try Self.unprivilegedSetup()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let root = try RunnerProcess()
-        _ = try root.next(.ready)
-        root.sendCommand(
-            "a",
-            "sudoers.ensure",
-            params: ["user": Self.user, "commands": ["/bin/sh"], "no_passwd": false]
-        )
-        #expect(try root.answer().type == .done)
+        _ = try Self.rootWithRule(["/bin/sh"], noPasswd: false)
         let r = try Self.runnerAsUser(dir)
         let first = uniqueSleep(70)
         let second = uniqueSleep(71)
