@@ -63,7 +63,7 @@ extension Agent {
             } catch {
                 queue.push(
                     .reject(
-                        .invalid("CMD: data.\(describeDecodingError(error))"),
+                        .invalid("CMD: data.\(error)"),
                         commandID: envelope.data["id"]?.stringValue
                     )
                 )

@@ -306,7 +306,7 @@ package final class Agent: @unchecked Sendable {
         if Self.succeeded(result) { succeeded.insert(id) }
     }
 
-    func send<T: Encodable>(_ type: MessageType, _ message: T) {
+    func send<T: WireEncodable>(_ type: MessageType, _ message: T) {
         output.send(type, message)
     }
 
@@ -384,14 +384,8 @@ final class OutputChannel: @unchecked Sendable {
         self.fd = fd
     }
 
-    func send<T: Encodable>(_ type: MessageType, _ message: T) {
-        let data: JSONValue
-        do {
-            data = try WireEncoder().encodeToValue(message)
-        } catch {
-            // Every message type encodes; this guards the wire against a programming error.
-            data = .object(JSONObject([("code", .string("EXEC_FAILED")), ("message", .string("encoding failed"))]))
-        }
+    func send<T: WireEncodable>(_ type: MessageType, _ message: T) {
+        let data = WireEncoder().encodeToValue(message)
         var line = Envelope.line(type: type, timestamp: wallClockTimestamp(), data: data)
         lock.withLock {
             // A write error means the controller is gone; stdin EOF will follow and end the runner.

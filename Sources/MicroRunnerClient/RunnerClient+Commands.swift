@@ -14,7 +14,7 @@ extension RunnerClient {
     ///   - onEvent: called for each EVENT.
     /// - Returns: the decoded result.
     /// - Throws: `CommandError` for an ERROR answer, `ClientError` when the runner is gone.
-    public func run<P: Encodable & Sendable, R: Decodable>(
+    public func run<P: WireEncodable & Sendable, R: WireDecodable>(
         _ type: CommandType,
         _ params: P,
         as resultType: R.Type,
@@ -27,7 +27,7 @@ extension RunnerClient {
             id: makeID(),
             type: type,
             timeout: timeout,
-            params: try WireEncoder().encodeToValue(params),
+            params: WireEncoder().encodeToValue(params),
             idempotencyKey: idempotencyKey,
             dryRun: dryRun
         )
@@ -35,7 +35,7 @@ extension RunnerClient {
         do {
             return try WireDecoder().decode(R.self, from: done.result)
         } catch {
-            throw ClientError(.protocolViolation, "\(type) result from \(hostName): \(describeDecodingError(error))")
+            throw ClientError(.protocolViolation, "\(type) result from \(hostName): \(error)")
         }
     }
 
@@ -166,7 +166,7 @@ extension RunnerClient {
                     id: makeID(),
                     type: .fileWrite,
                     timeout: timeout,
-                    params: try WireEncoder().encodeToValue(p)
+                    params: WireEncoder().encodeToValue(p)
                 )
             )
             offset = end

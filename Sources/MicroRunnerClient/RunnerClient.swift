@@ -328,7 +328,7 @@ public actor RunnerClient {
         if let signer {
             command.signature = try signer.signature(for: command, nonce: ready.metadata["nonce"] ?? "")
         }
-        let data = try WireEncoder().encodeToValue(command)
+        let data = WireEncoder().encodeToValue(command)
         return Envelope.line(type: .command, timestamp: Self.timestamp(), data: data)
     }
 
@@ -356,7 +356,7 @@ public actor RunnerClient {
         if let signer {
             message.signature = try signer.cancelSignature(commandID: commandID, nonce: ready.metadata["nonce"] ?? "")
         }
-        let data = try WireEncoder().encodeToValue(message)
+        let data = WireEncoder().encodeToValue(message)
         try await session.child.send(Envelope.line(type: .cancel, timestamp: Self.timestamp(), data: data))
     }
 

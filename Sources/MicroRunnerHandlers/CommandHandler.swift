@@ -94,11 +94,11 @@ package struct CommandContext: Sendable {
 
     /// Decodes the command's params as `T`.
     /// - Throws: `RunnerError` `INVALID_CMD` naming the field.
-    package func params<T: Decodable>(_ type: T.Type) throws(RunnerError) -> T {
+    package func params<T: WireDecodable>(_ type: T.Type) throws(RunnerError) -> T {
         do {
-            return try WireDecoder().decode(type, from: command.params)
+            return try T(fields: WireFields(command.params, path: "params"))
         } catch {
-            throw RunnerError.invalid("\(command.type): params.\(describeDecodingError(error))")
+            throw RunnerError.invalid("\(command.type): \(error)")
         }
     }
 }
@@ -117,12 +117,8 @@ package protocol CommandHandler: Sendable {
 
 extension CommandHandler {
     /// Encodes a result for DONE.
-    package func encodeResult<T: Encodable>(_ result: T) throws(RunnerError) -> JSONValue {
-        do {
-            return try WireEncoder().encodeToValue(result)
-        } catch {
-            throw RunnerError(.execFailed, "\(type): cannot encode result: \(error)")
-        }
+    package func encodeResult<T: WireEncodable>(_ result: T) -> JSONValue {
+        WireEncoder().encodeToValue(result)
     }
 }
 

@@ -100,7 +100,7 @@ package struct ExecHandler: CommandHandler {
                 throw stopError(reason, what: "exec: \(p.command)", details: details)
             }
         }
-        return try encodeResult(result)
+        return encodeResult(result)
     }
 
     /// Run as `SHELL -c STOPPER SHELL COMMAND` under sudo: COMMAND runs as a child (stdin kept), and a stop

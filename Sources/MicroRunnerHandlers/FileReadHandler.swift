@@ -69,7 +69,7 @@ package struct FileReadHandler: CommandHandler {
             encoding = "base64"
         }
         let size = max(Int(st.st_size), p.offset + bytes.count + (moreLeft ? 1 : 0))
-        return try encodeResult(
+        return encodeResult(
             FileReadResult(
                 content: content,
                 size: Int(st.st_size) > 0 ? Int(st.st_size) : size,

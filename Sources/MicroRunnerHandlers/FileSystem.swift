@@ -15,7 +15,7 @@ package enum FileSystem {
     package static func error(_ code: Int32, _ what: String, _ path: String, hint: String = "") -> RunnerError {
         let suffix = hint.isEmpty ? "" : " (\(hint))"
         let message = "\(what): \(path): \(errnoText(code))\(suffix)"
-        let cause = SystemError(code)
+        let cause = "errno \(code): \(errnoText(code))"
         switch code {
         case ENOENT, ENOTDIR: return RunnerError(.notFound, message, cause: cause)
         case EACCES, EPERM, EROFS: return RunnerError(.permissionDenied, message, cause: cause)

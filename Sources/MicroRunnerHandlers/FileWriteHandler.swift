@@ -43,7 +43,7 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
         } catch {
             // A dry run creates no directories: a missing one means the file would be created.
             guard dryRun && request.create && error.code == .notFound else { throw error }
-            return try encodeResult(
+            return encodeResult(
                 FileWriteResult(
                     bytesWritten: 0,
                     created: true,
@@ -53,7 +53,7 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
                 )
             )
         }
-        return try encodeResult(
+        return encodeResult(
             try apply(
                 request,
                 at: location,
@@ -283,7 +283,7 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             host: context.host
         )
         guard p.final == true else {
-            return try encodeResult(
+            return encodeResult(
                 FileWriteResult(bytesWritten: bytes.count, created: false, checksum: "", bytesStaged: upload.size)
             )
         }
@@ -300,7 +300,7 @@ package struct FileWriteHandler: CommandHandler, ExitCleanup {
             }
             try context.host.refuseHardLinks(st, path: request.path, what: "file.write")
         }
-        return try encodeResult(
+        return encodeResult(
             try apply(request, at: staged.target, existing: existing, content: .staged(staged), dryRun: false)
         )
     }

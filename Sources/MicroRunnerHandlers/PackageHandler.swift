@@ -112,7 +112,7 @@ package struct PackageHandler: CommandHandler {
         case "dnf", "yum", "zypper": backend = RPMBackend(tool: tool)
         default: throw .invalid("pkg.ensure: manager must be apt, dnf, yum or zypper, not \"\(manager)\"")
         }
-        return try encodeResult(
+        return encodeResult(
             try ensure(p.name, version: p.version, state: state, backend: backend, dryRun: context.command.dryRun)
         )
     }

@@ -94,7 +94,7 @@ package struct ServiceHandler: CommandHandler {
             }
             after = try state(p.name, run)
         }
-        return try encodeResult(
+        return encodeResult(
             ServiceReloadResult(
                 changed: verb != nil,
                 action: action,

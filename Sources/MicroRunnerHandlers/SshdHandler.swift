@@ -77,7 +77,7 @@ package struct SshdHandler: CommandHandler {
         let before = try tool.effective(config)
         let differing = settings.filter { before[$0.key] ?? [] != $0.expected }
         if differing.isEmpty {
-            return try encodeResult(
+            return encodeResult(
                 SshdHardenResult(changed: false, backupPath: "", modifiedKeys: [], serviceAction: "none")
             )
         }
@@ -92,7 +92,7 @@ package struct SshdHandler: CommandHandler {
             )
         }
         if context.command.dryRun {
-            return try encodeResult(
+            return encodeResult(
                 SshdHardenResult(changed: true, backupPath: "", modifiedKeys: modified, serviceAction: "none")
             )
         }
@@ -110,7 +110,7 @@ package struct SshdHandler: CommandHandler {
                 let port = Int((after["port"] ?? ["22"]).first ?? "22") ?? 22
                 try tool.checkBanner(port: port, listen: after["listenaddress"] ?? [])
             }
-            return try encodeResult(
+            return encodeResult(
                 SshdHardenResult(changed: true, backupPath: backup ?? "", modifiedKeys: modified, serviceAction: action)
             )
         } catch {
@@ -121,7 +121,7 @@ package struct SshdHandler: CommandHandler {
                 error.code,
                 error.message + "; " + restored + "; " + reloaded,
                 details: error.details,
-                cause: error
+                cause: error.description
             )
         }
     }

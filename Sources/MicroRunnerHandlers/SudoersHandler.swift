@@ -85,7 +85,7 @@ package struct SudoersHandler: CommandHandler {
 
         if state == "absent" {
             guard existing != nil else {
-                return try encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_absent"))
+                return encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_absent"))
             }
             if !context.command.dryRun {
                 do { try Sys.unlinkat(location.directory.fd, location.name) } catch {
@@ -93,7 +93,7 @@ package struct SudoersHandler: CommandHandler {
                 }
                 FileSystem.syncDirectory(location.directory)
             }
-            return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: "removed"))
+            return encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: "removed"))
         }
 
         guard !p.commands.isEmpty else {
@@ -113,14 +113,14 @@ package struct SudoersHandler: CommandHandler {
             let current = try? FileSystem.openRegular(location, what: "sudoers.ensure", expect: existing),
             FileSystem.contentEquals(current, candidate)
         {
-            return try encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_present"))
+            return encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_present"))
         }
         let action = existing == nil ? "created" : "updated"
         if context.command.dryRun {
-            return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
+            return encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
         }
         try install(candidate, at: location, visudo: visudo, context: context)
-        return try encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
+        return encodeResult(SudoersEnsureResult(changed: true, filePath: path, action: action))
     }
 
     /// Why a command's program is not a regular file (a directory such as `/usr/bin/` would let the user run

@@ -1,13 +1,5 @@
-extension KeyedDecodingContainer {
-    /// The member's value, or `fallback` when it is absent or null (Go's zero-value semantics).
-    @inlinable
-    package func value<T: Decodable>(_ key: Key, or fallback: @autoclosure () -> T) throws -> T {
-        try decodeIfPresent(T.self, forKey: key) ?? fallback()
-    }
-}
-
 /// Parameters of `exec`.
-public struct ExecParams: Codable, Sendable, Equatable {
+public struct ExecParams: Sendable, Equatable {
     public var command: String
     /// Non-empty: run `command` with these arguments directly (PATH lookup, no shell).
     public var args: [String]
@@ -26,19 +18,6 @@ public struct ExecParams: Codable, Sendable, Equatable {
     public var stdin: String?
     /// **ext**: cap on captured bytes per stream.
     public var maxOutputBytes: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case command, args
-        case workDir = "work_dir"
-        case env, shell
-        case captureOut = "capture_out"
-        case captureErr = "capture_err"
-        case streamLines = "stream_lines"
-        case useSudo = "use_sudo"
-        case sudoPassword = "sudo_password"
-        case stdin
-        case maxOutputBytes = "max_output_bytes"
-    }
 
     /// Creates exec parameters.
     public init(
@@ -68,26 +47,10 @@ public struct ExecParams: Codable, Sendable, Equatable {
         self.stdin = stdin
         self.maxOutputBytes = maxOutputBytes
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        command = try c.value(.command, or: "")
-        args = try c.value(.args, or: [])
-        workDir = try c.value(.workDir, or: "")
-        env = try c.value(.env, or: [:])
-        shell = try c.value(.shell, or: "")
-        captureOut = try c.value(.captureOut, or: false)
-        captureErr = try c.value(.captureErr, or: false)
-        streamLines = try c.value(.streamLines, or: false)
-        useSudo = try c.value(.useSudo, or: false)
-        sudoPassword = try c.value(.sudoPassword, or: "")
-        stdin = try c.decodeIfPresent(String.self, forKey: .stdin)
-        maxOutputBytes = try c.decodeIfPresent(Int.self, forKey: .maxOutputBytes)
-    }
 }
 
 /// Result of `exec`. A non-zero exit status is a result, not an error.
-public struct ExecResult: Codable, Sendable, Equatable {
+public struct ExecResult: Sendable, Equatable {
     /// The exit status; -1 when a signal ended the process.
     public var exitCode: Int
     public var stdout: String
@@ -100,13 +63,6 @@ public struct ExecResult: Codable, Sendable, Equatable {
     public var stdoutTruncated: Bool?
     /// **ext**
     public var stderrTruncated: Bool?
-
-    enum CodingKeys: String, CodingKey {
-        case exitCode = "exit_code"
-        case stdout, stderr, duration, signal
-        case stdoutTruncated = "stdout_truncated"
-        case stderrTruncated = "stderr_truncated"
-    }
 
     /// Creates an exec result.
     public init(
@@ -126,21 +82,10 @@ public struct ExecResult: Codable, Sendable, Equatable {
         self.stdoutTruncated = stdoutTruncated
         self.stderrTruncated = stderrTruncated
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        exitCode = try c.value(.exitCode, or: 0)
-        stdout = try c.value(.stdout, or: "")
-        stderr = try c.value(.stderr, or: "")
-        duration = try c.value(.duration, or: 0)
-        signal = try c.decodeIfPresent(String.self, forKey: .signal)
-        stdoutTruncated = try c.decodeIfPresent(Bool.self, forKey: .stdoutTruncated)
-        stderrTruncated = try c.decodeIfPresent(Bool.self, forKey: .stderrTruncated)
-    }
 }
 
 /// Parameters of `file.write`.
-public struct FileWriteParams: Codable, Sendable, Equatable {
+public struct FileWriteParams: Sendable, Equatable {
     public var path: String
     public var content: String
     /// **ext**: binary-safe alternative to `content`.
@@ -162,16 +107,6 @@ public struct FileWriteParams: Codable, Sendable, Equatable {
     public var offset: Int?
     /// **ext** chunked upload: the last chunk.
     public var final: Bool?
-
-    enum CodingKeys: String, CodingKey {
-        case path, content
-        case contentBase64 = "content_base64"
-        case mode, owner, group, backup, create
-        case useSudo = "use_sudo"
-        case sudoPassword = "sudo_password"
-        case uploadID = "upload_id"
-        case offset, final
-    }
 
     /// Creates file.write parameters.
     public init(
@@ -201,27 +136,10 @@ public struct FileWriteParams: Codable, Sendable, Equatable {
         self.offset = offset
         self.final = final
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        path = try c.value(.path, or: "")
-        content = try c.value(.content, or: "")
-        contentBase64 = try c.decodeIfPresent(String.self, forKey: .contentBase64)
-        mode = try c.value(.mode, or: "")
-        owner = try c.value(.owner, or: "")
-        group = try c.value(.group, or: "")
-        backup = try c.value(.backup, or: false)
-        create = try c.value(.create, or: false)
-        useSudo = try c.value(.useSudo, or: false)
-        sudoPassword = try c.value(.sudoPassword, or: "")
-        uploadID = try c.decodeIfPresent(String.self, forKey: .uploadID).flatMap { $0.isEmpty ? nil : $0 }
-        offset = try c.decodeIfPresent(Int.self, forKey: .offset)
-        final = try c.decodeIfPresent(Bool.self, forKey: .final)
-    }
 }
 
 /// Result of `file.write`.
-public struct FileWriteResult: Codable, Sendable, Equatable {
+public struct FileWriteResult: Sendable, Equatable {
     public var bytesWritten: Int
     public var created: Bool
     public var backupPath: String?
@@ -233,14 +151,6 @@ public struct FileWriteResult: Codable, Sendable, Equatable {
     public var diff: String?
     /// **ext**: bytes staged so far (non-final chunk of a chunked upload).
     public var bytesStaged: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case bytesWritten = "bytes_written"
-        case created
-        case backupPath = "backup_path"
-        case checksum, changed, diff
-        case bytesStaged = "bytes_staged"
-    }
 
     /// Creates a file.write result.
     public init(
@@ -260,32 +170,15 @@ public struct FileWriteResult: Codable, Sendable, Equatable {
         self.diff = diff
         self.bytesStaged = bytesStaged
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        bytesWritten = try c.value(.bytesWritten, or: 0)
-        created = try c.value(.created, or: false)
-        backupPath = try c.decodeIfPresent(String.self, forKey: .backupPath).flatMap { $0.isEmpty ? nil : $0 }
-        checksum = try c.value(.checksum, or: "")
-        changed = try c.decodeIfPresent(Bool.self, forKey: .changed)
-        diff = try c.decodeIfPresent(String.self, forKey: .diff)
-        bytesStaged = try c.decodeIfPresent(Int.self, forKey: .bytesStaged)
-    }
 }
 
 /// Parameters of `file.read`.
-public struct FileReadParams: Codable, Sendable, Equatable {
+public struct FileReadParams: Sendable, Equatable {
     public var path: String
     /// Default 10 MiB.
     public var maxBytes: Int
     /// **ext**: first byte to read.
     public var offset: Int
-
-    enum CodingKeys: String, CodingKey {
-        case path
-        case maxBytes = "max_bytes"
-        case offset
-    }
 
     /// The default and largest useful `max_bytes`.
     public static let defaultMaxBytes = 10 * 1024 * 1024
@@ -296,18 +189,10 @@ public struct FileReadParams: Codable, Sendable, Equatable {
         self.maxBytes = maxBytes
         self.offset = offset
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        path = try c.value(.path, or: "")
-        let requested = try c.value(.maxBytes, or: 0)
-        maxBytes = requested > 0 ? requested : Self.defaultMaxBytes
-        offset = try c.value(.offset, or: 0)
-    }
 }
 
 /// Result of `file.read`.
-public struct FileReadResult: Codable, Sendable, Equatable {
+public struct FileReadResult: Sendable, Equatable {
     /// UTF-8 text, or base64 when `encoding` is `base64`.
     public var content: String
     /// The whole file's size.
@@ -349,17 +234,167 @@ public struct FileReadResult: Codable, Sendable, Equatable {
         self.encoding = encoding
         self.offset = offset
     }
+}
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        content = try c.value(.content, or: "")
-        size = try c.value(.size, or: 0)
-        mode = try c.value(.mode, or: "")
-        owner = try c.value(.owner, or: "")
-        group = try c.value(.group, or: "")
-        checksum = try c.value(.checksum, or: "")
-        truncated = try c.value(.truncated, or: false)
-        encoding = try c.decodeIfPresent(String.self, forKey: .encoding)
-        offset = try c.decodeIfPresent(Int.self, forKey: .offset)
+extension ExecParams: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        command = try f.string("command")
+        args = try f.strings("args")
+        workDir = try f.string("work_dir")
+        env = try f.stringMap("env")
+        shell = try f.string("shell")
+        captureOut = try f.bool("capture_out")
+        captureErr = try f.bool("capture_err")
+        streamLines = try f.bool("stream_lines")
+        useSudo = try f.bool("use_sudo")
+        sudoPassword = try f.string("sudo_password")
+        stdin = try f.optionalString("stdin")
+        maxOutputBytes = try f.optionalInt("max_output_bytes")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("command", command)
+        o.set("args", args)
+        o.set("work_dir", workDir)
+        o.set("env", env)
+        o.set("shell", shell)
+        o.set("capture_out", captureOut)
+        o.set("capture_err", captureErr)
+        o.set("stream_lines", streamLines)
+        o.set("use_sudo", useSudo)
+        o.set("sudo_password", sudoPassword)
+        o.set("stdin", stdin)
+        o.set("max_output_bytes", maxOutputBytes)
+    }
+}
+
+extension ExecResult: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        exitCode = try f.int("exit_code")
+        stdout = try f.string("stdout")
+        stderr = try f.string("stderr")
+        duration = try f.double("duration")
+        signal = try f.optionalString("signal")
+        stdoutTruncated = try f.optionalBool("stdout_truncated")
+        stderrTruncated = try f.optionalBool("stderr_truncated")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("exit_code", exitCode)
+        o.set("stdout", stdout)
+        o.set("stderr", stderr)
+        o.set("duration", duration)
+        o.set("signal", signal)
+        o.set("stdout_truncated", stdoutTruncated)
+        o.set("stderr_truncated", stderrTruncated)
+    }
+}
+
+extension FileWriteParams: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        path = try f.string("path")
+        content = try f.string("content")
+        contentBase64 = try f.optionalString("content_base64")
+        mode = try f.string("mode")
+        owner = try f.string("owner")
+        group = try f.string("group")
+        backup = try f.bool("backup")
+        create = try f.bool("create")
+        useSudo = try f.bool("use_sudo")
+        sudoPassword = try f.string("sudo_password")
+        uploadID = try f.nonEmptyString("upload_id")
+        offset = try f.optionalInt("offset")
+        final = try f.optionalBool("final")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("path", path)
+        o.set("content", content)
+        o.set("content_base64", contentBase64)
+        o.set("mode", mode)
+        o.set("owner", owner)
+        o.set("group", group)
+        o.set("backup", backup)
+        o.set("create", create)
+        o.set("use_sudo", useSudo)
+        o.set("sudo_password", sudoPassword)
+        o.set("upload_id", uploadID)
+        o.set("offset", offset)
+        o.set("final", final)
+    }
+}
+
+extension FileWriteResult: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        bytesWritten = try f.int("bytes_written")
+        created = try f.bool("created")
+        backupPath = try f.nonEmptyString("backup_path")
+        checksum = try f.string("checksum")
+        changed = try f.optionalBool("changed")
+        diff = try f.optionalString("diff")
+        bytesStaged = try f.optionalInt("bytes_staged")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("bytes_written", bytesWritten)
+        o.set("created", created)
+        o.set("backup_path", backupPath)
+        o.set("checksum", checksum)
+        o.set("changed", changed)
+        o.set("diff", diff)
+        o.set("bytes_staged", bytesStaged)
+    }
+}
+
+extension FileReadParams: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        path = try f.string("path")
+        let requested = try f.int("max_bytes")
+        maxBytes = requested > 0 ? requested : Self.defaultMaxBytes
+        offset = try f.int("offset")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("path", path)
+        o.set("max_bytes", maxBytes)
+        o.set("offset", offset)
+    }
+}
+
+extension FileReadResult: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        content = try f.string("content")
+        size = try f.int("size")
+        mode = try f.string("mode")
+        owner = try f.string("owner")
+        group = try f.string("group")
+        checksum = try f.string("checksum")
+        truncated = try f.bool("truncated")
+        encoding = try f.optionalString("encoding")
+        offset = try f.optionalInt("offset")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("content", content)
+        o.set("size", size)
+        o.set("mode", mode)
+        o.set("owner", owner)
+        o.set("group", group)
+        o.set("checksum", checksum)
+        o.set("truncated", truncated)
+        o.set("encoding", encoding)
+        o.set("offset", offset)
     }
 }

@@ -1,5 +1,5 @@
 /// READY: the runner's first line.
-public struct ReadyMessage: Codable, Sendable, Equatable {
+public struct ReadyMessage: Sendable, Equatable {
     public var version: String
     /// Go's GOOS name: `linux`, `darwin`, `windows`.
     public var platform: String
@@ -30,7 +30,7 @@ public struct ReadyMessage: Codable, Sendable, Equatable {
 }
 
 /// Progress of a command, in an EVENT (named so it does not collide with Foundation's `Progress`).
-public struct EventProgress: Codable, Sendable, Equatable {
+public struct EventProgress: Sendable, Equatable {
     public var current: Int
     public var total: Int
     public var unit: String
@@ -44,17 +44,12 @@ public struct EventProgress: Codable, Sendable, Equatable {
 }
 
 /// EVENT: progress or a line of output of a running command.
-public struct EventMessage: Codable, Sendable, Equatable {
+public struct EventMessage: Sendable, Equatable {
     public var commandID: String
     public var level: EventLevel
     public var message: String
     public var progress: EventProgress?
     public var metadata: [String: String]?
-
-    enum CodingKeys: String, CodingKey {
-        case commandID = "command_id"
-        case level, message, progress, metadata
-    }
 
     /// Creates an event.
     public init(
@@ -73,18 +68,13 @@ public struct EventMessage: Codable, Sendable, Equatable {
 }
 
 /// DONE: a command finished with a result.
-public struct DoneMessage: Codable, Sendable, Equatable {
+public struct DoneMessage: Sendable, Equatable {
     public var commandID: String
     /// The command type's result object.
     public var result: JSONValue
     /// Seconds the command took.
     public var duration: Double
     public var metadata: [String: String]?
-
-    enum CodingKeys: String, CodingKey {
-        case commandID = "command_id"
-        case result, duration, metadata
-    }
 
     /// Creates a DONE message.
     public init(commandID: String, result: JSONValue, duration: Double, metadata: [String: String]? = nil) {
@@ -96,19 +86,13 @@ public struct DoneMessage: Codable, Sendable, Equatable {
 }
 
 /// ERROR: a command or a line failed.
-public struct ErrorMessage: Codable, Sendable, Equatable {
+public struct ErrorMessage: Sendable, Equatable {
     public var commandID: String?
     public var code: ErrorCode
     public var message: String
     public var details: [String: String]?
     public var retryable: Bool
     public var retryAfter: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case commandID = "command_id"
-        case code, message, details, retryable
-        case retryAfter = "retry_after"
-    }
 
     /// Creates an ERROR message.
     public init(
@@ -126,31 +110,14 @@ public struct ErrorMessage: Codable, Sendable, Equatable {
         self.retryable = retryable
         self.retryAfter = retryAfter
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        commandID = try c.decodeIfPresent(String.self, forKey: .commandID).flatMap { $0.isEmpty ? nil : $0 }
-        code = try c.decode(ErrorCode.self, forKey: .code)
-        message = try c.decodeIfPresent(String.self, forKey: .message) ?? ""
-        details = try c.decodeIfPresent([String: String].self, forKey: .details)
-        retryable = try c.decodeIfPresent(Bool.self, forKey: .retryable) ?? false
-        retryAfter = try c.decodeIfPresent(Int.self, forKey: .retryAfter)
-    }
 }
 
 /// EXIT: the runner's last line.
-public struct ExitMessage: Codable, Sendable, Equatable {
+public struct ExitMessage: Sendable, Equatable {
     public var reason: ExitReason
     public var exitCode: Int
     public var selfDeleted: Bool
     public var commandsTotal: Int
-
-    enum CodingKeys: String, CodingKey {
-        case reason
-        case exitCode = "exit_code"
-        case selfDeleted = "self_deleted"
-        case commandsTotal = "commands_total"
-    }
 
     /// Creates an EXIT message.
     public init(reason: ExitReason, exitCode: Int, selfDeleted: Bool, commandsTotal: Int) {
@@ -162,7 +129,7 @@ public struct ExitMessage: Codable, Sendable, Equatable {
 }
 
 /// CMD: a command from the controller.
-public struct CommandMessage: Codable, Sendable, Equatable {
+public struct CommandMessage: Sendable, Equatable {
     public var id: String
     public var type: CommandType
     public var idempotencyKey: String?
@@ -175,13 +142,6 @@ public struct CommandMessage: Codable, Sendable, Equatable {
     public var metadata: [String: String]?
     /// **ext**: report what would change, change nothing.
     public var dryRun: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case id, type
-        case idempotencyKey = "idempotency_key"
-        case timeout, params, signature, metadata
-        case dryRun = "dry_run"
-    }
 
     /// Creates a command.
     public init(
@@ -202,30 +162,6 @@ public struct CommandMessage: Codable, Sendable, Equatable {
         self.signature = signature
         self.metadata = metadata
         self.dryRun = dryRun
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        id = try c.decodeIfPresent(String.self, forKey: .id) ?? ""
-        type = try c.decodeIfPresent(CommandType.self, forKey: .type) ?? ""
-        idempotencyKey = try c.decodeIfPresent(String.self, forKey: .idempotencyKey).flatMap { $0.isEmpty ? nil : $0 }
-        timeout = try c.decodeIfPresent(Int.self, forKey: .timeout) ?? 0
-        params = try c.decodeIfPresent(JSONValue.self, forKey: .params) ?? .null
-        signature = try c.decodeIfPresent(String.self, forKey: .signature).flatMap { $0.isEmpty ? nil : $0 }
-        metadata = try c.decodeIfPresent([String: String].self, forKey: .metadata)
-        dryRun = try c.decodeIfPresent(Bool.self, forKey: .dryRun) ?? false
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(type, forKey: .type)
-        try c.encodeIfPresent(idempotencyKey, forKey: .idempotencyKey)
-        try c.encode(timeout, forKey: .timeout)
-        try c.encode(params, forKey: .params)
-        try c.encodeIfPresent(signature, forKey: .signature)
-        try c.encodeIfPresent(metadata, forKey: .metadata)
-        if dryRun { try c.encode(true, forKey: .dryRun) }
     }
 
     /// Longest `id`, `type` and `idempotency_key` (PROTOCOL.md, Controller -> runner).
@@ -296,19 +232,170 @@ public struct CommandMessage: Codable, Sendable, Equatable {
 }
 
 /// **ext** CANCEL: stop a running or queued command.
-public struct CancelMessage: Codable, Sendable, Equatable {
+public struct CancelMessage: Sendable, Equatable {
     public var commandID: String
     /// Base64 Ed25519 signature over the CANCEL signing input (required by a runner in signed mode).
     public var signature: String?
-
-    enum CodingKeys: String, CodingKey {
-        case commandID = "command_id"
-        case signature
-    }
 
     /// Creates a CANCEL message.
     public init(commandID: String, signature: String? = nil) {
         self.commandID = commandID
         self.signature = signature
+    }
+}
+
+extension ReadyMessage: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        version = try f.string("version")
+        platform = try f.string("platform")
+        arch = try f.string("arch")
+        pid = try f.int("pid")
+        capabilities = try f.boolMap("capabilities")
+        metadata = try f.stringMap("metadata")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("version", version)
+        o.set("platform", platform)
+        o.set("arch", arch)
+        o.set("pid", pid)
+        o.set("capabilities", capabilities)
+        o.set("metadata", metadata)
+    }
+}
+
+extension EventProgress: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        current = try f.int("current")
+        total = try f.int("total")
+        unit = try f.string("unit")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("current", current)
+        o.set("total", total)
+        o.set("unit", unit)
+    }
+}
+
+extension EventMessage: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        commandID = try f.string("command_id")
+        level = try f.name("level")
+        message = try f.string("message")
+        progress = try f.nested("progress")
+        metadata = try f.optionalStringMap("metadata")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("command_id", commandID)
+        o.set("level", level)
+        o.set("message", message)
+        o.set("progress", progress)
+        o.set("metadata", metadata)
+    }
+}
+
+extension DoneMessage: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        commandID = try f.string("command_id")
+        result = f.value("result")
+        duration = try f.double("duration")
+        metadata = try f.optionalStringMap("metadata")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("command_id", commandID)
+        o.set("result", result)
+        o.set("duration", duration)
+        o.set("metadata", metadata)
+    }
+}
+
+extension ErrorMessage: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        commandID = try f.nonEmptyString("command_id")
+        code = try f.name("code")
+        message = try f.string("message")
+        details = try f.optionalStringMap("details")
+        retryable = try f.bool("retryable")
+        retryAfter = try f.optionalInt("retry_after")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("command_id", commandID)
+        o.set("code", code)
+        o.set("message", message)
+        o.set("details", details)
+        o.set("retryable", retryable)
+        o.set("retry_after", retryAfter)
+    }
+}
+
+extension ExitMessage: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        reason = try f.name("reason")
+        exitCode = try f.int("exit_code")
+        selfDeleted = try f.bool("self_deleted")
+        commandsTotal = try f.int("commands_total")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("reason", reason)
+        o.set("exit_code", exitCode)
+        o.set("self_deleted", selfDeleted)
+        o.set("commands_total", commandsTotal)
+    }
+}
+
+extension CommandMessage: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        id = try f.string("id")
+        type = try f.name("type")
+        idempotencyKey = try f.nonEmptyString("idempotency_key")
+        timeout = try f.int("timeout")
+        params = f.value("params")
+        signature = try f.nonEmptyString("signature")
+        metadata = try f.optionalStringMap("metadata")
+        dryRun = try f.bool("dry_run")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("id", id)
+        o.set("type", type)
+        o.set("idempotency_key", idempotencyKey)
+        o.set("timeout", timeout)
+        o.set("params", params)
+        o.set("signature", signature)
+        o.set("metadata", metadata)
+        if dryRun { o.set("dry_run", true) }  // only when asked: an older runner ignores it anyway
+    }
+}
+
+extension CancelMessage: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        commandID = try f.string("command_id")
+        signature = try f.optionalString("signature")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("command_id", commandID)
+        o.set("signature", signature)
     }
 }

@@ -11,8 +11,9 @@ public struct RunnerError: Error, Sendable, CustomStringConvertible {
     public var retryable: Bool
     /// Seconds to wait before retrying, when known.
     public var retryAfter: Int?
-    /// The underlying error, for logs in this process; never sent on the wire.
-    public var cause: (any Error & Sendable)?
+    /// The underlying failure as text (e.g. `errno 13: Permission denied`), for logs in this process; never sent
+    /// on the wire. Text, not an error value: the Embedded runner has no `any Error`.
+    public var cause: String?
 
     /// Creates an error.
     public init(
@@ -21,7 +22,7 @@ public struct RunnerError: Error, Sendable, CustomStringConvertible {
         details: [String: String] = [:],
         retryable: Bool = false,
         retryAfter: Int? = nil,
-        cause: (any Error & Sendable)? = nil
+        cause: String? = nil
     ) {
         self.code = code
         self.message = message

@@ -1,5 +1,5 @@
 /// Parameters of `pkg.ensure`.
-public struct PkgEnsureParams: Codable, Sendable, Equatable {
+public struct PkgEnsureParams: Sendable, Equatable {
     public var name: String
     /// Exact version to install, upgrade or downgrade to; empty for any.
     public var version: String
@@ -24,31 +24,15 @@ public struct PkgEnsureParams: Codable, Sendable, Equatable {
         self.manager = manager
         self.options = options
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.value(.name, or: "")
-        version = try c.value(.version, or: "")
-        state = try c.value(.state, or: "")
-        manager = try c.value(.manager, or: "")
-        options = try c.value(.options, or: [])
-    }
 }
 
 /// Result of `pkg.ensure`.
-public struct PkgEnsureResult: Codable, Sendable, Equatable {
+public struct PkgEnsureResult: Sendable, Equatable {
     public var changed: Bool
     public var previousVersion: String
     public var installedVersion: String
     /// `installed`, `removed`, `upgraded`, `downgraded`, `already_present`, `already_absent`.
     public var action: String
-
-    enum CodingKeys: String, CodingKey {
-        case changed
-        case previousVersion = "previous_version"
-        case installedVersion = "installed_version"
-        case action
-    }
 
     /// Creates a pkg.ensure result.
     public init(changed: Bool, previousVersion: String, installedVersion: String, action: String) {
@@ -57,18 +41,10 @@ public struct PkgEnsureResult: Codable, Sendable, Equatable {
         self.installedVersion = installedVersion
         self.action = action
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        changed = try c.value(.changed, or: false)
-        previousVersion = try c.value(.previousVersion, or: "")
-        installedVersion = try c.value(.installedVersion, or: "")
-        action = try c.value(.action, or: "")
-    }
 }
 
 /// Parameters of `service.reload`.
-public struct ServiceReloadParams: Codable, Sendable, Equatable {
+public struct ServiceReloadParams: Sendable, Equatable {
     public var name: String
     /// `reload`, `restart`, `start`, `stop`, `enable`, `disable`.
     public var action: String
@@ -78,16 +54,10 @@ public struct ServiceReloadParams: Codable, Sendable, Equatable {
         self.name = name
         self.action = action
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.value(.name, or: "")
-        action = try c.value(.action, or: "")
-    }
 }
 
 /// Result of `service.reload`.
-public struct ServiceReloadResult: Codable, Sendable, Equatable {
+public struct ServiceReloadResult: Sendable, Equatable {
     public var changed: Bool
     public var action: String
     /// `ActiveState`, e.g. `active`.
@@ -95,11 +65,6 @@ public struct ServiceReloadResult: Codable, Sendable, Equatable {
     public var enabled: Bool
     /// `SubState`, e.g. `running`.
     public var subState: String
-
-    enum CodingKeys: String, CodingKey {
-        case changed, action, status, enabled
-        case subState = "sub_state"
-    }
 
     /// Creates a service.reload result.
     public init(changed: Bool, action: String, status: String, enabled: Bool, subState: String) {
@@ -109,19 +74,10 @@ public struct ServiceReloadResult: Codable, Sendable, Equatable {
         self.enabled = enabled
         self.subState = subState
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        changed = try c.value(.changed, or: false)
-        action = try c.value(.action, or: "")
-        status = try c.value(.status, or: "")
-        enabled = try c.value(.enabled, or: false)
-        subState = try c.value(.subState, or: "")
-    }
 }
 
 /// Parameters of `sudoers.ensure`.
-public struct SudoersEnsureParams: Codable, Sendable, Equatable {
+public struct SudoersEnsureParams: Sendable, Equatable {
     public var user: String
     /// Absolute paths of the commands allowed.
     public var commands: [String]
@@ -130,14 +86,6 @@ public struct SudoersEnsureParams: Codable, Sendable, Equatable {
     public var state: String
     public var useSudo: Bool
     public var sudoPassword: String
-
-    enum CodingKeys: String, CodingKey {
-        case user, commands
-        case noPasswd = "no_passwd"
-        case state
-        case useSudo = "use_sudo"
-        case sudoPassword = "sudo_password"
-    }
 
     /// Creates sudoers.ensure parameters.
     public init(user: String, commands: [String], noPasswd: Bool = false, state: String = "present") {
@@ -148,31 +96,15 @@ public struct SudoersEnsureParams: Codable, Sendable, Equatable {
         self.useSudo = false
         self.sudoPassword = ""
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        user = try c.value(.user, or: "")
-        commands = try c.value(.commands, or: [])
-        noPasswd = try c.value(.noPasswd, or: false)
-        state = try c.value(.state, or: "")
-        useSudo = try c.value(.useSudo, or: false)
-        sudoPassword = try c.value(.sudoPassword, or: "")
-    }
 }
 
 /// Result of `sudoers.ensure`.
-public struct SudoersEnsureResult: Codable, Sendable, Equatable {
+public struct SudoersEnsureResult: Sendable, Equatable {
     public var changed: Bool
     /// `/etc/sudoers.d/froyo-<user>`.
     public var filePath: String
     /// `created`, `updated`, `removed`, `already_present`, `already_absent`.
     public var action: String
-
-    enum CodingKeys: String, CodingKey {
-        case changed
-        case filePath = "file_path"
-        case action
-    }
 
     /// Creates a sudoers.ensure result.
     public init(changed: Bool, filePath: String, action: String) {
@@ -180,31 +112,16 @@ public struct SudoersEnsureResult: Codable, Sendable, Equatable {
         self.filePath = filePath
         self.action = action
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        changed = try c.value(.changed, or: false)
-        filePath = try c.value(.filePath, or: "")
-        action = try c.value(.action, or: "")
-    }
 }
 
 /// Parameters of `sshd.harden`.
-public struct SshdHardenParams: Codable, Sendable, Equatable {
+public struct SshdHardenParams: Sendable, Equatable {
     public var disablePasswordAuth: Bool
     public var disableRootLogin: Bool
     public var allowUsers: [String]
     /// 0 keeps the port.
     public var port: Int
     public var testConnection: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case disablePasswordAuth = "disable_password_auth"
-        case disableRootLogin = "disable_root_login"
-        case allowUsers = "allow_users"
-        case port
-        case testConnection = "test_connection"
-    }
 
     /// Creates sshd.harden parameters.
     public init(
@@ -220,32 +137,16 @@ public struct SshdHardenParams: Codable, Sendable, Equatable {
         self.port = port
         self.testConnection = testConnection
     }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        disablePasswordAuth = try c.value(.disablePasswordAuth, or: false)
-        disableRootLogin = try c.value(.disableRootLogin, or: false)
-        allowUsers = try c.value(.allowUsers, or: [])
-        port = try c.value(.port, or: 0)
-        testConnection = try c.value(.testConnection, or: false)
-    }
 }
 
 /// Result of `sshd.harden`.
-public struct SshdHardenResult: Codable, Sendable, Equatable {
+public struct SshdHardenResult: Sendable, Equatable {
     public var changed: Bool
     public var backupPath: String
     /// Keys whose effective value changed.
     public var modifiedKeys: [String]
     /// `reloaded` or `none`.
     public var serviceAction: String
-
-    enum CodingKeys: String, CodingKey {
-        case changed
-        case backupPath = "backup_path"
-        case modifiedKeys = "modified_keys"
-        case serviceAction = "service_action"
-    }
 
     /// Creates an sshd.harden result.
     public init(changed: Bool, backupPath: String, modifiedKeys: [String], serviceAction: String) {
@@ -254,12 +155,152 @@ public struct SshdHardenResult: Codable, Sendable, Equatable {
         self.modifiedKeys = modifiedKeys
         self.serviceAction = serviceAction
     }
+}
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        changed = try c.value(.changed, or: false)
-        backupPath = try c.value(.backupPath, or: "")
-        modifiedKeys = try c.value(.modifiedKeys, or: [])
-        serviceAction = try c.value(.serviceAction, or: "")
+extension PkgEnsureParams: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        name = try f.string("name")
+        version = try f.string("version")
+        state = try f.string("state")
+        manager = try f.string("manager")
+        options = try f.strings("options")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("name", name)
+        o.set("version", version)
+        o.set("state", state)
+        o.set("manager", manager)
+        o.set("options", options)
+    }
+}
+
+extension PkgEnsureResult: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        changed = try f.bool("changed")
+        previousVersion = try f.string("previous_version")
+        installedVersion = try f.string("installed_version")
+        action = try f.string("action")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("changed", changed)
+        o.set("previous_version", previousVersion)
+        o.set("installed_version", installedVersion)
+        o.set("action", action)
+    }
+}
+
+extension ServiceReloadParams: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        name = try f.string("name")
+        action = try f.string("action")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("name", name)
+        o.set("action", action)
+    }
+}
+
+extension ServiceReloadResult: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        changed = try f.bool("changed")
+        action = try f.string("action")
+        status = try f.string("status")
+        enabled = try f.bool("enabled")
+        subState = try f.string("sub_state")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("changed", changed)
+        o.set("action", action)
+        o.set("status", status)
+        o.set("enabled", enabled)
+        o.set("sub_state", subState)
+    }
+}
+
+extension SudoersEnsureParams: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        user = try f.string("user")
+        commands = try f.strings("commands")
+        noPasswd = try f.bool("no_passwd")
+        state = try f.string("state")
+        useSudo = try f.bool("use_sudo")
+        sudoPassword = try f.string("sudo_password")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("user", user)
+        o.set("commands", commands)
+        o.set("no_passwd", noPasswd)
+        o.set("state", state)
+        o.set("use_sudo", useSudo)
+        o.set("sudo_password", sudoPassword)
+    }
+}
+
+extension SudoersEnsureResult: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        changed = try f.bool("changed")
+        filePath = try f.string("file_path")
+        action = try f.string("action")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("changed", changed)
+        o.set("file_path", filePath)
+        o.set("action", action)
+    }
+}
+
+extension SshdHardenParams: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        disablePasswordAuth = try f.bool("disable_password_auth")
+        disableRootLogin = try f.bool("disable_root_login")
+        allowUsers = try f.strings("allow_users")
+        port = try f.int("port")
+        testConnection = try f.bool("test_connection")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("disable_password_auth", disablePasswordAuth)
+        o.set("disable_root_login", disableRootLogin)
+        o.set("allow_users", allowUsers)
+        o.set("port", port)
+        o.set("test_connection", testConnection)
+    }
+}
+
+extension SshdHardenResult: WireCodable {
+    /// Reads the value from its wire object (absent members take Go's zero values).
+    public init(fields f: WireFields) throws(WireError) {
+        changed = try f.bool("changed")
+        backupPath = try f.string("backup_path")
+        modifiedKeys = try f.strings("modified_keys")
+        serviceAction = try f.string("service_action")
+    }
+
+    /// Writes the wire object.
+    public func encode(to o: inout WireObject) {
+        o.set("changed", changed)
+        o.set("backup_path", backupPath)
+        o.set("modified_keys", modifiedKeys)
+        o.set("service_action", serviceAction)
     }
 }

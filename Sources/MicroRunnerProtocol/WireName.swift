@@ -1,6 +1,6 @@
 /// An open, string-backed wire name: known values are static members, and a value a newer peer
 /// sends that this build does not know still decodes (and can be answered `UNSUPPORTED`).
-public protocol WireName: RawRepresentable, Codable, Hashable, Sendable, ExpressibleByStringLiteral,
+public protocol WireName: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral,
     CustomStringConvertible
 where RawValue == String, StringLiteralType == String {
     /// Creates the name from its wire spelling.
@@ -10,15 +10,6 @@ where RawValue == String, StringLiteralType == String {
 extension WireName {
     public init(stringLiteral value: String) { self.init(rawValue: value) }
     public var description: String { rawValue }
-
-    public init(from decoder: any Decoder) throws {
-        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }
 
 /// The `type` of an envelope.

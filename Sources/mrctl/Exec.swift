@@ -44,7 +44,7 @@ struct Exec: AsyncParsableCommand {
             return HostReport(
                 ok: r.exitCode == 0,
                 changed: nil,
-                result: try WireEncoder().encodeToValue(r),
+                result: WireEncoder().encodeToValue(r),
                 // A runner that does not stream (the Go original) sends no EVENTs: then print the output it
                 // returned rather than nothing.
                 text: live && streamed.value > 0 ? "" : text,

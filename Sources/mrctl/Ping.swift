@@ -16,7 +16,7 @@ struct Ping: AsyncParsableCommand {
             return HostReport(
                 ok: true,
                 changed: false,
-                result: try WireEncoder().encodeToValue(ready),
+                result: WireEncoder().encodeToValue(ready),
                 summary: "micro-runner \(ready.version) \(ready.platform)/\(ready.arch): \(caps)"
             )
         }

@@ -41,7 +41,7 @@ struct Put: AsyncParsableCommand {
             return HostReport(
                 ok: true,
                 changed: changed,
-                result: try WireEncoder().encodeToValue(r),
+                result: WireEncoder().encodeToValue(r),
                 text: r.diff ?? "",
                 summary: summary
             )

@@ -13,7 +13,7 @@ struct Read: AsyncParsableCommand {
         try await runOnHosts(global) { client in
             let (bytes, meta) = try await client.getFile(path, timeout: timeout)
             let text = String(validating: bytes, as: UTF8.self) ?? "(\(bytes.count) bytes of binary content)"
-            var result = try WireEncoder().encodeToValue(meta)
+            var result = WireEncoder().encodeToValue(meta)
             if case .object(var o) = result {
                 o["content"] = .string(Data(bytes).base64EncodedString())
                 o["encoding"] = .string("base64")

@@ -36,7 +36,7 @@ struct Script: AsyncParsableCommand {
                         id: await client.makeID(),
                         type: .exec,
                         timeout: timeout,
-                        params: try WireEncoder().encodeToValue(
+                        params: WireEncoder().encodeToValue(
                             ExecParams(command: line, captureOut: true, captureErr: true)
                         )
                     )
@@ -70,10 +70,10 @@ struct Script: AsyncParsableCommand {
                     text.append("$ \(line)  [\(e.code): \(e.message)]")
                 }
             }
-            let results = try answers.map { a -> JSONValue in
+            let results = answers.map { a -> JSONValue in
                 switch a {
                 case .done(let d): return d.result
-                case .error(let e): return try WireEncoder().encodeToValue(e)
+                case .error(let e): return WireEncoder().encodeToValue(e)
                 }
             }
             return HostReport(

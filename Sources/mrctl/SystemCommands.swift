@@ -4,7 +4,7 @@ import MicroRunnerClient
 import MicroRunnerProtocol
 
 /// Shared shape of the system commands: run one typed command and report `changed`/`action`.
-func runSystem<P: Encodable & Sendable, R: Decodable & Encodable & Sendable>(
+func runSystem<P: WireEncodable & Sendable, R: WireCodable & Sendable>(
     _ global: GlobalOptions,
     _ type: CommandType,
     _ params: P,
@@ -15,6 +15,6 @@ func runSystem<P: Encodable & Sendable, R: Decodable & Encodable & Sendable>(
     try await runOnHosts(global) { client in
         let r = try await client.run(type, params, as: R.self, timeout: timeout, dryRun: dryRun)
         let (changed, summary) = describe(r)
-        return HostReport(ok: true, changed: changed, result: try WireEncoder().encodeToValue(r), summary: summary)
+        return HostReport(ok: true, changed: changed, result: WireEncoder().encodeToValue(r), summary: summary)
     }
 }

@@ -75,7 +75,7 @@ struct SSHTransportTests {
                 id: id,
                 type: .exec,
                 timeout: 60,
-                params: try WireEncoder().encodeToValue(ExecParams(command: "sleep 30"))
+                params: WireEncoder().encodeToValue(ExecParams(command: "sleep 30"))
             )
             async let answer = client.send(cmd)
             try await Task.sleep(for: .milliseconds(300))
@@ -100,7 +100,7 @@ struct SSHTransportTests {
                         id: await client.makeID(),
                         type: .exec,
                         timeout: 10,
-                        params: try WireEncoder().encodeToValue(ExecParams(command: command))
+                        params: WireEncoder().encodeToValue(ExecParams(command: command))
                     )
                 )
             }
