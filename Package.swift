@@ -12,8 +12,7 @@ let package = Package(
         .library(name: "MicroRunnerClient", targets: ["MicroRunnerClient"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         .systemLibrary(
@@ -23,23 +22,28 @@ let package = Package(
         ),
         .target(name: "CMicroRunnerShims"),
         .target(name: "MicroRunnerProtocol"),
+        // The platform layer: libc declarations, each syscall wrapped once, clocks, write loops, locks.
+        .target(name: "MicroRunnerSystem", dependencies: ["CMicroRunnerShims", "MicroRunnerProtocol"]),
         .target(name: "MicroRunnerCrypto", dependencies: ["CSodium", "CMicroRunnerShims", "MicroRunnerProtocol"]),
         .target(
             name: "MicroRunnerHandlers",
             dependencies: [
                 "MicroRunnerProtocol",
                 "MicroRunnerCrypto",
+                "MicroRunnerSystem",
                 "CMicroRunnerShims",
-                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .target(
             name: "MicroRunnerAgent",
-            dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers", "MicroRunnerCrypto", "CMicroRunnerShims"]
+            dependencies: [
+                "MicroRunnerProtocol", "MicroRunnerSystem", "MicroRunnerHandlers", "MicroRunnerCrypto",
+                "CMicroRunnerShims",
+            ]
         ),
         .executableTarget(
             name: "micro-runner",
-            dependencies: ["MicroRunnerAgent", "MicroRunnerProtocol"]
+            dependencies: ["MicroRunnerAgent", "MicroRunnerSystem", "MicroRunnerProtocol"]
         ),
         .target(
             name: "MicroRunnerClient",
@@ -55,12 +59,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "micro-runner-fuzz-agent",
-            dependencies: ["MicroRunnerAgent", "MicroRunnerHandlers", "MicroRunnerProtocol"],
+            dependencies: ["MicroRunnerAgent", "MicroRunnerSystem", "MicroRunnerHandlers", "MicroRunnerProtocol"],
             path: "Fuzz/Agent"
         ),
         .executableTarget(
             name: "micro-runner-bench",
-            dependencies: ["MicroRunnerProtocol", "MicroRunnerHandlers"]
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerSystem", "MicroRunnerHandlers"]
         ),
         // Shared by the test targets: the shell helper, the runner-process driver, the built runner's path.
         .target(
@@ -74,11 +78,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MicroRunnerHandlersTests",
-            dependencies: ["MicroRunnerHandlers", "MicroRunnerProtocol", "MicroRunnerCrypto"]
+            dependencies: ["MicroRunnerHandlers", "MicroRunnerSystem", "MicroRunnerProtocol", "MicroRunnerCrypto"]
         ),
         .testTarget(
             name: "MicroRunnerAgentTests",
-            dependencies: ["MicroRunnerAgent", "MicroRunnerHandlers", "MicroRunnerProtocol"]
+            dependencies: ["MicroRunnerAgent", "MicroRunnerSystem", "MicroRunnerHandlers", "MicroRunnerProtocol"]
         ),
         .testTarget(
             name: "MicroRunnerClientTests",

@@ -1,16 +1,18 @@
+import MicroRunnerAgent
+import MicroRunnerHandlers
+import MicroRunnerProtocol
 // libFuzzer entry point for the whole agent in-process: framing, envelope parsing, validation, signatures,
 // idempotency, run_if_succeeded chains, deadlines and dispatch, with handlers that do nothing (so a fuzzed
 // line can reach every decision the runner makes before a handler would touch the machine).
 // Built by scripts/fuzz with -sanitize=fuzzer,address -DFUZZING; a normal build makes a replayer instead:
 // `micro-runner-fuzz-agent FILE...` runs each file through the same entry point.
-import MicroRunnerAgent
-import MicroRunnerHandlers
-import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// Answers every command at once: `{"exit_code": params.code}` (0 when absent), so chains and idempotency see
 /// both successes and failures.
-struct NoopHandler: CommandHandler {
+final class NoopHandler: CommandHandler {
     let type: CommandType
+    init(type: CommandType) { self.type = type }
     func isAvailable(on host: Host) -> Bool { true }
     func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {
         if context.command.params["fail"] != nil { throw RunnerError(.execFailed, "fuzz failure") }

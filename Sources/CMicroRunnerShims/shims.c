@@ -2,6 +2,9 @@
 #include "CMicroRunnerShims.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <signal.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/eventfd.h>
@@ -60,7 +63,8 @@ long mr_getrandom(void *buf, size_t len) {
 }
 
 int mr_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+#if (defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))) || \
+    (defined(__linux__) && !defined(__GLIBC__)) /* musl has had it since 1.1.24 (2019) */
     return posix_spawn_file_actions_addchdir_np(actions, path);
 #else
     (void)actions; (void)path;
@@ -78,3 +82,81 @@ void mr_tune_malloc(void) {
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
 #endif
 }
+
+int mr_errno(void) { return errno; }
+
+int mr_tcp_socket(int family) { return socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0); }
+
+int mr_start_detached_thread(void *(*body)(void *), void *context, size_t stack_bytes) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, stack_bytes);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attr, body, context);
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+int mr_openat(int dirfd, const char *path, int flags, mode_t mode) { return openat(dirfd, path, flags, mode); }
+
+int mr_fcntl(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
+
+void (*mr_sig_ign(void))(int) { return SIG_IGN; }
+void (*mr_sig_dfl(void))(int) { return SIG_DFL; }
+
+#ifdef MR_EMBEDDED
+#include <stdlib.h>
+/* The runner takes one thing from libsodium: Ed25519 verification. The archive members that code needs refer to
+   sodium_misuse (in core.o, beside sodium_init) and randombytes_buf (randombytes.o); linking those members would
+   bring sodium_init, every cipher it picks an implementation for, and through its assert() glibc's gettext, locale
+   and printf machinery: ~250 KB in all. Defined here, with libsodium's behaviour (abort on misuse; kernel
+   randomness), the linker never pulls them. */
+void sodium_misuse(void) { abort(); }
+/* Debian's libsodium.a is built with _FORTIFY_SOURCE against glibc; musl has no __*_chk functions. */
+void __explicit_bzero_chk(void *dest, size_t len, size_t destlen) {
+    if (len > destlen) abort();
+    explicit_bzero(dest, len);
+}
+void randombytes_buf(void *const buf, const size_t size) {
+    size_t filled = 0;
+    while (filled < size) {
+        long n = mr_getrandom((char *)buf + filled, size - filled);
+        if (n <= 0) abort();
+        filled += (size_t)n;
+    }
+}
+/* The Embedded stdlib seeds Hasher with arc4random_buf (glibc 2.36 has it, musl does not): per-process random
+   seeds keep a crafted CMD from making dictionary lookups quadratic. */
+void arc4random_buf(void *buf, size_t size) { randombytes_buf(buf, size); }
+
+/* The Embedded stdlib leaves Double(String)'s parsing to the platform. */
+const char *_swift_stdlib_strtod_clocale(const char *nptr, double *outResult) {
+    char *end;
+    *outResult = strtod(nptr, &end);
+    return end;
+}
+#endif
+
+/* The Embedded stdlib has no CommandLine, so the runner's arguments are captured here, before Swift's main runs.
+   glibc passes (argc, argv, envp) to initialisers; musl does not, so the Embedded (musl) build links with
+   -Wl,--wrap=main and the C start-up calls __wrap_main, which keeps them and goes on to the Swift main. */
+static int mr_saved_argc;
+static char **mr_saved_argv;
+#if defined(__GLIBC__)
+__attribute__((constructor)) static void mr_capture_arguments(int argc, char **argv, char **envp) {
+    (void)envp;
+    mr_saved_argc = argc;
+    mr_saved_argv = argv;
+}
+#endif
+#ifdef MR_EMBEDDED
+int __real_main(int argc, char **argv);
+int __wrap_main(int argc, char **argv) {
+    mr_saved_argc = argc;
+    mr_saved_argv = argv;
+    return __real_main(argc, argv);
+}
+#endif
+int mr_argc(void) { return mr_saved_argc; }
+char *const *mr_argv(void) { return mr_saved_argv; }

@@ -1,5 +1,6 @@
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 extension Agent {
     /// Starts the stdin reader thread: frames lines, parses envelopes, acts on CANCEL at once and queues

@@ -1,6 +1,7 @@
 import MicroRunnerCrypto
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 extension Agent {
     /// Checks a CMD's signature (PROTOCOL.md, Signatures) and that its id is new in this session.

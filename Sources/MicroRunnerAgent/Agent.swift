@@ -1,6 +1,7 @@
 import MicroRunnerCrypto
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// How an agent is set up.
 package struct AgentConfiguration: Sendable {
@@ -330,7 +331,7 @@ package final class Agent: @unchecked Sendable {
 
     func finish(_ reason: ExitReason, code: Int32) -> Int32 {
         state.withLock { running?.token.cancel(.shutdown) }
-        for handler in handlers.values { (handler as? any ExitCleanup)?.cleanUpAtExit() }
+        for handler in handlers.values { handler.cleanUpAtExit() }
         var deleted = false
         if !config.keepBinary, let path = config.selfPath {
             deleted = unlink(path) == 0

@@ -1,6 +1,7 @@
 import MicroRunnerCrypto
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// Remembers the DONE of every successful command that carried an `idempotency_key`, so a retry is
 /// answered from memory instead of running again.

@@ -1,5 +1,6 @@
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// What the stdin reader hands the worker, in wire order.
 enum InputItem: Sendable {

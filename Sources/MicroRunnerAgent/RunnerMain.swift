@@ -1,6 +1,7 @@
 import CMicroRunnerShims
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// The `micro-runner` command line: flags, signals, then the agent.
 package enum RunnerMain {
@@ -187,7 +188,7 @@ package enum RunnerMain {
     static func executablePath() -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard n > 0 else { return CommandLine.arguments.first.flatMap { $0.hasPrefix("/") ? $0 : nil } }
+        guard n > 0 else { return processArguments().first.flatMap { $0.hasPrefix("/") ? $0 : nil } }
         let path = buffer[0..<n].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) }
         return path.hasSuffix(" (deleted)") ? nil : path
     }

@@ -30,12 +30,12 @@ public struct RunnerBinary: Sendable {
     }
 
     /// The default runner: `micro-runner` next to the running executable (how `swift build` lays them out),
-    /// else `.build/release/micro-runner` under the current directory.
+    /// else `.build/runner/amd64/micro-runner` under the current directory.
     public static func defaultPath() -> String {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let sibling = me.deletingLastPathComponent().appendingPathComponent("micro-runner").path
         if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
-        return FileManager.default.currentDirectoryPath + "/.build/release/micro-runner"
+        return FileManager.default.currentDirectoryPath + "/.build/runner/amd64/micro-runner"
     }
 
     /// The gzip-compressed executable (level 6), cached under `~/.cache/micro-runner/<sha256>.gz` so it is

@@ -4,8 +4,6 @@ import MicroRunnerProtocol
 
 /// SHA-256 (SHA-NI shim), base64 and, for signatures, Ed25519 (libsodium, linked statically into the runner).
 package enum Crypto {
-    private static let initialized: Bool = sodium_init() >= 0
-
     /// Incremental SHA-256 (the shim's: SHA-NI when the CPU has it, ~30x libsodium's portable code).
     package struct SHA256 {
         private var context = mr_sha256_ctx()
@@ -37,14 +35,6 @@ package enum Crypto {
         }
     }
 
-    /// SHA-256 by libsodium, for cross-checking the shim in tests.
-    package static func libsodiumSHA256Hex(_ bytes: [UInt8]) -> String {
-        _ = initialized
-        var digest = [UInt8](repeating: 0, count: 32)
-        bytes.withUnsafeBufferPointer { _ = crypto_hash_sha256(&digest, $0.baseAddress, UInt64($0.count)) }
-        return hex(digest)
-    }
-
     /// Lowercase hex SHA-256 of `bytes`.
     package static func sha256Hex(_ bytes: [UInt8]) -> String {
         var h = SHA256()
@@ -64,47 +54,72 @@ package enum Crypto {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Standard base64 (with padding).
+    /// The base64 alphabet.
+    private static let base64Alphabet: [UInt8] = Array(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8
+    )
+    /// Byte -> 6-bit value, 0xFF for bytes outside the alphabet.
+    private static let base64Values: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in base64Alphabet.enumerated() { table[Int(c)] = UInt8(i) }
+        return table
+    }()
+
+    /// Standard base64 (with padding). In Swift rather than libsodium's: linking sodium's codec into the runner
+    /// brought in its initialisation and with it ~90 KB of ciphers the runner never uses.
     package static func base64Encode(_ bytes: [UInt8]) -> String {
-        _ = initialized
-        let variant = Int32(sodium_base64_VARIANT_ORIGINAL)
-        let length = sodium_base64_encoded_len(bytes.count, variant)
-        var out = [CChar](repeating: 0, count: length)
-        bytes.withUnsafeBufferPointer { inp in
-            _ = sodium_bin2base64(&out, length, inp.baseAddress, inp.count, variant)
+        var out = [UInt8]()
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        let a = base64Alphabet
+        var i = 0
+        while i + 3 <= bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out.append(a[Int(n >> 18)])
+            out.append(a[Int(n >> 12 & 63)])
+            out.append(a[Int(n >> 6 & 63)])
+            out.append(a[Int(n & 63)])
+            i += 3
         }
-        return out.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let rest = bytes.count - i
+        if rest > 0 {
+            let n = UInt32(bytes[i]) << 16 | (rest == 2 ? UInt32(bytes[i + 1]) << 8 : 0)
+            out.append(a[Int(n >> 18)])
+            out.append(a[Int(n >> 12 & 63)])
+            out.append(rest == 2 ? a[Int(n >> 6 & 63)] : UInt8(ascii: "="))
+            out.append(UInt8(ascii: "="))
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// Decodes standard base64 (padding required, whitespace and newlines ignored).
+    /// Decodes standard base64 strictly, as libsodium's `sodium_base642bin` (original variant) does: padding
+    /// required and only at the end, spaces, tabs and newlines ignored anywhere, unused trailing bits zero.
     /// - Returns: the bytes, or `nil` when the text is not valid base64.
     package static func base64Decode(_ text: String) -> [UInt8]? {
-        _ = initialized
-        let input = Array(text.utf8)
-        if input.isEmpty { return [] }
-        var out = [UInt8](repeating: 0, count: input.count / 4 * 3 + 3)
-        var written = 0
-        // Where sodium stopped, measured inside the one scope in which the input pointer is valid.
-        let (rc, consumed) = input.withUnsafeBufferPointer { inp in
-            inp.withMemoryRebound(to: CChar.self) { chars -> (Int32, Int) in
-                var end: UnsafePointer<CChar>? = nil
-                let rc = sodium_base642bin(
-                    &out,
-                    out.count,
-                    chars.baseAddress,
-                    chars.count,
-                    " \t\r\n",
-                    &written,
-                    &end,
-                    Int32(sodium_base64_VARIANT_ORIGINAL)
-                )
-                return (rc, end.map { chars.baseAddress!.distance(to: $0) } ?? -1)
+        let values = base64Values
+        var out = [UInt8]()
+        out.reserveCapacity(text.utf8.count / 4 * 3)
+        var acc: UInt32 = 0
+        var bits = 0
+        var symbols = 0
+        var padding = 0
+        for c in text.utf8 {
+            if c == 0x20 || c == 0x09 || c == 0x0D || c == 0x0A { continue }
+            if c == UInt8(ascii: "=") {
+                padding += 1
+                continue
+            }
+            let v = values[Int(c)]
+            guard v != 0xFF, padding == 0 else { return nil }
+            acc = acc << 6 | UInt32(v)
+            bits += 6
+            symbols += 1
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+                acc &= (1 << UInt32(bits)) - 1
             }
         }
-        guard rc == 0 else { return nil }
-        // sodium stops at the first invalid character; all input must have been consumed.
-        guard consumed == input.count else { return nil }
-        out.removeSubrange(written...)
+        guard symbols % 4 != 1, padding == (4 - symbols % 4) % 4, acc == 0 else { return nil }
         return out
     }
 
@@ -115,42 +130,27 @@ package enum Crypto {
     /// Ed25519 signature length in bytes.
     package static let ed25519SignatureBytes = 64
 
-    /// Whether `signature` is a valid Ed25519 signature of `message` by `publicKey` (libsodium).
+    /// Whether `signature` is a valid Ed25519 signature of `message` by `publicKey` (libsodium). No
+    /// `sodium_init` here: verification uses no CPU-dispatched code, and calling it would link every cipher
+    /// libsodium can pick an implementation for into the runner (~90 KB).
     package static func ed25519Verify(signature: [UInt8], message: [UInt8], publicKey: [UInt8]) -> Bool {
-        _ = initialized
         guard signature.count == 64, publicKey.count == 32 else { return false }
         return message.withUnsafeBufferPointer { m in
-            crypto_sign_verify_detached(signature, m.baseAddress, UInt64(m.count), publicKey) == 0
+            crypto_sign_ed25519_verify_detached(signature, m.baseAddress, UInt64(m.count), publicKey) == 0
         }
     }
 
-    /// The key pair for a 32-byte seed: (public key, 64-byte libsodium secret key).
-    package static func ed25519KeyPair(seed: [UInt8]) -> (publicKey: [UInt8], secretKey: [UInt8])? {
-        _ = initialized
-        guard seed.count == 32 else { return nil }
-        var pk = [UInt8](repeating: 0, count: 32)
-        var sk = [UInt8](repeating: 0, count: 64)
-        guard crypto_sign_seed_keypair(&pk, &sk, seed) == 0 else { return nil }
-        return (pk, sk)
-    }
-
-    /// A detached Ed25519 signature of `message` with a 64-byte libsodium secret key.
-    package static func ed25519Sign(message: [UInt8], secretKey: [UInt8]) -> [UInt8]? {
-        _ = initialized
-        guard secretKey.count == 64 else { return nil }
-        var sig = [UInt8](repeating: 0, count: 64)
-        var length: UInt64 = 0
-        let rc = message.withUnsafeBufferPointer { m in
-            crypto_sign_detached(&sig, &length, m.baseAddress, UInt64(m.count), secretKey)
-        }
-        return rc == 0 ? sig : nil
-    }
-
-    /// Random bytes from the kernel (libsodium's `randombytes_buf`).
+    /// Random bytes from the kernel (getrandom(2), /dev/urandom where it is missing).
     package static func randomBytes(_ count: Int) -> [UInt8] {
-        _ = initialized
         var out = [UInt8](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
+        var filled = 0
+        out.withUnsafeMutableBytes { buffer in
+            while filled < count {
+                let n = mr_getrandom(buffer.baseAddress! + filled, count - filled)
+                if n <= 0 { fatalError("micro-runner: no randomness from the kernel") }
+                filled += n
+            }
+        }
         return out
     }
 

@@ -1,4 +1,5 @@
 import CMicroRunnerShims
+import MicroRunnerSystem
 import Synchronization
 
 /// Why a command is being stopped before it finished.

@@ -1,4 +1,5 @@
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// Everything a handler may use while it serves one command.
 package struct CommandContext: Sendable {
@@ -103,8 +104,9 @@ package struct CommandContext: Sendable {
     }
 }
 
-/// Serves one command type.
-package protocol CommandHandler: Sendable {
+/// Serves one command type. Class-bound: the agent keeps handlers of different types in one table, and the
+/// Embedded runner allows existentials only of class-bound protocols.
+package protocol CommandHandler: AnyObject, Sendable {
     /// The command type served.
     var type: CommandType { get }
     /// Whether this host can serve it (READY's capability).
@@ -113,9 +115,14 @@ package protocol CommandHandler: Sendable {
     /// - Returns: the result object for DONE.
     /// - Throws: `RunnerError` for every failure; the agent maps it to ERROR.
     func run(_ context: CommandContext) throws(RunnerError) -> JSONValue
+    /// Removes what must not outlive the runner (e.g. unfinished upload staging files); called at EXIT.
+    func cleanUpAtExit()
 }
 
 extension CommandHandler {
+    /// Nothing to clean up.
+    package func cleanUpAtExit() {}
+
     /// Encodes a result for DONE.
     package func encodeResult<T: WireEncodable>(_ result: T) -> JSONValue {
         WireEncoder().encodeToValue(result)
@@ -165,10 +172,4 @@ package struct Host: Sendable {
     package func which(_ tool: String) -> String? {
         ProcessRunner.resolveExecutable(tool, path: searchPath)
     }
-}
-
-/// A handler that leaves something to clean up when the runner exits (e.g. unfinished upload staging files).
-package protocol ExitCleanup {
-    /// Removes what must not outlive the runner.
-    func cleanUpAtExit()
 }

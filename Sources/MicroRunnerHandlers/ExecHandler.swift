@@ -1,7 +1,8 @@
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// `exec`: run a command directly (argv) or through a shell, with bounded, optionally streamed output.
-package struct ExecHandler: CommandHandler {
+package final class ExecHandler: CommandHandler {
     package var type: CommandType { .exec }
 
     /// Default cap on captured bytes per stream.

@@ -1,8 +1,9 @@
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// `file.read`: a bounded window of a file, as UTF-8 text or base64, with its metadata.
-package struct FileReadHandler: CommandHandler {
+package final class FileReadHandler: CommandHandler {
     package var type: CommandType { .fileRead }
     /// Escaped bytes the content may take in one answer line (the Go client's limit is 10 MiB).
     static let answerBudget = 9 << 20 + 512 << 10

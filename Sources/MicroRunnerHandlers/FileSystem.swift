@@ -1,6 +1,7 @@
 import CMicroRunnerShims
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// File-system helpers shared by the file, sudoers and sshd handlers.
 package enum FileSystem {

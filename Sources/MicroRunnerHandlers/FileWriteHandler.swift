@@ -1,5 +1,6 @@
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerSystem
 import Synchronization
 
 /// `file.write`: atomic, idempotent file installation.
@@ -10,7 +11,7 @@ import Synchronization
 /// write leaves the old file as it was. A backup is a hard link to the old inode (exact content, mode and
 /// owner, no copy), made only when something changes. With `create`, missing parent directories are created
 /// (0755), as the Go runner does.
-package struct FileWriteHandler: CommandHandler, ExitCleanup {
+package final class FileWriteHandler: CommandHandler {
     package var type: CommandType { .fileWrite }
     /// Largest text for which a dry run computes a diff.
     static let maxDiffBytes = 1 << 20
@@ -314,7 +315,7 @@ final class UploadRegistry: Sendable {
     /// Unfinished uploads at once (each holds two descriptors and a staging file).
     static let maxUploads = 64
 
-    private let uploads = Mutex<[String: StagedFile]>([:])
+    private let uploads = Locked<[String: StagedFile]>([:])
 
     func append(
         uploadID: String,

@@ -1,4 +1,5 @@
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// `pkg.ensure`: a package present, absent, latest, or at an exact version, through the host's manager.
 ///
@@ -9,7 +10,7 @@ import MicroRunnerProtocol
 /// `-o DPkg::Pre-Invoke::=SCRIPT` would run SCRIPT as root); a runner started with `--unsafe-pkg-options`
 /// passes them as they are (how the tests point a manager at a private root). Names and versions that
 /// could be read as options are refused.
-package struct PackageHandler: CommandHandler {
+package final class PackageHandler: CommandHandler {
     package var type: CommandType { .pkgEnsure }
 
     package init() {}
@@ -106,13 +107,22 @@ package struct PackageHandler: CommandHandler {
             }
         }
         let tool = PackageTool(manager: manager, options: p.options, context: context)
-        let backend: any PackageBackend
+        // Generic calls, not an `any PackageBackend`: the Embedded runner has no existentials of plain protocols.
         switch manager {
-        case "apt": backend = AptBackend(tool: tool)
-        case "dnf", "yum", "zypper": backend = RPMBackend(tool: tool)
+        case "apt": return try ensureResult(p, state, backend: AptBackend(tool: tool), context: context)
+        case "dnf", "yum", "zypper":
+            return try ensureResult(p, state, backend: RPMBackend(tool: tool), context: context)
         default: throw .invalid("pkg.ensure: manager must be apt, dnf, yum or zypper, not \"\(manager)\"")
         }
-        return encodeResult(
+    }
+
+    func ensureResult<B: PackageBackend>(
+        _ p: PkgEnsureParams,
+        _ state: String,
+        backend: B,
+        context: CommandContext
+    ) throws(RunnerError) -> JSONValue {
+        encodeResult(
             try ensure(p.name, version: p.version, state: state, backend: backend, dryRun: context.command.dryRun)
         )
     }
@@ -288,7 +298,7 @@ extension PackageHandler {
         _ name: String,
         version: String,
         state: String,
-        backend: any PackageBackend,
+        backend: some PackageBackend,
         dryRun: Bool
     ) throws(RunnerError) -> PkgEnsureResult {
         let before = try backend.installed(name)

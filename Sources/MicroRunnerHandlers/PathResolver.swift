@@ -1,4 +1,5 @@
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// An open file descriptor, closed when the last reference goes away. A class (not `~Copyable`) so it can
 /// sit in optionals, tuples and registries; immutable, so it is `Sendable`.

@@ -1,5 +1,6 @@
 import CMicroRunnerShims
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// Which output stream a line or chunk came from.
 package enum OutputStream: String, Sendable {
@@ -200,7 +201,11 @@ package struct ProcessRunner: Sendable {
             posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         }
         if !spec.workingDirectory.isEmpty {
-            _ = mr_spawn_addchdir(&actions, spec.workingDirectory)
+            // Never run in the wrong directory: a libc without the chdir action is an error, not a fallback.
+            let rc = mr_spawn_addchdir(&actions, spec.workingDirectory)
+            if rc != 0 {
+                throw RunnerError(.execFailed, "exec: work_dir \(spec.workingDirectory): \(errnoText(rc))")
+            }
         }
 
         var attr = posix_spawnattr_t()

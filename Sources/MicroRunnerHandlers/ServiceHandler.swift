@@ -1,4 +1,5 @@
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// `service.reload`: reload, restart, start, stop, enable or disable a systemd unit.
 ///
@@ -6,7 +7,7 @@ import MicroRunnerProtocol
 /// with `changed` false, and so on. `reload` of a unit that is not running starts it (as Ansible's
 /// `state: reloaded` does). A unit systemd does not know is `NOT_FOUND`. Served only where systemd is the
 /// init system (READY's capability is false elsewhere).
-package struct ServiceHandler: CommandHandler {
+package final class ServiceHandler: CommandHandler {
     package var type: CommandType { .serviceReload }
 
     package init() {}

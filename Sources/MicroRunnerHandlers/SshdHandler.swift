@@ -1,4 +1,5 @@
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// `sshd.harden`: password and root logins off, an AllowUsers list, a port; validated, verified, reloaded,
 /// and rolled back on any failure.
@@ -10,7 +11,7 @@ import MicroRunnerProtocol
 /// `Match` blocks are kept as they are). The candidate is checked with `sshd -t` and its effective values
 /// with `sshd -T` before it is installed, and again after; then sshd is reloaded and, when asked, a real
 /// connection must see the SSH banner. Any failure restores the previous files and reloads again.
-package struct SshdHandler: CommandHandler {
+package final class SshdHandler: CommandHandler {
     package var type: CommandType { .sshdHarden }
     static let dropInName = "00-micro-runner.conf"
 
@@ -84,7 +85,7 @@ package struct SshdHandler: CommandHandler {
         let plan = try tool.plan(config: config, settings: settings)
         // Check the candidate as sshd would read it, before anything is installed.
         let candidateEffective = try tool.checkCandidate(plan)
-        let modified = settings.map(\.key).filter { before[$0] ?? [] != candidateEffective[$0] ?? [] }
+        let modified = settings.map { $0.key }.filter { before[$0] ?? [] != candidateEffective[$0] ?? [] }
         for s in settings where candidateEffective[s.key] ?? [] != s.expected {
             throw RunnerError(
                 .execFailed,
@@ -173,7 +174,7 @@ package struct SshdTool {
         let lines = main.split(separator: 0x0A, omittingEmptySubsequences: false)
         let header =
             "# Managed by micro-runner (sshd.harden): these settings come first, and sshd keeps the first value."
-        let directives = settings.map(\.directive)
+        let directives = settings.map { $0.directive }
         // An Include of a *.conf glob before any other setting: use a drop-in that sorts first.
         for raw in lines {
             let line = ASCII.trim(raw)
@@ -406,7 +407,7 @@ package struct SshdTool {
         }
         length = v6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
         guard parsed == 1 else { return .failure(BannerError(text: "not an address: \(host)")) }
-        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = mr_tcp_socket(v6 ? AF_INET6 : AF_INET)
         guard fd >= 0 else { return .failure(BannerError(text: errnoText(errno))) }
         defer { close(fd) }
         let rc = withUnsafePointer(to: &storage) {

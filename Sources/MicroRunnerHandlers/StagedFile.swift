@@ -1,5 +1,6 @@
 import CMicroRunnerShims
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// A new file written beside its target and renamed over it when complete: the one atomic install that
 /// file.write, chunked uploads, sudoers.ensure and sshd.harden share.

@@ -1,5 +1,6 @@
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// `sudoers.ensure`: a sudo rule for one user, validated by `visudo -cf` before it is installed.
 ///
@@ -8,7 +9,7 @@ import MicroRunnerProtocol
 /// it), checked with `visudo -cf`, and only then renamed over the rule: an invalid rule is never live.
 /// User names and commands are checked against strict allow-lists, so nothing can smuggle sudoers syntax
 /// (`,` `:` `=` `!` wildcards, newlines, `ALL`) into the rule.
-package struct SudoersHandler: CommandHandler {
+package final class SudoersHandler: CommandHandler {
     package var type: CommandType { .sudoersEnsure }
 
     package init() {}

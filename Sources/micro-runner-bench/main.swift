@@ -1,3 +1,5 @@
+import MicroRunnerHandlers
+import MicroRunnerProtocol
 // Benchmarks the built static runner over pipes (not a test: numbers, no assertions).
 //
 //   swift run -c release micro-runner-bench [--runner PATH] [--commands N] [--starts N]
@@ -5,10 +7,9 @@
 // Measures: time from spawn to READY; round trip of `exec /bin/true` (argv form), median and p99 over
 // N sequential commands; the floor of a raw posix_spawn+waitpid of /bin/true from this process in the
 // same run; the runner's peak RSS (VmHWM); file.write and file.read of an 8 MiB file.
-import MicroRunnerHandlers
-import MicroRunnerProtocol
+import MicroRunnerSystem
 
-var runnerPath = ".build/release/micro-runner"
+var runnerPath = ".build/runner/amd64/micro-runner"
 var commands = 2000
 var starts = 200
 var only: String?

@@ -2,6 +2,7 @@ import Foundation
 import MicroRunnerAgent
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSystem
 import Testing
 
 /// Answers with its params; `{"fail": CODE}` throws that error code; `{"sleep": true}` waits until it is

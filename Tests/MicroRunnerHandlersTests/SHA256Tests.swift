@@ -1,6 +1,7 @@
 import CMicroRunnerShims
 import MicroRunnerCrypto
 import MicroRunnerHandlers
+import MicroRunnerSystem
 import Testing
 
 @Suite struct SHA256Tests {

@@ -1,6 +1,7 @@
 import Foundation
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSystem
 import Testing
 
 @Suite struct UnifiedDiffTests {

@@ -9,7 +9,7 @@ package enum BuiltRunner {
 
     package static var path: String {
         ProcessInfo.processInfo.environment["MICRO_RUNNER_BIN"]
-            ?? repo.appendingPathComponent(".build/release/micro-runner").path
+            ?? repo.appendingPathComponent(".build/runner/amd64/micro-runner").path
     }
 
     /// A private copy, since the runner deletes itself at exit.

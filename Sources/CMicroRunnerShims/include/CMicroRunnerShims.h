@@ -2,6 +2,7 @@
 #define C_MICRO_RUNNER_SHIMS_H
 
 #include <sys/types.h>
+#include "mr_libc.h"
 
 /// pidfd_open(2): a descriptor that polls readable when the process exits; -1 with errno on failure
 /// (ENOSYS before Linux 5.3, where callers fall back to a timed waitpid loop).
@@ -12,6 +13,16 @@ int mr_eventfd(void);
 
 /// The process's environment block (`environ`), which Swift cannot reach portably.
 char *const *mr_environ(void);
+
+/// Starts a detached thread running `body(context)` with a stack of `stack_bytes`; 0 or an errno value.
+int mr_start_detached_thread(void *(*body)(void *), void *context, size_t stack_bytes);
+
+/// socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0) (SOCK_STREAM is an enum in glibc, a macro in musl).
+int mr_tcp_socket(int family);
+
+/// The process's arguments, captured before main (glibc passes them to initialisers).
+int mr_argc(void);
+char *const *mr_argv(void);
 
 #endif
 

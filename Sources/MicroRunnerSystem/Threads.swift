@@ -1,12 +1,10 @@
-import MicroRunnerHandlers
-
 /// A mutex with a condition variable on the monotonic clock: the queue between the stdin reader
 /// and the command worker.
-final class ConditionLock: @unchecked Sendable {
+package final class ConditionLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
 
-    init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         condition = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
@@ -24,7 +22,7 @@ final class ConditionLock: @unchecked Sendable {
         condition.deallocate()
     }
 
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+    package func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
@@ -32,7 +30,7 @@ final class ConditionLock: @unchecked Sendable {
 
     /// Waits (lock held) until signalled or until `deadline` (monotonic ns) passes.
     /// - Returns: false when the deadline passed.
-    func wait(until deadline: Int64) -> Bool {
+    package func wait(until deadline: Int64) -> Bool {
         if deadline == .max {
             pthread_cond_wait(condition, mutex)
             return true
@@ -41,36 +39,47 @@ final class ConditionLock: @unchecked Sendable {
         return pthread_cond_timedwait(condition, mutex, &ts) != ETIMEDOUT
     }
 
-    func broadcast() { pthread_cond_broadcast(condition) }
+    package func broadcast() { pthread_cond_broadcast(condition) }
+}
+
+/// A value behind a lock (Synchronization's `Mutex` is not in the Embedded stdlib).
+package final class Locked<Value>: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var value: Value
+
+    /// Creates the lock around `value`.
+    package init(_ value: Value) { self.value = value }
+
+    /// Runs `body` with the value, the lock held.
+    package func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
+        try lock.withLock { () throws(E) -> R in try body(&value) }
+    }
+}
+
+/// A thread's body on its way through `pthread_create`'s context pointer (file scope: Embedded Swift cannot
+/// specialize a class declared inside a function used from another module).
+final class ThreadBody: @unchecked Sendable {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
 }
 
 /// Starts a detached OS thread. The runner's blocking reads (stdin, sigwait) live on their own threads so
 /// that a CANCEL, EOF or signal is seen while the worker is busy in `poll(2)`; Swift's cooperative pool
 /// (two threads on this machine) must never be blocked that way.
-func startThread(stackBytes: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var attr = pthread_attr_t()
-    pthread_attr_init(&attr)
-    pthread_attr_setstacksize(&attr, stackBytes)
-    pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(
-        &thread,
-        &attr,
+package func startThread(stackBytes: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) {
+    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    // pthread_t is an integer in glibc and a pointer in musl: the C side creates the thread and keeps it.
+    let rc = mr_start_detached_thread(
         { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            let box = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
             box.body()
             return nil
         },
-        box
+        box,
+        stackBytes
     )
-    pthread_attr_destroy(&attr)
     if rc != 0 {
-        Unmanaged<Box>.fromOpaque(box).release()
+        Unmanaged<ThreadBody>.fromOpaque(box).release()
         fatalError("micro-runner: cannot start a thread: \(errnoText(rc))")
     }
 }

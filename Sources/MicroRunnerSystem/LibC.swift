@@ -1,4 +1,4 @@
-import CMicroRunnerShims
+@_exported import CMicroRunnerShims
 import MicroRunnerProtocol
 
 #if canImport(Glibc)
@@ -8,8 +8,36 @@ import MicroRunnerProtocol
 #elseif canImport(Darwin)
 @_exported import Darwin
 #else
-#error("unsupported platform: no libc module")
+// Embedded Swift has no libc module: the declarations come from CMicroRunnerShims (mr_libc.h), and what Glibc's
+// overlay adds in Swift (errno, the non-variadic openat/fcntl, SIG_IGN) is supplied here under the same names.
+/// The calling thread's errno.
+package var errno: Int32 { mr_errno() }
+/// openat(2).
+package func openat(_ dirfd: Int32, _ path: UnsafePointer<CChar>, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+    mr_openat(dirfd, path, flags, mode)
+}
+/// fcntl(2) with an integer argument.
+package func fcntl(_ fd: Int32, _ cmd: Int32, _ arg: Int32 = 0) -> Int32 { mr_fcntl(fd, cmd, arg) }
+/// The "ignore" signal disposition.
+package var SIG_IGN: (@convention(c) (Int32) -> Void)? { mr_sig_ign() }
+/// The default signal disposition.
+package var SIG_DFL: (@convention(c) (Int32) -> Void)? { mr_sig_dfl() }
+// File type bits, typed as `mode_t` as Glibc's overlay types them (C gives them as Int).
+package let S_IFMT: mode_t = 0o170000
+package let S_IFREG: mode_t = 0o100000
+package let S_IFDIR: mode_t = 0o040000
+package let S_IFLNK: mode_t = 0o120000
 #endif
+
+/// The process's arguments (Embedded Swift has no `CommandLine`).
+package func processArguments() -> [String] {
+    guard let argv = mr_argv() else { return [] }
+    var out: [String] = []
+    for i in 0..<Int(mr_argc()) {
+        if let arg = argv[i] { out.append(String(cString: arg)) }
+    }
+    return out
+}
 
 /// The text of an errno value, e.g. `No such file or directory`.
 package func errnoText(_ code: Int32) -> String {
