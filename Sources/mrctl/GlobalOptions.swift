@@ -123,7 +123,6 @@ func runOnHosts(
     await fleet.value
     interrupts.stop()
     for t in transports { await t.shutdown() }
-    try? FileManager.default.removeItem(atPath: ssh.controlDirectory)
     reporter.finish()
     if let signal = interrupts.received { throw ExitCode(128 + signal) }
     if reporter.failed > 0 { throw ExitCode(1) }

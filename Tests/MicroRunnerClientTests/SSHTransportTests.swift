@@ -56,6 +56,38 @@ struct SSHTransportTests {
         #expect(!FileManager.default.fileExists(atPath: dir), "remote directory left behind")
     }
 
+    @Test func aSharedConnectionServesSeveralSessionsAndShutdownClosesIt() async throws {
+        let s = try server()
+        var template = Array((NSTemporaryDirectory() + "/mr-cm.XXXXXX").utf8CString)
+        let dir = try #require(mkdtemp(&template).map { String(cString: $0) })
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = sshOptions(s)
+        o.sharing = .master(directory: dir, persist: 30)
+        let t = SSHTransport(host: HostSpec(host: "h2"), options: o)
+        let runner = try RunnerBinary(path: runnerPath)
+        for _ in 0..<2 {
+            let r = try await RunnerClient.withRunner(transport: t, runner: runner) { client in
+                try await client.exec(ExecParams(command: "true"))
+            }
+            #expect(r.exitCode == 0)
+        }
+        // One master socket served both sessions, and shutdown() closed it.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == 1)
+        await t.shutdown()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
+
+    @Test func withoutSharingNoMasterIsLeftAnywhere() async throws {
+        let s = try server()
+        let t = transport("h3", s)
+        let args = t.sshArguments("true")
+        #expect(args.contains("ControlMaster=no"))
+        let r = try await RunnerClient.withRunner(transport: t, runner: try RunnerBinary(path: runnerPath)) { client in
+            try await client.exec(ExecParams(command: "true"))
+        }
+        #expect(r.exitCode == 0)
+    }
+
     @Test func closeReturnsExitAndTheRunnerDeletedItself() async throws {
         let s = try server()
         let runner = try RunnerBinary(path: runnerPath)
