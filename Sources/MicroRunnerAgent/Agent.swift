@@ -116,7 +116,7 @@ package final class Agent: @unchecked Sendable {
         #else
         let arch = "unknown"
         #endif
-        #if os(Linux)
+        #if os(Linux) || MR_LINUX  // MR_LINUX: Linux through a bare-metal triple (the aarch64 Embedded build)
         let platform = "linux"
         #elseif os(macOS)
         let platform = "darwin"

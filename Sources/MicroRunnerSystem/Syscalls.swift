@@ -1,6 +1,6 @@
 import MicroRunnerProtocol
 
-#if os(Linux)
+#if os(Linux) || MR_LINUX  // MR_LINUX: Linux through a bare-metal triple (the aarch64 Embedded build)
 /// `O_PATH` (Linux 2.6.39): a descriptor that names a place in the tree without opening it for I/O; enough for
 /// every `*at` call and fstat. Glibc's module hides it behind _GNU_SOURCE; the value is the same on every
 /// Linux architecture the runner is built for (x86_64, aarch64).
