@@ -302,6 +302,24 @@ final class ChildProcess: @unchecked Sendable {
         lock.withLock { String(decoding: stderrTail, as: UTF8.self) }
     }
 
+    /// The rest of the first complete stderr line that starts with `prefix`, once it has arrived; `nil` when the
+    /// child exits or closes stderr first, or after `timeout`. (Checked every 2 ms: it is waited for once per
+    /// host, and a millisecond is nothing beside the network round trip it waits on.)
+    func stderrLine(prefix: String, timeout: Duration) async -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let (text, closed) = lock.withLock { (String(decoding: stderrTail, as: UTF8.self), stderrFD < 0) }
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            where line.hasPrefix(prefix) {
+                return String(line.dropFirst(prefix.count)).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            if closed || !isRunning { return nil }
+            try? await Task.sleep(for: .milliseconds(2))
+            if Task.isCancelled { return nil }
+        }
+        return nil
+    }
+
     /// stderr after the child closed it (or after `timeout`).
     func stderrTextAtEOF(timeout: Duration = .seconds(2)) async -> String {
         _ = try? await stderrDone.value(timeout: timeout, orFail: ClientError(.transport, "stderr still open"))

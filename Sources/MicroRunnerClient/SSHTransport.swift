@@ -1,5 +1,6 @@
 import Foundation
 import MicroRunnerCrypto
+import Synchronization
 
 /// Options for the system OpenSSH client. Everything else (ProxyJump, agent, keys, known_hosts) comes
 /// from the user's own `~/.ssh/config`, which ssh reads as usual.
@@ -63,19 +64,37 @@ public struct SSHTransport: Transport {
     public var name: String { host.description }
 
     /// Creates a transport for one host.
-    public init(host: HostSpec, options: SSHOptions) {
+    /// Runners by architecture: when set, each host gets the one for its `uname -m` (learned over the same ssh
+    /// session, remembered per host for the life of the process) and the `runner` passed to `start` is
+    /// ignored.
+    public let runners: RunnerSet?
+
+    /// Creates a transport for one host.
+    public init(host: HostSpec, options: SSHOptions, runners: RunnerSet? = nil) {
         self.host = host
         self.options = options
+        self.runners = runners
     }
+
+    /// Each host's architecture once a bootstrap has reported it (by the host as written).
+    private static let architectures = Mutex<[String: String]>([:])
 
     /// Reads the gzip'd runner from stdin into a fresh private directory (decompressing while the bytes
     /// arrive), checks the SHA-256 of the decompressed runner against the runner's own (so what runs is
     /// exactly what was sent, whatever gzip did), runs it on the rest of stdin, and removes the directory when
-    /// it exits. Each external program costs a fork and exec per host, so there are as few as POSIX sh allows
+    /// it exits. Given `-` instead of a size and a hash, it first reports `uname -m` on stderr and reads
+    /// `SIZE SHA256` from stdin (the client then sends the runner for that architecture over the same session:
+    /// one round trip, no second connection). Each external program costs a fork and exec per host, so there are as few as POSIX sh allows
     /// (mktemp, head, gzip, the hash tool, chmod).
     static let bootstrap = #"""
         set -u
-        size=$1; sum=$2; shift 2
+        if [ "$1" = - ]; then
+            shift
+            echo "micro-runner-arch: $(uname -m)" >&2
+            read -r size sum || { echo "micro-runner-bootstrap: no runner was sent" >&2; exit 93; }
+        else
+            size=$1; sum=$2; shift 2
+        fi
         umask 077
         d=$(mktemp -d "${TMPDIR:-/tmp}/micro-runner.XXXXXXXX") || { echo "micro-runner-bootstrap: mktemp failed" >&2; exit 90; }
         echo "micro-runner-dir: $d" >&2
@@ -143,21 +162,52 @@ public struct SSHTransport: Transport {
     }
 
     public func start(runner: RunnerBinary, arguments: [String]) async throws -> RunnerSession {
-        let payload = try runner.gzipped()
+        var chosen = runner
+        var learnArchitecture = false
+        if let runners {
+            if let known = Self.architectures.withLock({ $0[host.description] }) {
+                chosen = try runners.runner(for: known)
+            } else if runners.runners.count == 1, let only = runners.runners.values.first {
+                chosen = only
+            } else {
+                learnArchitecture = true
+            }
+        }
         var words = ["exec", "/bin/sh", "-c", Self.shellQuote(Self.bootstrap), "micro-runner-bootstrap"]
-        words += [String(payload.count), runner.sha256].map(Self.shellQuote)
+        if learnArchitecture {
+            words.append("-")
+        } else {
+            words += [String(try chosen.gzipped().count), chosen.sha256].map(Self.shellQuote)
+        }
         words += arguments.map(Self.shellQuote)
         let child = try ChildProcess(
             executable: try sshExecutable(),
             arguments: sshArguments(words.joined(separator: " "))
         )
         do {
-            try await child.send([UInt8](payload))
+            var header: [UInt8] = []
+            if learnArchitecture, let runners {
+                guard let uname = await child.stderrLine(prefix: "micro-runner-arch: ", timeout: .seconds(60)) else {
+                    throw ClientError(.transport, "\(name): the host did not report its architecture")
+                }
+                let architecture = RunnerSet.architecture(uname: uname)
+                Self.architectures.withLock { $0[host.description] = architecture }
+                do {
+                    chosen = try runners.runner(for: architecture)
+                } catch {
+                    child.terminate()
+                    throw ClientError(.usage, "\(name): \(error)")
+                }
+                header = Array("\(try chosen.gzipped().count) \(chosen.sha256)\n".utf8)
+            }
+            try await child.send(header + [UInt8](try chosen.gzipped()))
         } catch is CancellationError {
             // Interrupted during the upload: ssh goes, and with it the remote bootstrap (SIGHUP ends it and its
             // EXIT trap removes the directory).
             child.terminate()
             throw CancellationError()
+        } catch let error as ClientError where error.kind == .usage {
+            throw error
         } catch {
             // ssh exited before reading: its stderr says why (refused key, unreachable host...).
             _ = await child.waitForExit(timeout: .seconds(5))
@@ -169,7 +219,7 @@ public struct SSHTransport: Transport {
     /// ssh's stderr, reduced to what helps: the last non-empty lines.
     static func explain(_ stderr: String) -> String {
         let lines = stderr.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
-            !$0.isEmpty && !$0.hasPrefix("micro-runner-dir:")
+            !$0.isEmpty && !$0.hasPrefix("micro-runner-dir:") && !$0.hasPrefix("micro-runner-arch:")
         }
         return lines.suffix(3).joined(separator: "; ").isEmpty ? "ssh failed" : lines.suffix(3).joined(separator: "; ")
     }

@@ -20,7 +20,10 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "One JSON object per host on stdout.")
     var json = false
 
-    @Option(help: "The runner binary to upload (default: micro-runner next to mrctl).")
+    @Option(
+        help:
+            "The runner binary to upload to every host (default: the one for each host's architecture from .build/runner, or $MICRO_RUNNER_DIR)."
+    )
     var runner: String?
 
     @Option(help: "Seconds each command may take on the host.")
@@ -98,10 +101,15 @@ func runOnHosts(
     _ body: @escaping @Sendable (RunnerClient) async throws -> HostReport
 ) async throws {
     let specs = try options.hostSpecs()
-    let runner = try RunnerBinary(path: options.runner ?? RunnerBinary.defaultPath())
+    // --runner: that binary for every host. Otherwise the set scripts/build-runner made, and each host gets the
+    // runner for its own architecture.
+    let runners: RunnerSet? = options.runner == nil ? try? RunnerSet(directory: RunnerSet.defaultDirectory()) : nil
+    let runner =
+        try runners?.runners[RunnerSet.localArchitecture] ?? runners?.runners.values.first
+        ?? RunnerBinary(path: options.runner ?? RunnerBinary.defaultPath())
     let ssh = options.sshOptionsValue()
     let transports: [any Transport] = specs.map {
-        $0.isLocal ? LocalTransport() as any Transport : SSHTransport(host: $0, options: ssh)
+        $0.isLocal ? LocalTransport() as any Transport : SSHTransport(host: $0, options: ssh, runners: runners)
     }
     let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
     let signer = try options.signer()

@@ -48,6 +48,19 @@ func mrctl(_ arguments: [String], environment: [String: String] = [:]) throws ->
 
 @Suite(.serialized, .enabled(if: geteuid() == 0, "uses the sshd fixture"))
 struct CLITests {
+    @Test func mrctlUploadsTheArm64RunnerToAnArm64Host() throws {
+        let s = try server()
+        let directory = URL(fileURLWithPath: runnerPath).deletingLastPathComponent().deletingLastPathComponent().path
+        let run = try mrctl(
+            ["ping", "--json", "--ssh-config", s.clientConfig, "--host", "arm2", "--host", "h11"],
+            environment: ["MICRO_RUNNER_DIR": directory]
+        )
+        #expect(run.status == 0, "\(run.stderr)")
+        let byHost = Dictionary(uniqueKeysWithValues: run.objects.map { ($0["host"]?.stringValue ?? "", $0) })
+        #expect(byHost["arm2"]?["result"]?["arch"] == .string("arm64"), "\(run.stdout)")
+        #expect(byHost["h11"]?["result"]?["arch"] == .string("amd64"), "\(run.stdout)")
+    }
+
     @Test func jsonPerHostAndFailureExitStatus() throws {
         let s = try server()
         let run = try mrctl([

@@ -1,4 +1,5 @@
 import Foundation
+import MicroRunnerClient
 import MicroRunnerTestSupport
 import Testing
 
@@ -43,9 +44,26 @@ final class SSHServer: @unchecked Sendable {
         shell("ssh-keygen -q -t ed25519 -N '' -f \(dir)/hostkey && ssh-keygen -q -t ed25519 -N '' -f \(dir)/client")
         shell("cp \(dir)/client.pub \(dir)/authorized_keys && chmod 644 \(dir)/authorized_keys && chmod 711 \(dir)")
         port = Self.freePort()
+        // Hosts that look like other machines: on these ports, sessions get a PATH whose `uname -m` says so.
+        var pretend = ""
+        var archPorts: [String: Int] = [:]
+        for machine in ["aarch64", "riscv64"] {
+            let bin = "\(dir)/uname-\(machine)"
+            try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+            try "#!/bin/sh\n[ \"$1\" = -m ] && { echo \(machine); exit 0; }\nexec /bin/uname \"$@\"\n".write(
+                toFile: bin + "/uname",
+                atomically: true,
+                encoding: .utf8
+            )
+            shell("chmod 755 \(bin) \(bin)/uname")
+            let p = Self.freePort()
+            archPorts[machine] = p
+            pretend += "Match LocalPort \(p)\n    SetEnv PATH=\(bin):/usr/local/bin:/usr/bin:/bin\n"
+        }
         let config = """
-            ListenAddress 127.0.0.1
-            Port \(port)
+            ListenAddress 127.0.0.1:\(port)
+            ListenAddress 127.0.0.1:\(archPorts["aarch64"]!)
+            ListenAddress 127.0.0.1:\(archPorts["riscv64"]!)
             HostKey \(dir)/hostkey
             PidFile \(dir)/sshd.pid
             AuthorizedKeysFile \(dir)/authorized_keys
@@ -57,17 +75,24 @@ final class SSHServer: @unchecked Sendable {
             MaxSessions 200
             AllowUsers \(Self.user)
             Subsystem sftp internal-sftp
+            \(pretend)
             """
         try config.write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
         let hostPub = try String(contentsOfFile: "\(dir)/hostkey.pub", encoding: .utf8).split(separator: " ").prefix(2)
             .joined(separator: " ")
         knownHosts = "\(dir)/known_hosts"
-        try "[127.0.0.1]:\(port) \(hostPub)\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
+        try ([port] + archPorts.values).map { "[127.0.0.1]:\($0) \(hostPub)\n" }.joined()
+            .write(toFile: knownHosts, atomically: true, encoding: .utf8)
         clientKey = "\(dir)/client"
         var aliases = ""
         for i in 1...count {
             aliases += "Host h\(i)\n  HostName 127.0.0.1\n  Port \(port)\n  User \(Self.user)\n"
         }
+        // arm1, arm2, ...: hosts whose uname -m says aarch64; riscv1: one that says riscv64.
+        for i in 1...4 {
+            aliases += "Host arm\(i)\n  HostName 127.0.0.1\n  Port \(archPorts["aarch64"]!)\n  User \(Self.user)\n"
+        }
+        aliases += "Host riscv1\n  HostName 127.0.0.1\n  Port \(archPorts["riscv64"]!)\n  User \(Self.user)\n"
         // A host that refuses connections, for failure tests.
         aliases += "Host closed\n  HostName 127.0.0.1\n  Port \(Self.freePort())\n  User \(Self.user)\n"
         aliases +=
@@ -112,6 +137,13 @@ final class SSHServer: @unchecked Sendable {
 struct SSHServerError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
+}
+
+/// Both runners scripts/build-runner made (amd64, and arm64 which runs here under qemu through binfmt_misc).
+func builtRunners() throws -> RunnerSet {
+    try RunnerSet(
+        directory: URL(fileURLWithPath: runnerPath).deletingLastPathComponent().deletingLastPathComponent().path
+    )
 }
 
 /// The static runner built by scripts/build-runner.

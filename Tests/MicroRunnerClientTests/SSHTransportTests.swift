@@ -88,6 +88,45 @@ struct SSHTransportTests {
         #expect(r.exitCode == 0)
     }
 
+    @Test func eachHostGetsTheRunnerForItsArchitecture() async throws {
+        let s = try server()
+        let runners = try builtRunners()
+        try #require(runners.runners["arm64"] != nil, "scripts/build-runner builds the arm64 runner too")
+        let o = sshOptions(s)
+        // The runner passed to withRunner is amd64's; the transport must pick arm64 for this host.
+        let amd64 = try runners.runner(for: "amd64")
+        for _ in 0..<2 {  // the second start uses what the first learned (no "-" bootstrap)
+            let (arch, out) = try await RunnerClient.withRunner(
+                transport: SSHTransport(host: HostSpec(host: "arm1"), options: o, runners: runners),
+                runner: amd64
+            ) { client in
+                (await client.ready.arch, try await client.exec(ExecParams(command: "echo ran")).stdout)
+            }
+            #expect(arch == "arm64")
+            #expect(out == "ran\n")
+        }
+        let plain = try await RunnerClient.withRunner(
+            transport: SSHTransport(host: HostSpec(host: "h9"), options: sshOptions(s), runners: runners),
+            runner: amd64
+        ) { client in await client.ready.arch }
+        #expect(plain == "amd64")
+    }
+
+    @Test func aHostWithoutARunnerForItsArchitectureIsNamed() async throws {
+        let s = try server()
+        let o = sshOptions(s)
+        let runners = try builtRunners()
+        do {
+            _ = try await RunnerClient.withRunner(
+                transport: SSHTransport(host: HostSpec(host: "riscv1"), options: o, runners: runners),
+                runner: try runners.runner(for: "amd64")
+            ) { client in await client.ready.arch }
+            Issue.record("started a runner on a riscv64 host")
+        } catch let error as ClientError {
+            #expect(error.message.contains("no runner for architecture riscv64"))
+        }
+    }
+
     @Test func closeReturnsExitAndTheRunnerDeletedItself() async throws {
         let s = try server()
         let runner = try RunnerBinary(path: runnerPath)

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Runners by architecture, named as READY names them (Go's GOARCH: `amd64`, `arm64`), so that each host gets
+/// the one it can run. `scripts/build-runner` lays them out as `<directory>/<arch>/micro-runner`.
+public struct RunnerSet: Sendable {
+    /// The runners, by GOARCH name.
+    public let runners: [String: RunnerBinary]
+
+    /// A set from runners already loaded.
+    public init(_ runners: [String: RunnerBinary]) {
+        self.runners = runners
+    }
+
+    /// The runners under `directory` (`<directory>/amd64/micro-runner`, `<directory>/arm64/micro-runner`).
+    /// - Throws: `ClientError` `.usage` when there is none.
+    public init(directory: String) throws {
+        var found: [String: RunnerBinary] = [:]
+        for arch in ["amd64", "arm64"] {
+            let path = directory + "/" + arch + "/micro-runner"
+            if FileManager.default.isExecutableFile(atPath: path) { found[arch] = try RunnerBinary(path: path) }
+        }
+        guard !found.isEmpty else {
+            throw ClientError(.usage, "no runner under \(directory) (build them: scripts/build-runner)")
+        }
+        runners = found
+    }
+
+    /// Where runners are looked for by default: `$MICRO_RUNNER_DIR`, else `../runner` beside the running
+    /// executable (`.build/release/mrctl` -> `.build/runner`), else `.build/runner` in the current directory.
+    public static func defaultDirectory() -> String {
+        if let dir = ProcessInfo.processInfo.environment["MICRO_RUNNER_DIR"], !dir.isEmpty { return dir }
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let beside = me.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("runner").path
+        if FileManager.default.fileExists(atPath: beside) { return beside }
+        return FileManager.default.currentDirectoryPath + "/.build/runner"
+    }
+
+    /// This machine's architecture, by GOARCH name.
+    public static var localArchitecture: String {
+        #if arch(x86_64)
+        return "amd64"
+        #elseif arch(arm64)
+        return "arm64"
+        #else
+        return "unknown"
+        #endif
+    }
+
+    /// The GOARCH name for what `uname -m` prints (`x86_64` -> `amd64`, `aarch64` -> `arm64`), or the text
+    /// itself when it is not one the runner is built for.
+    public static func architecture(uname: String) -> String {
+        switch uname {
+        case "x86_64", "amd64": "amd64"
+        case "aarch64", "arm64", "aarch64_be": uname == "aarch64_be" ? uname : "arm64"
+        default: uname
+        }
+    }
+
+    /// The runner for `architecture` (a GOARCH name).
+    /// - Throws: `ClientError` `.usage` naming the architecture when there is no runner for it.
+    public func runner(for architecture: String) throws -> RunnerBinary {
+        guard let runner = runners[architecture] else {
+            throw ClientError(
+                .usage,
+                "no runner for architecture \(architecture) (have: \(runners.keys.sorted().joined(separator: ", ")))"
+            )
+        }
+        return runner
+    }
+}
