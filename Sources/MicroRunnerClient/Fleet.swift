@@ -23,6 +23,7 @@ public enum Fleet {
     ///   - runner: the runner binary to upload.
     ///   - arguments: runner flags.
     ///   - forks: how many hosts run at once (at least 1).
+    ///   - startTimeout: per host, for upload, start and READY together.
     ///   - signer: signs every command, when set.
     ///   - body: what to do on each host.
     ///   - onOutcome: called as each host finishes (from one task at a time).
@@ -31,6 +32,7 @@ public enum Fleet {
         runner: RunnerBinary,
         arguments: [String] = [],
         forks: Int,
+        startTimeout: Duration = .seconds(60),
         signer: (any CommandSigning)? = nil,
         body: @escaping @Sendable (RunnerClient) async throws -> T,
         onOutcome: (HostOutcome<T>) async -> Void
@@ -49,6 +51,7 @@ public enum Fleet {
                                 transport: transport,
                                 runner: runner,
                                 arguments: arguments,
+                                startTimeout: startTimeout,
                                 signer: signer,
                                 body
                             )

@@ -97,12 +97,17 @@ public actor RunnerClient {
         signer: (any CommandSigning)? = nil,
         _ body: @Sendable (RunnerClient) async throws -> T
     ) async throws -> T {
-        let session = try await transport.start(runner: runner, arguments: arguments)
+        // One deadline for upload, start and READY together: a host that authenticates and then never reads
+        // (a `sleep` in its rc) must not hold the caller for longer than it asked.
+        let started = ContinuousClock.now
+        let session = try await within(startTimeout, "\(transport.name): the runner was not started") {
+            try await transport.start(runner: runner, arguments: arguments)
+        }
         let client = RunnerClient(session: session, transport: transport, signer: signer)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.pump() }
             do {
-                try await client.waitForReady(timeout: startTimeout)
+                try await client.waitForReady(timeout: max(.zero, startTimeout - (ContinuousClock.now - started)))
                 let value = try await body(client)
                 try await client.close()
                 try await group.waitForAll()
@@ -115,7 +120,39 @@ public actor RunnerClient {
         }
     }
 
+    /// `operation`'s value, or `ClientError.startTimeout` once `timeout` has passed (the operation is then
+    /// cancelled: a transport's start stops its ssh).
+    static func within<T: Sendable>(
+        _ timeout: Duration,
+        _ what: String,
+        _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw ClientError(.startTimeout, "\(what) within \(timeout) (upload included; see startTimeout)")
+            }
+            return value
+        }
+    }
+
     // MARK: Receiving
+
+    /// Where `{"type":` starts in `line`, if anywhere.
+    static func envelopeStart(in line: [UInt8]) -> Int? {
+        let marker = Array(#"{"type":"#.utf8)
+        guard line.count >= marker.count else { return nil }
+        for i in 0...(line.count - marker.count)
+        where line[i] == marker[0] && Array(line[i..<(i + marker.count)]) == marker {
+            return i
+        }
+        return nil
+    }
 
     /// Reads the runner's output until it ends; dispatches each line.
     func pump() async {
@@ -132,7 +169,19 @@ public actor RunnerClient {
         failAll(ClientError(.runnerExited, why))
     }
 
-    private func receive(_ line: [UInt8]) {
+    private func receive(_ received: [UInt8]) {
+        var line = received
+        // The bootstrap's empty line, which ends whatever a login rc printed without a newline.
+        if line.isEmpty || line == [0x0D] { return }
+        // Text a login rc printed just before the runner's first line (no newline in between): report it and
+        // read the message that follows it.
+        if line.first != UInt8(ascii: "{"), let start = Self.envelopeStart(in: line) {
+            let junk = String(decoding: line[..<start], as: UTF8.self)
+            eventsContinuation.yield(
+                EventMessage(commandID: "", level: .warn, message: "text before the runner's output: \(junk)")
+            )
+            line = Array(line[start...])
+        }
         let envelope: Envelope
         do {
             envelope = try Envelope.parse(line: line, keepRawParams: false)

@@ -31,6 +31,9 @@ public struct SSHOptions: Sendable {
     public var extraOptions: [String] = []
     /// Whether sessions to one host share an ssh connection.
     public var sharing = ConnectionSharing.none
+    /// Where on the host the runner is put (in a fresh private subdirectory); `nil`: `$TMPDIR` or `/tmp`, and
+    /// `~/.cache/micro-runner` when that is mounted noexec.
+    public var remoteDirectory: String?
 
     /// Whether sessions to one host share one ssh connection (OpenSSH's ControlMaster).
     public enum ConnectionSharing: Sendable, Equatable {
@@ -82,31 +85,41 @@ public struct SSHTransport: Transport {
     /// Reads the gzip'd runner from stdin into a fresh private directory (decompressing while the bytes
     /// arrive), checks the SHA-256 of the decompressed runner against the runner's own (so what runs is
     /// exactly what was sent, whatever gzip did), runs it on the rest of stdin, and removes the directory when
-    /// it exits. Given `-` instead of a size and a hash, it first reports `uname -m` on stderr and reads
-    /// `SIZE SHA256` from stdin (the client then sends the runner for that architecture over the same session:
-    /// one round trip, no second connection). Each external program costs a fork and exec per host, so there are as few as POSIX sh allows
-    /// (mktemp, head, gzip, the hash tool, chmod).
-    static let bootstrap = #"""
-        set -u
-        if [ "$1" = - ]; then
-            shift
-            echo "micro-runner-arch: $(uname -m)" >&2
-            read -r size sum || { echo "micro-runner-bootstrap: no runner was sent" >&2; exit 93; }
-        else
-            size=$1; sum=$2; shift 2
-        fi
-        umask 077
-        d=$(mktemp -d "${TMPDIR:-/tmp}/micro-runner.XXXXXXXX") || { echo "micro-runner-bootstrap: mktemp failed" >&2; exit 90; }
-        echo "micro-runner-dir: $d" >&2
-        trap 'rm -rf "$d"' EXIT
-        trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
-        head -c "$size" | gzip -dc > "$d/micro-runner" || { echo "micro-runner-bootstrap: upload failed" >&2; exit 91; }
-        if command -v sha256sum >/dev/null 2>&1; then got=$(sha256sum "$d/micro-runner"); else got=$(shasum -a 256 "$d/micro-runner"); fi
-        got=${got%% *}
-        [ "$got" = "$sum" ] || { echo "micro-runner-bootstrap: checksum mismatch: got $got, want $sum" >&2; exit 92; }
-        chmod 700 "$d/micro-runner"
-        "$d/micro-runner" "$@"
-        """#
+    /// it exits.
+    ///
+    /// Arguments: `DIR SIZE SHA256 RUNNER-ARGS...`. An empty `DIR` means `$TMPDIR` or `/tmp`, falling back to
+    /// `~/.cache/micro-runner` when that is mounted noexec (`test -x` fails there: no extra program runs to
+    /// find out). Given `-` instead of `SIZE`, it first reports `uname -m` on stderr and reads `SIZE SHA256`
+    /// from stdin (the client then sends the runner for that architecture over the same session: one round
+    /// trip, no second connection). An empty line goes to stdout before the runner starts, so text a login rc
+    /// printed without a newline cannot run into READY.
+    ///
+    /// One line of `;`-separated commands, with no `!`, no backslash and no newline: the login shell parses
+    /// it before `/bin/sh` does, and csh/tcsh refuse a newline inside quotes, fish reads backslashes in single
+    /// quotes, and csh expands `!` even there. Each external program costs a fork and exec per host, so there
+    /// are as few as POSIX sh allows (mktemp, head, gzip, the hash tool, chmod).
+    static let bootstrap = [
+        "set -u",
+        "dir=$1; size=$2; sum=$3; shift 3",
+        #"if [ "$size" = - ]; then echo "micro-runner-arch: $(uname -m)" >&2; read -r size sum || { echo "micro-runner-bootstrap: no runner was sent" >&2; exit 93; }; fi"#,
+        "umask 077",
+        "base=${dir:-${TMPDIR:-/tmp}}",
+        #"d=$(mktemp -d "$base/micro-runner.XXXXXXXX") || { echo "micro-runner-bootstrap: cannot create a directory in $base (mktemp failed)" >&2; exit 90; }"#,
+        #"echo "micro-runner-dir: $d" >&2"#,
+        #"trap 'rm -rf "$d"' EXIT"#,
+        "trap 'exit 129' HUP",
+        "trap 'exit 130' INT",
+        "trap 'exit 143' TERM",
+        #"head -c "$size" | gzip -dc > "$d/micro-runner" || { echo "micro-runner-bootstrap: upload failed" >&2; exit 91; }"#,
+        #"if command -v sha256sum >/dev/null 2>&1; then got=$(sha256sum "$d/micro-runner"); elif command -v shasum >/dev/null 2>&1; then got=$(shasum -a 256 "$d/micro-runner"); elif command -v openssl >/dev/null 2>&1; then got=$(openssl dgst -sha256 -r "$d/micro-runner"); else echo "micro-runner-bootstrap: this host has no SHA-256 tool (sha256sum, shasum or openssl), so the runner cannot be verified" >&2; exit 94; fi"#,
+        "got=${got%% *}",
+        #"[ "$got" = "$sum" ] || { echo "micro-runner-bootstrap: checksum mismatch: got $got, want $sum" >&2; exit 92; }"#,
+        #"chmod 700 "$d/micro-runner""#,
+        #"[ -x "$d/micro-runner" ] || [ -n "$dir" ] || { f=${HOME:-/nonexistent}/.cache/micro-runner; mkdir -p "$f" && chmod 700 "$f" && e=$(mktemp -d "$f/run.XXXXXXXX") && mv "$d/micro-runner" "$e/" && rm -rf "$d" && d=$e && echo "micro-runner-dir: $d" >&2 && echo "micro-runner-note: $base is mounted noexec; the runner runs from $d" >&2; }"#,
+        #"[ -x "$d/micro-runner" ] || { echo "micro-runner-bootstrap: cannot run programs from $base (mounted noexec?); choose a directory with --remote-tmp DIR" >&2; exit 95; }"#,
+        "echo",
+        #""$d/micro-runner" "$@""#,
+    ].joined(separator: "; ")
 
     /// Quotes a word for a POSIX shell.
     static func shellQuote(_ s: String) -> String {
@@ -174,8 +187,9 @@ public struct SSHTransport: Transport {
             }
         }
         var words = ["exec", "/bin/sh", "-c", Self.shellQuote(Self.bootstrap), "micro-runner-bootstrap"]
+        words.append(Self.shellQuote(options.remoteDirectory ?? ""))
         if learnArchitecture {
-            words.append("-")
+            words += ["-", "-"]  // size and hash come after the host has said what it is
         } else {
             words += [String(try chosen.gzipped().count), chosen.sha256].map(Self.shellQuote)
         }
@@ -217,20 +231,37 @@ public struct SSHTransport: Transport {
     }
 
     /// ssh's stderr, reduced to what helps: the last non-empty lines.
-    static func explain(_ stderr: String) -> String {
-        let lines = stderr.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+    package static func explain(_ stderr: String) -> String {
+        // ssh's own warnings, said in one line each with what to do.
+        if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+            return "the host's key has changed since it was recorded in known_hosts (ssh refuses: this can be an "
+                + "attack); if the change is expected, remove the old key with ssh-keygen -R HOST and connect again"
+        }
+        if stderr.contains("Host key verification failed") && stderr.contains("host key is known for") {
+            return "the host's key is not in known_hosts (ssh refuses unknown hosts); check it and add it, or run "
+                + "with --accept-new-host-keys to record keys of new hosts"
+        }
+        // ssh ends its lines with \r\n when it has a terminal: split on both.
+        let lines = stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).map {
+            $0.trimmingCharacters(in: .whitespacesAndNewlines)
+        }.filter {
             !$0.isEmpty && !$0.hasPrefix("micro-runner-dir:") && !$0.hasPrefix("micro-runner-arch:")
+                && !$0.hasPrefix("micro-runner-note:")
         }
         return lines.suffix(3).joined(separator: "; ").isEmpty ? "ssh failed" : lines.suffix(3).joined(separator: "; ")
     }
 
     /// The private directory the bootstrap made, as it reported on stderr.
     static func remoteDirectory(in stderr: String) -> String? {
+        // The last one: after a noexec fallback the runner moved to a second directory.
+        var found: String?
         for line in stderr.split(separator: "\n") where line.hasPrefix("micro-runner-dir: ") {
             let dir = String(line.dropFirst("micro-runner-dir: ".count))
-            if dir.contains("/micro-runner.") && !dir.contains("'") { return dir }
+            if (dir.contains("/micro-runner.") || dir.contains("/micro-runner/run.")) && !dir.contains("'") {
+                found = dir
+            }
         }
-        return nil
+        return found
     }
 
     public func cleanup(_ session: RunnerSession) async {

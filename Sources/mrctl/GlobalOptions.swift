@@ -29,6 +29,19 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Seconds each command may take on the host.")
     var timeout = 300
 
+    @Option(
+        name: .customLong("start-timeout"),
+        help: "Seconds a host may take to receive, start and answer the runner (READY), upload included."
+    )
+    var startTimeout = 60
+
+    @Option(
+        name: .customLong("remote-tmp"),
+        help:
+            "Directory on the host for the runner (default: $TMPDIR or /tmp, then ~/.cache/micro-runner when that is noexec)."
+    )
+    var remoteTmp: String?
+
     @Option(help: "The runner's lifetime (Go duration, e.g. 10m).")
     var ttl: String?
 
@@ -81,6 +94,7 @@ struct GlobalOptions: ParsableArguments {
         o.identityFile = identity
         o.knownHostsFile = knownHosts
         o.extraOptions = sshOptions
+        o.remoteDirectory = remoteTmp
         if acceptNewHostKeys { o.hostKeyChecking = .acceptNew }
         if insecureNoHostKeyCheck { o.hostKeyChecking = .insecureDisabled }
         return o
@@ -114,8 +128,17 @@ func runOnHosts(
     let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
     let signer = try options.signer()
     let (arguments, forks) = (options.runnerArguments(signer: signer), options.forks)
+    let startTimeout = options.startTimeout
     let fleet = Task {
-        await Fleet.run(transports, runner: runner, arguments: arguments, forks: forks, signer: signer, body: body) {
+        await Fleet.run(
+            transports,
+            runner: runner,
+            arguments: arguments,
+            forks: forks,
+            startTimeout: .seconds(startTimeout),
+            signer: signer,
+            body: body
+        ) {
             outcome in reporter.report(outcome)
         }
     }

@@ -7,6 +7,8 @@ import Testing
 /// client config with `count` host aliases (h1...hN) that all point at it, each its own connection.
 final class SSHServer: @unchecked Sendable {
     static let user = "mr-ssh-test"
+    /// A tmpfs mounted noexec (left mounted between runs; the fixture mounts it when it is not).
+    static let noexecDirectory = "/run/mr-test-noexec"
     let dir: String
     let port: Int
     let clientConfig: String
@@ -60,10 +62,28 @@ final class SSHServer: @unchecked Sendable {
             archPorts[machine] = p
             pretend += "Match LocalPort \(p)\n    SetEnv PATH=\(bin):/usr/local/bin:/usr/bin:/bin\n"
         }
+        // Awkward but ordinary hosts, each on its own port: one that authenticates and then never reads (a
+        // `sleep` in its rc), one whose rc prints text without a newline, one whose TMPDIR is mounted noexec,
+        // one whose login shell is tcsh (it parses the command before /bin/sh does).
+        shell("mkdir -p \(Self.noexecDirectory)")
+        if shell("grep -q ' \(Self.noexecDirectory) ' /proc/mounts").status != 0 {
+            let mounted = shell("mount -t tmpfs -o noexec,mode=1777,size=64m tmpfs \(Self.noexecDirectory)")
+            guard mounted.status == 0 else { throw SSHServerError("cannot mount a noexec tmpfs: \(mounted.output)") }
+        }
+        var awkwardPorts: [String: Int] = [:]
+        for (name, setting) in [
+            ("slow", "ForceCommand sleep 120"),
+            ("noisy", #"ForceCommand printf 'Welcome to this host'; exec /bin/sh -c "$SSH_ORIGINAL_COMMAND""#),
+            ("noexec", "SetEnv TMPDIR=\(Self.noexecDirectory)"),
+            ("tcsh", #"ForceCommand exec /usr/bin/tcsh -c "$SSH_ORIGINAL_COMMAND""#),
+        ] {
+            let p = Self.freePort()
+            awkwardPorts[name] = p
+            pretend += "Match LocalPort \(p)\n    \(setting)\n"
+        }
+        let listen = ([port] + archPorts.values + awkwardPorts.values).map { "ListenAddress 127.0.0.1:\($0)" }
         let config = """
-            ListenAddress 127.0.0.1:\(port)
-            ListenAddress 127.0.0.1:\(archPorts["aarch64"]!)
-            ListenAddress 127.0.0.1:\(archPorts["riscv64"]!)
+            \(listen.joined(separator: "\n"))
             HostKey \(dir)/hostkey
             PidFile \(dir)/sshd.pid
             AuthorizedKeysFile \(dir)/authorized_keys
@@ -81,7 +101,7 @@ final class SSHServer: @unchecked Sendable {
         let hostPub = try String(contentsOfFile: "\(dir)/hostkey.pub", encoding: .utf8).split(separator: " ").prefix(2)
             .joined(separator: " ")
         knownHosts = "\(dir)/known_hosts"
-        try ([port] + archPorts.values).map { "[127.0.0.1]:\($0) \(hostPub)\n" }.joined()
+        try ([port] + archPorts.values + awkwardPorts.values).map { "[127.0.0.1]:\($0) \(hostPub)\n" }.joined()
             .write(toFile: knownHosts, atomically: true, encoding: .utf8)
         clientKey = "\(dir)/client"
         var aliases = ""
@@ -93,6 +113,9 @@ final class SSHServer: @unchecked Sendable {
             aliases += "Host arm\(i)\n  HostName 127.0.0.1\n  Port \(archPorts["aarch64"]!)\n  User \(Self.user)\n"
         }
         aliases += "Host riscv1\n  HostName 127.0.0.1\n  Port \(archPorts["riscv64"]!)\n  User \(Self.user)\n"
+        for (name, p) in awkwardPorts {
+            aliases += "Host \(name)1\n  HostName 127.0.0.1\n  Port \(p)\n  User \(Self.user)\n"
+        }
         // A host that refuses connections, for failure tests.
         aliases += "Host closed\n  HostName 127.0.0.1\n  Port \(Self.freePort())\n  User \(Self.user)\n"
         aliases +=

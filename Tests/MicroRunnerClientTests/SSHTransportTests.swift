@@ -74,6 +74,10 @@ struct SSHTransportTests {
         // One master socket served both sessions, and shutdown() closed it.
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == 1)
         await t.shutdown()
+        // The master unlinks its socket as it exits, just after it answered `-O exit`.
+        for _ in 0..<250 where !(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
     }
 
@@ -125,6 +129,67 @@ struct SSHTransportTests {
         } catch let error as ClientError {
             #expect(error.message.contains("no runner for architecture riscv64"))
         }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aHostThatNeverReadsIsBoundedByTheStartTimeout() async throws {
+        let s = try server()
+        do {
+            _ = try await RunnerClient.withRunner(
+                transport: transport("slow1", s),
+                runner: try RunnerBinary(path: runnerPath),
+                startTimeout: .seconds(3)
+            ) { client in await client.ready.version }
+            Issue.record("a host that never reads started a runner")
+        } catch let error as ClientError {
+            #expect(error.kind == .startTimeout, "\(error)")
+        }
+    }
+
+    @Test func textALoginRcPrintsBeforeTheRunnerIsSkipped() async throws {
+        let s = try server()
+        let out = try await RunnerClient.withRunner(
+            transport: transport("noisy1", s),
+            runner: try RunnerBinary(path: runnerPath)
+        ) { client in try await client.exec(ExecParams(command: "echo fine")).stdout }
+        #expect(out == "fine\n")
+    }
+
+    @Test func aNoexecTmpFallsBackToTheHomeCache() async throws {
+        let s = try server()
+        let seen = Box<String?>(nil)
+        _ = try await RunnerClient.withRunner(
+            transport: transport("noexec1", s),
+            runner: try RunnerBinary(path: runnerPath)
+        ) { client in
+            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(await client.ready.pid)/exe")
+            seen.value = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+            return try await client.exec(ExecParams(command: "true")).exitCode
+        }
+        let dir = try #require(seen.value)
+        #expect(dir.contains("/.cache/micro-runner/run."), "\(dir)")
+        #expect(!FileManager.default.fileExists(atPath: dir), "the fallback directory is removed at exit too")
+        // An explicit directory gets no fallback: the error says what to do.
+        var o = sshOptions(s)
+        o.remoteDirectory = SSHServer.noexecDirectory
+        do {
+            _ = try await RunnerClient.withRunner(
+                transport: SSHTransport(host: HostSpec(host: "h12"), options: o),
+                runner: try RunnerBinary(path: runnerPath),
+                startTimeout: .seconds(20)
+            ) { client in await client.ready.pid }
+            Issue.record("ran a runner from a noexec directory")
+        } catch let error as ClientError {
+            #expect(error.message.contains("--remote-tmp"), "\(error)")
+        }
+    }
+
+    @Test func aTcshLoginShellRunsTheBootstrap() async throws {
+        let s = try server()
+        let out = try await RunnerClient.withRunner(
+            transport: transport("tcsh1", s),
+            runner: try RunnerBinary(path: runnerPath)
+        ) { client in try await client.exec(ExecParams(command: "echo from tcsh")).stdout }
+        #expect(out == "from tcsh\n")
     }
 
     @Test func closeReturnsExitAndTheRunnerDeletedItself() async throws {
@@ -260,5 +325,34 @@ struct SSHTransportTests {
         #expect(ok == 50)
         #expect((try? outcomes.value["closed"]?.get()) == nil)
         for t in transports { await (t as? SSHTransport)?.closeMaster() }
+    }
+}
+
+/// What ssh's stderr becomes in an error: one line that says what to do.
+@Suite struct SSHMessageTests {
+    @Test func aChangedHostKeyIsOneLineWithTheRemedy() {
+        let stderr = """
+            @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r
+            @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r
+            @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r
+            IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\r
+            Host key verification failed.\r
+
+            """
+        let text = SSHTransport.explain(stderr)
+        #expect(text.contains("ssh-keygen -R"))
+        #expect(!text.contains("@@@"))
+    }
+
+    @Test func anUnknownHostKeyNamesTheFlag() {
+        let text = SSHTransport.explain(
+            "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\r\nHost key verification failed.\r\n"
+        )
+        #expect(text.contains("--accept-new-host-keys"))
+    }
+
+    @Test func crlfLinesAreSplitAndTrimmed() {
+        let text = SSHTransport.explain("ssh: connect to host 10.0.0.1 port 22: Connection refused\r\n")
+        #expect(text == "ssh: connect to host 10.0.0.1 port 22: Connection refused")
     }
 }
