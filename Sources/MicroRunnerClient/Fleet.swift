@@ -44,20 +44,37 @@ public enum Fleet {
                 next += 1
                 group.addTask {
                     let start = ContinuousClock.now
-                    let result: Result<T, any Error>
-                    do {
-                        result = .success(
-                            try await RunnerClient.withRunner(
-                                transport: transport,
-                                runner: runner,
-                                arguments: arguments,
-                                startTimeout: startTimeout,
-                                signer: signer,
-                                body
+                    var result: Result<T, any Error>
+                    var attempt = 0
+                    while true {
+                        // The body runs only after READY: an error before it changed nothing on the host.
+                        let reachedBody = Flag()
+                        do {
+                            result = .success(
+                                try await RunnerClient.withRunner(
+                                    transport: transport,
+                                    runner: runner,
+                                    arguments: arguments,
+                                    startTimeout: startTimeout,
+                                    signer: signer
+                                ) { client in
+                                    reachedBody.set()
+                                    return try await body(client)
+                                }
                             )
-                        )
-                    } catch {
-                        result = .failure(error)
+                        } catch {
+                            result = .failure(error)
+                            if !reachedBody.isSet, attempt < Self.busyRetries.count, Self.isBusyServer(error),
+                                !Task.isCancelled
+                            {
+                                try? await Task.sleep(
+                                    for: Self.busyRetries[attempt] + .milliseconds(Int.random(in: 0...200))
+                                )
+                                attempt += 1
+                                continue
+                            }
+                        }
+                        break
                     }
                     let elapsed = ContinuousClock.now - start
                     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -72,4 +89,47 @@ public enum Fleet {
             }
         }
     }
+
+    /// Waits before each retry of a host whose sshd turned the connection away under load (OpenSSH's
+    /// `MaxStartups`, 10 unauthenticated connections by default, drops the rest with "kex_exchange_identification"):
+    /// with jitter, so retried hosts do not arrive together again.
+    static let busyRetries: [Duration] = [.milliseconds(300), .seconds(1), .seconds(3)]
+
+    /// Whether `error` is an ssh connection the server closed before the runner started (busy, not broken).
+    package static func isBusyServer(_ error: any Error) -> Bool {
+        guard let e = error as? ClientError, e.kind == .transport || e.kind == .runnerExited else { return false }
+        return e.message.contains("kex_exchange_identification") || e.message.contains("Connection reset by peer")
+            || e.message.contains("Connection closed by remote host")
+    }
+}
+
+/// A flag set once, read from another task.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// The process's open-file limit, which bounds how many hosts one process can drive at once.
+public enum OpenFileLimit {
+    /// Descriptors each host in flight holds in this process (its ssh child's three pipes and pidfd, with margin).
+    public static let perHost = 8
+
+    /// Raises the soft limit to the hard one (many systems start processes at a soft 1024, or 256 on some)
+    /// and returns the soft limit in force afterwards.
+    @discardableResult
+    public static func raise() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 256 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return limit.rlim_cur > UInt64(Int.max) ? Int.max : Int(limit.rlim_cur)
+    }
+
+    /// How many hosts can run at once within `limit` descriptors (64 kept for everything else), at least 1.
+    public static func maxForks(within limit: Int) -> Int { max(1, (limit - 64) / perHost) }
 }

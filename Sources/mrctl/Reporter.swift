@@ -26,6 +26,8 @@ final class Reporter: @unchecked Sendable {
     var ok = 0
     var changed = 0
     var failed = 0
+    /// The hosts that failed, in the order they finished (the summary names them).
+    var failedHosts: [String] = []
 
     init(json: Bool, color: Bool, total: Int) {
         self.json = json
@@ -42,7 +44,12 @@ final class Reporter: @unchecked Sendable {
         var line: JSONObject = JSONObject([("host", .string(outcome.host))])
         switch outcome.result {
         case .success(let r):
-            if r.ok { ok += 1 } else { failed += 1 }
+            if r.ok {
+                ok += 1
+            } else {
+                failed += 1
+                failedHosts.append(outcome.host)
+            }
             if r.changed == true { changed += 1 }
             line["ok"] = .bool(r.ok)
             if let c = r.changed { line["changed"] = .bool(c) }
@@ -65,6 +72,7 @@ final class Reporter: @unchecked Sendable {
             }
         case .failure(let error):
             failed += 1
+            failedHosts.append(outcome.host)
             line["ok"] = .bool(false)
             var e = JSONObject()
             if let c = error as? CommandError {
@@ -112,5 +120,11 @@ final class Reporter: @unchecked Sendable {
         print(
             "\(hosts): \(paint("\(ok) ok", "32")), \(paint("\(changed) changed", "33")), \(paint("\(failed) failed", failed > 0 ? "31;1" : "0"))"
         )
+        if !failedHosts.isEmpty {
+            // Named, so the next run can be pointed at them (`--host` each, or a file for --inventory).
+            let shown = failedHosts.prefix(20).joined(separator: " ")
+            let more = failedHosts.count > 20 ? " (and \(failedHosts.count - 20) more)" : ""
+            print("failed: \(shown)\(more)")
+        }
     }
 }

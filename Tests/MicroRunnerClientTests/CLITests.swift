@@ -61,6 +61,32 @@ struct CLITests {
         #expect(byHost["h11"]?["result"]?["arch"] == .string("amd64"), "\(run.stdout)")
     }
 
+    @Test func aLowOpenFileLimitLowersForksAndEveryHostStillRuns() throws {
+        let s = try server()
+        let hosts = (1...30).flatMap { ["--host", "h\($0)"] }
+        let command =
+            ([mrctlPath, "exec", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--forks", "30"] + hosts + [
+                "--", "true",
+            ])
+            .map { "'\($0)'" }.joined(separator: " ")
+        // 200 descriptors, soft and hard: mrctl cannot raise it, so it must run fewer hosts at once.
+        let run = shell("ulimit -Hn 200 && ulimit -Sn 200 && \(command) 2>&1")
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.contains("allows 17 hosts at once"), "\(run.output)")
+        #expect(run.output.contains("30 hosts: 30 ok"), "\(run.output)")
+    }
+
+    @Test func theSummaryNamesTheFailedHosts() throws {
+        let s = try server()
+        let run = try mrctl([
+            "exec", "--no-color", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h13", "--host",
+            "closed",
+            "--", "true",
+        ])
+        #expect(run.status == 1)
+        #expect(run.stdout.contains("failed: closed"), "\(run.stdout)")
+    }
+
     @Test func jsonPerHostAndFailureExitStatus() throws {
         let s = try server()
         let run = try mrctl([

@@ -356,3 +356,17 @@ struct SSHTransportTests {
         #expect(text == "ssh: connect to host 10.0.0.1 port 22: Connection refused")
     }
 }
+
+/// Which failures Fleet retries: a server turning connections away under load, before the runner started.
+@Suite struct BusyServerTests {
+    @Test(arguments: [
+        ("h1: kex_exchange_identification: read: Connection reset by peer", true),
+        ("h1: Connection closed by remote host", true),
+        ("h1: Permission denied (publickey)", false),
+        ("h1: ssh: connect to host 10.0.0.1 port 22: Connection refused", false),
+    ])
+    func busyServerIsRecognised(_ message: String, _ busy: Bool) {
+        #expect(Fleet.isBusyServer(ClientError(.transport, message)) == busy)
+        #expect(Fleet.isBusyServer(ClientError(.usage, message)) == false)
+    }
+}
