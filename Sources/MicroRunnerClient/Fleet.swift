@@ -31,7 +31,7 @@ public enum Fleet {
         _ transports: [any Transport],
         runner: RunnerBinary,
         arguments: [String] = [],
-        forks: Int,
+        forks: Int = 10,
         startTimeout: Duration = .seconds(60),
         signer: (any CommandSigning)? = nil,
         body: @escaping @Sendable (RunnerClient) async throws -> T,

@@ -79,3 +79,11 @@ public struct HostSpec: Sendable, Hashable, CustomStringConvertible {
         return hosts
     }
 }
+
+extension HostSpec {
+    /// The transport that reaches this host: `LocalTransport` for `local`, else `SSHTransport` with `options`
+    /// (and, when given, the runner for each host's architecture).
+    public func transport(options: SSHOptions = SSHOptions(), runners: RunnerSet? = nil) -> any Transport {
+        isLocal ? LocalTransport(name: description) : SSHTransport(host: self, options: options, runners: runners)
+    }
+}

@@ -73,7 +73,7 @@ public struct SSHTransport: Transport {
     public let runners: RunnerSet?
 
     /// Creates a transport for one host.
-    public init(host: HostSpec, options: SSHOptions, runners: RunnerSet? = nil) {
+    public init(host: HostSpec, options: SSHOptions = SSHOptions(), runners: RunnerSet? = nil) {
         self.host = host
         self.options = options
         self.runners = runners

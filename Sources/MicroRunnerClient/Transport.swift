@@ -44,10 +44,13 @@ public final class RunnerSession: Sendable {
 
 /// Runs the runner on this machine, from a private temporary directory (mode 0700).
 public struct LocalTransport: Transport {
-    public var name: String { "local" }
+    /// The name reports use (several local transports, e.g. with different runner arguments, can be told apart).
+    public let name: String
 
     /// Creates the transport.
-    public init() {}
+    public init(name: String = "local") {
+        self.name = name
+    }
 
     public func start(runner: RunnerBinary, arguments: [String]) async throws -> RunnerSession {
         var template = Array((NSTemporaryDirectory() + "/micro-runner.XXXXXX").utf8CString)

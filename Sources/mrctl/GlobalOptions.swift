@@ -123,7 +123,7 @@ func runOnHosts(
         ?? RunnerBinary(path: options.runner ?? RunnerBinary.defaultPath())
     let ssh = options.sshOptionsValue()
     let transports: [any Transport] = specs.map {
-        $0.isLocal ? LocalTransport() as any Transport : SSHTransport(host: $0, options: ssh, runners: runners)
+        $0.transport(options: ssh, runners: runners)
     }
     let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
     let signer = try options.signer()

@@ -370,3 +370,13 @@ struct SSHTransportTests {
         #expect(Fleet.isBusyServer(ClientError(.usage, message)) == false)
     }
 }
+
+@Suite struct HostTransportTests {
+    @Test func aParsedHostBecomesItsTransport() throws {
+        #expect(try HostSpec(parsing: "local").transport() is LocalTransport)
+        let ssh = try HostSpec(parsing: "deploy@web1:2222").transport()
+        #expect(ssh is SSHTransport)
+        #expect(ssh.name == "deploy@web1:2222")
+        #expect(LocalTransport(name: "local (staging runner)").name == "local (staging runner)")
+    }
+}
