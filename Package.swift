@@ -12,7 +12,8 @@ let package = Package(
         .library(name: "MicroRunnerClient", targets: ["MicroRunnerClient"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -49,10 +50,16 @@ let package = Package(
             name: "MicroRunnerClient",
             dependencies: ["MicroRunnerProtocol", "MicroRunnerCrypto", "CMicroRunnerShims"]
         ),
+        // Ansible inventories (INI and YAML) and host patterns, for mrctl.
+        .target(
+            name: "MicroRunnerInventory",
+            dependencies: ["MicroRunnerClient", .product(name: "Yams", package: "Yams")]
+        ),
         .executableTarget(
             name: "mrctl",
             dependencies: [
                 "MicroRunnerClient",
+                "MicroRunnerInventory",
                 "MicroRunnerProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -86,7 +93,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MicroRunnerClientTests",
-            dependencies: ["MicroRunnerClient", "MicroRunnerProtocol", "MicroRunnerCrypto", "MicroRunnerTestSupport"]
+            dependencies: ["MicroRunnerClient", "MicroRunnerInventory", "MicroRunnerProtocol", "MicroRunnerCrypto", "MicroRunnerTestSupport"]
         ),
         .testTarget(
             name: "IntegrationTests",

@@ -135,7 +135,9 @@ extension RunnerClient {
         backup: Bool = false,
         dryRun: Bool = false,
         chunkSize: Int = 4 << 20,
-        timeout: Int = 300
+        timeout: Int = 300,
+        useSudo: Bool = false,
+        sudoPassword: String = ""
     ) async throws -> FileWriteResult {
         let chunked = supports("file.chunked_write") && supports("file.content_base64")
         if bytes.count <= chunkSize || dryRun || !chunked {
@@ -143,6 +145,8 @@ extension RunnerClient {
             p.owner = owner
             p.group = group
             p.backup = backup
+            p.useSudo = useSudo
+            p.sudoPassword = sudoPassword
             return try await writeFile(p, timeout: timeout, dryRun: dryRun)
         }
         let uploadID = "u" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
@@ -161,6 +165,8 @@ extension RunnerClient {
             p.owner = owner
             p.group = group
             p.backup = backup
+            p.useSudo = useSudo
+            p.sudoPassword = sudoPassword
             commands.append(
                 CommandMessage(
                     id: makeID(),

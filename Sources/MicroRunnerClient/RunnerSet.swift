@@ -26,12 +26,17 @@ public struct RunnerSet: Sendable {
     }
 
     /// Where runners are looked for by default: `$MICRO_RUNNER_DIR`, else `../runner` beside the running
-    /// executable (`.build/release/mrctl` -> `.build/runner`), else `.build/runner` in the current directory.
+    /// executable (`.build/release/mrctl` -> `.build/runner`), else `../lib/micro-runner` beside it (as
+    /// `scripts/install-cli` installs), else `.build/runner` in the current directory.
     public static func defaultDirectory() -> String {
         if let dir = ProcessInfo.processInfo.environment["MICRO_RUNNER_DIR"], !dir.isEmpty { return dir }
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let beside = me.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("runner").path
         if FileManager.default.fileExists(atPath: beside) { return beside }
+        // scripts/install-cli: PREFIX/bin/mrctl and PREFIX/lib/micro-runner/<arch>/micro-runner.
+        let installed = me.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("lib/micro-runner").path
+        if FileManager.default.fileExists(atPath: installed) { return installed }
         return FileManager.default.currentDirectoryPath + "/.build/runner"
     }
 

@@ -46,6 +46,28 @@ public struct SSHOptions: Sendable {
         /// removes), kept `persist` seconds after its last session and closed by `shutdown()`: worth it when
         /// a program opens several sessions to the same host, each of which then skips the handshake.
         case master(directory: String, persist: Int)
+        /// Like `master`, but left open when the program ends: a later program (the next mrctl call) reuses it
+        /// within `persist` seconds and skips the handshake, as Ansible's `~/.ansible/cp` does. ssh removes a
+        /// stale socket by itself.
+        case persistent(directory: String, persist: Int)
+    }
+
+    /// The per-user directory for persistent masters, `~/.cache/micro-runner/cp`, created 0700.
+    /// - Throws: `ClientError` `.usage` when it cannot be made private (another owner, or group/other access).
+    public static func persistentDirectory() throws -> String {
+        let home = FileManager.default.homeDirectoryForCurrentUser.path
+        let dir = home + "/.cache/micro-runner/cp"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o700)
+        var st = stat()
+        guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid(), st.st_mode & 0o077 == 0
+        else {
+            throw ClientError(
+                .usage,
+                "\(dir) is not a private directory of this user (0700): ssh sockets cannot go there"
+            )
+        }
+        return dir
     }
 
     /// Creates options with the defaults: strict host keys, no connection sharing.
@@ -64,7 +86,9 @@ public struct SSHTransport: Transport {
     /// ssh options.
     public let options: SSHOptions
 
-    public var name: String { host.description }
+    public var name: String { displayName ?? host.description }
+    /// What reports call the host, when not its ssh destination (an inventory's name for it).
+    public let displayName: String?
 
     /// Creates a transport for one host.
     /// Runners by architecture: when set, each host gets the one for its `uname -m` (learned over the same ssh
@@ -73,7 +97,8 @@ public struct SSHTransport: Transport {
     public let runners: RunnerSet?
 
     /// Creates a transport for one host.
-    public init(host: HostSpec, options: SSHOptions = SSHOptions(), runners: RunnerSet? = nil) {
+    public init(host: HostSpec, options: SSHOptions = SSHOptions(), runners: RunnerSet? = nil, name: String? = nil) {
+        self.displayName = name
         self.host = host
         self.options = options
         self.runners = runners
@@ -140,9 +165,9 @@ public struct SSHTransport: Transport {
         ]
         switch options.sharing {
         case .none: args += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
-        case .master(let directory, let persist):
+        case .master(let directory, let persist), .persistent(let directory, let persist):
             args += [
-                "-o", "ControlMaster=auto", "-o", "ControlPath=\(Self.controlPath(directory, host))",
+                "-o", "ControlMaster=auto", "-o", "ControlPath=\(controlPath(directory))",
                 "-o", "ControlPersist=\(persist)",
             ]
         }
@@ -159,9 +184,10 @@ public struct SSHTransport: Transport {
 
     /// One socket per host as written (aliases of one machine get their own connections), short enough for
     /// the 108-byte socket path limit.
-    static func controlPath(_ directory: String, _ host: HostSpec) -> String {
+    package func controlPath(_ directory: String) -> String {
+        // The destination and what else decides where ssh goes (a config file can map one alias differently).
         var h = Crypto.SHA256()
-        h.update(Array(host.description.utf8))
+        h.update(Array("\(host.description)\n\(options.configFile ?? "")\n\(options.identityFile ?? "")".utf8))
         return directory + "/" + String(h.finalizeHex().prefix(16))
     }
 
@@ -288,7 +314,7 @@ public struct SSHTransport: Transport {
     /// Closes this host's ControlMaster connection.
     public func closeMaster() async {
         guard case .master(let directory, _) = options.sharing,
-            FileManager.default.fileExists(atPath: Self.controlPath(directory, host)), let ssh = try? sshExecutable(),
+            FileManager.default.fileExists(atPath: controlPath(directory)), let ssh = try? sshExecutable(),
             let p = try? ChildProcess(executable: ssh, arguments: sshArguments(nil, extra: ["-O", "exit"]))
         else { return }
         p.closeStdin()

@@ -32,6 +32,11 @@ struct Exec: AsyncParsableCommand {
         let timeout = global.timeout
         let live = stream && !global.json
         try await runOnHosts(global) { client in
+            var p = p
+            if let become = HostSettings.become {  // ansible_become on this host
+                p.useSudo = true
+                p.sudoPassword = become.password ?? ""
+            }
             let host = client.hostName
             let streamed = EventCount()
             let r = try await client.exec(p, timeout: timeout) { event in

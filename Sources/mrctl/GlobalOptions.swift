@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MicroRunnerClient
+import MicroRunnerInventory
 import MicroRunnerProtocol
 
 /// Options every subcommand shares: where to run, how to connect, how to report.
@@ -8,8 +9,17 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("host"), help: "A host (user@host:port, an ssh alias, or 'local'); repeatable.")
     var hosts: [String] = []
 
-    @Option(name: .customLong("inventory"), help: "A file with one host per line (# comments).")
+    @Option(
+        name: [.short, .customLong("inventory")],
+        help: "An Ansible inventory (INI or YAML, told apart by content) or a file with one host per line."
+    )
     var inventory: String?
+
+    @Option(
+        name: [.short, .customLong("limit")],
+        help: "Ansible host pattern over the inventory: names, groups, globs, a:b, a:&b, a:!b (default all)."
+    )
+    var limit: String?
 
     @Option(help: "How many hosts run at once.")
     var forks = 10
@@ -42,13 +52,20 @@ struct GlobalOptions: ParsableArguments {
     )
     var remoteTmp: String?
 
+    @Option(
+        name: .customLong("persist"),
+        help:
+            "Keep each host's ssh connection this many seconds for later mrctl calls (in ~/.cache/micro-runner/cp); 0: one connection per call."
+    )
+    var persist = 60
+
     @Option(help: "The runner's lifetime (Go duration, e.g. 10m).")
     var ttl: String?
 
     @Option(name: .customLong("ssh-config"), help: "An ssh config file instead of ~/.ssh/config.")
     var sshConfig: String?
 
-    @Option(name: [.short, .customLong("identity")], help: "Private key for ssh.")
+    @Option(name: [.customLong("identity"), .customLong("private-key")], help: "Private key for ssh.")
     var identity: String?
 
     @Option(name: .customLong("known-hosts"), help: "known_hosts file for ssh.")
@@ -82,10 +99,21 @@ struct GlobalOptions: ParsableArguments {
         try signingKey.map { try Ed25519Signer(keyFile: $0) }
     }
 
-    func hostSpecs() throws -> [HostSpec] {
-        var specs = try hosts.map { try HostSpec(parsing: $0) }
-        if let inventory { specs += try HostSpec.inventory(path: inventory) }
-        return specs.isEmpty ? [HostSpec(host: "local")] : specs
+    /// Where to run: `--host` values, then the inventory's hosts that `--limit` selects; this machine when
+    /// neither is given.
+    func targets() throws -> [InventoryHost] {
+        var targets: [InventoryHost] = try hosts.map { InventoryHost(try HostSpec(parsing: $0)) }
+        if let inventory {
+            do {
+                targets += try Inventory(path: inventory).targets(limit ?? "all")
+            } catch let error as Inventory.ParseError {
+                throw ValidationError(error.description)
+            }
+        } else if limit != nil {
+            throw ValidationError("--limit selects from an inventory: give one with -i/--inventory")
+        }
+        if targets.isEmpty && inventory == nil { targets = [InventoryHost(HostSpec(host: "local"))] }
+        return targets
     }
 
     func sshOptionsValue() -> SSHOptions {
@@ -95,6 +123,9 @@ struct GlobalOptions: ParsableArguments {
         o.knownHostsFile = knownHosts
         o.extraOptions = sshOptions
         o.remoteDirectory = remoteTmp
+        if persist > 0, let dir = try? SSHOptions.persistentDirectory() {
+            o.sharing = .persistent(directory: dir, persist: persist)
+        }
         if acceptNewHostKeys { o.hostKeyChecking = .acceptNew }
         if insecureNoHostKeyCheck { o.hostKeyChecking = .insecureDisabled }
         return o
@@ -114,7 +145,7 @@ func runOnHosts(
     _ options: GlobalOptions,
     _ body: @escaping @Sendable (RunnerClient) async throws -> HostReport
 ) async throws {
-    let specs = try options.hostSpecs()
+    let targets = try options.targets()
     // --runner: that binary for every host. Otherwise the set scripts/build-runner made, and each host gets the
     // runner for its own architecture.
     let runners: RunnerSet? = options.runner == nil ? try? RunnerSet(directory: RunnerSet.defaultDirectory()) : nil
@@ -122,8 +153,18 @@ func runOnHosts(
         try runners?.runners[RunnerSet.localArchitecture] ?? runners?.runners.values.first
         ?? RunnerBinary(path: options.runner ?? RunnerBinary.defaultPath())
     let ssh = options.sshOptionsValue()
-    let transports: [any Transport] = specs.map {
-        $0.transport(options: ssh, runners: runners)
+    let transports: [any Transport] = targets.map { target in
+        if target.isLocal { return LocalTransport(name: target.name) }
+        var o = ssh
+        if let key = target.identityFile, options.identity == nil { o.identityFile = key }
+        return SSHTransport(host: target.spec, options: o, runners: runners, name: target.name)
+    }
+    // ansible_become: this host's exec and file writes go through sudo (HostSettings.become, read by the
+    // subcommands).
+    var becomeByName: [String: HostSettings.Become] = [:]
+    for target in targets where target.become { becomeByName[target.name] = .init(password: target.becomePassword) }
+    let hostBody: @Sendable (RunnerClient) async throws -> HostReport = { [becomeByName] client in
+        try await HostSettings.$become.withValue(becomeByName[client.hostName]) { try await body(client) }
     }
     let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
     let signer = try options.signer()
@@ -146,7 +187,7 @@ func runOnHosts(
             forks: forks,
             startTimeout: .seconds(startTimeout),
             signer: signer,
-            body: body
+            body: hostBody
         ) {
             outcome in reporter.report(outcome)
         }
@@ -196,4 +237,14 @@ final class Interrupts: @unchecked Sendable {
     func stop() {
         for s in sources { s.cancel() }
     }
+}
+
+/// Per-host settings the subcommands read while serving one host.
+enum HostSettings {
+    /// `ansible_become` for the host being served: exec and file writes through sudo.
+    struct Become: Sendable {
+        var password: String?
+    }
+
+    @TaskLocal static var become: Become?
 }

@@ -33,7 +33,9 @@ struct Put: AsyncParsableCommand {
                 group: group,
                 backup: backup,
                 dryRun: dryRun,
-                timeout: timeout
+                timeout: timeout,
+                useSudo: HostSettings.become != nil,
+                sudoPassword: HostSettings.become?.password ?? ""
             )
             let changed = r.changed ?? true
             var summary = changed ? (dryRun ? "would write" : "wrote") + " \(bytes.count) bytes" : "unchanged"

@@ -1,4 +1,5 @@
 import Foundation
+import MicroRunnerClient
 import MicroRunnerProtocol
 import MicroRunnerTestSupport
 import Testing
@@ -70,7 +71,7 @@ struct CLITests {
             ])
             .map { "'\($0)'" }.joined(separator: " ")
         // 200 descriptors, soft and hard: mrctl cannot raise it, so it must run fewer hosts at once.
-        let run = shell("ulimit -Hn 200 && ulimit -Sn 200 && \(command) 2>&1")
+        let run = shell("ulimit -Sn 200 && ulimit -Hn 200 && \(command) 2>&1")
         #expect(run.status == 0, "\(run.output)")
         #expect(run.output.contains("allows 17 hosts at once"), "\(run.output)")
         #expect(run.output.contains("30 hosts: 30 ok"), "\(run.output)")
@@ -85,6 +86,87 @@ struct CLITests {
         ])
         #expect(run.status == 1)
         #expect(run.stdout.contains("failed: closed"), "\(run.stdout)")
+    }
+
+    @Test func anAnsibleInventoryRunsEndToEnd() throws {
+        let s = try server()
+        let inventory = NSTemporaryDirectory() + "mr-inventory-\(getpid()).ini"
+        defer { try? FileManager.default.removeItem(atPath: inventory) }
+        try """
+        [loop]
+        box[1:2] ansible_host=127.0.0.1 ansible_port=\(s.port) ansible_user=\(SSHServer.user)
+
+        [controller]
+        ctl ansible_connection=local
+        ctl-root ansible_connection=local ansible_become=yes
+
+        [needs_root]
+        box-sudo ansible_host=127.0.0.1 ansible_port=\(s.port) ansible_user=\(SSHServer.user) ansible_become=true
+
+        [all:vars]
+        ansible_ssh_private_key_file=\(s.clientKey)
+        """.write(toFile: inventory, atomically: true, encoding: .utf8)
+        let run = try mrctl([
+            "exec", "--json", "--runner", runnerPath, "--ssh-config", s.clientConfig, "-i", inventory, "--limit",
+            "all:!ctl-root:!needs_root", "--", "id", "-un",
+        ])
+        #expect(run.status == 0, "\(run.stderr)")
+        let byHost = Dictionary(uniqueKeysWithValues: run.objects.map { ($0["host"]?.stringValue ?? "", $0) })
+        #expect(byHost.keys.sorted() == ["box1", "box2", "ctl"])
+        #expect(byHost["box1"]?["result"]?["stdout"] == .string("\(SSHServer.user)\n"))
+        #expect(byHost["ctl"]?["result"]?["stdout"] == .string("root\n"))
+        // ansible_become: the command goes through sudo. The test user may not use sudo, so sudo's refusal is
+        // what shows that it was asked.
+        let become = try mrctl([
+            "exec", "--json", "--runner", runnerPath, "--ssh-config", s.clientConfig, "-i", inventory, "-l", "box-sudo",
+            "--", "id", "-un",
+        ])
+        let result = become.objects.first?["result"]
+        #expect(result?["exit_code"] != .number("0"), "\(become.stdout)")
+        #expect(result?["stderr"]?.stringValue?.contains("sudo") == true, "\(become.stdout)")
+    }
+
+    @Test func aSecondCallReusesThePersistentConnection() throws {
+        let s = try server()
+        let dir = try SSHOptions.persistentDirectory()
+        var o = SSHOptions()
+        o.configFile = s.clientConfig
+        let socket = SSHTransport(host: HostSpec(host: "h14"), options: o).controlPath(dir)
+        // A stale socket from a master that is gone: ssh must replace it, not fail.
+        unlink(socket)
+        let fd = Foundation.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in socket.utf8.enumerated() { raw[i] = b }
+        }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        close(fd)
+        #expect(FileManager.default.fileExists(atPath: socket))
+        let first = try mrctl([
+            "exec", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h14", "--", "true",
+        ])
+        #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
+        // The master outlives the call, and the next call goes through it.
+        #expect(shell("ssh -o ControlPath=\(socket) -O check h14 2>&1").status == 0)
+        let second = try mrctl([
+            "exec", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h14", "--", "true",
+        ])
+        #expect(second.status == 0)
+        shell("ssh -o ControlPath=\(socket) -O exit h14 2>&1")
+        // --persist 0: nothing is kept (h49: no other test reaches it, so no master of theirs can be there).
+        let kept = SSHTransport(host: HostSpec(host: "h49"), options: o).controlPath(dir)
+        shell("ssh -o ControlPath=\(kept) -O exit h49 2>&1; rm -f \(kept)")
+        let none = try mrctl([
+            "exec", "--persist", "0", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h49", "--",
+            "true",
+        ])
+        #expect(none.status == 0)
+        #expect(!FileManager.default.fileExists(atPath: kept))
     }
 
     @Test func jsonPerHostAndFailureExitStatus() throws {

@@ -1,0 +1,198 @@
+import MicroRunnerClient
+
+extension Inventory {
+    /// The hosts `pattern` selects, with Ansible's syntax: host and group names, globs (`web*`), union
+    /// (`a:b` or `a,b`), intersection (`a:&b`), exclusion (`a:!b`); `all` or `*` for every host. As in Ansible,
+    /// unions are taken first, then intersections, then exclusions, whatever their order in the pattern.
+    /// - Throws: `ParseError` when a term matches nothing (a typo must not silently shrink a run).
+    public func select(_ pattern: String) throws -> [String] {
+        var union = Set<String>()
+        var intersections: [Set<String>] = []
+        var exclusions = Set<String>()
+        for term in Self.terms(pattern) {
+            if term.hasPrefix("&") {
+                intersections.append(Set(try match(String(term.dropFirst()))))
+            } else if term.hasPrefix("!") {
+                exclusions.formUnion(try match(String(term.dropFirst())))
+            } else {
+                union.formUnion(try match(term))
+            }
+        }
+        var selected = union
+        for i in intersections { selected.formIntersection(i) }
+        selected.subtract(exclusions)
+        return hostOrder.filter { selected.contains($0) }
+    }
+
+    /// The terms of a pattern: separated by `,` or `:` (not inside a `[...]` range).
+    static func terms(_ pattern: String) -> [String] {
+        var terms: [String] = []
+        var current = ""
+        var depth = 0
+        for c in pattern {
+            if c == "[" { depth += 1 }
+            if c == "]" { depth -= 1 }
+            if depth == 0 && (c == "," || c == ":") {
+                if !current.isEmpty { terms.append(current) }
+                current = ""
+            } else {
+                current.append(c)
+            }
+        }
+        if !current.isEmpty { terms.append(current) }
+        return terms.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    func match(_ term: String) throws -> [String] {
+        if term == "all" || term == "*" { return hostOrder }
+        if groups[term] != nil { return hosts(in: term) }
+        if hostVars[term] != nil { return [term] }
+        if term.contains("*") || term.contains("?") || term.contains("[") {
+            var found: [String] = []
+            for group in groups.keys.sorted() where Self.glob(term, group) { found += hosts(in: group) }
+            found += hostOrder.filter { Self.glob(term, $0) }
+            if !found.isEmpty { return found }
+        }
+        throw ParseError(file: "--limit", line: 0, reason: "\"\(term)\" matches no host or group of the inventory")
+    }
+
+    /// Shell-style glob: `*`, `?`.
+    static func glob(_ pattern: String, _ text: String) -> Bool {
+        let p = Array(pattern)
+        let t = Array(text)
+        var memo = [[Bool?]](repeating: [Bool?](repeating: nil, count: t.count + 1), count: p.count + 1)
+        func m(_ i: Int, _ j: Int) -> Bool {
+            if let known = memo[i][j] { return known }
+            let result: Bool
+            if i == p.count {
+                result = j == t.count
+            } else if p[i] == "*" {
+                result = m(i + 1, j) || (j < t.count && m(i, j + 1))
+            } else {
+                result = j < t.count && (p[i] == "?" || p[i] == t[j]) && m(i + 1, j + 1)
+            }
+            memo[i][j] = result
+            return result
+        }
+        return m(0, 0)
+    }
+}
+
+/// A host of an inventory as mrctl reaches it: the ssh destination or the local machine, and how to become
+/// root, from Ansible's connection variables.
+public struct InventoryHost: Sendable, Equatable {
+    /// The inventory's name for the host (what reports show).
+    public var name: String
+    /// Where ssh connects (`ansible_host`, `ansible_port`, `ansible_user`).
+    public var spec: HostSpec
+    /// `ansible_connection=local`: runs through the local transport.
+    public var isLocal: Bool
+    /// `ansible_ssh_private_key_file`.
+    public var identityFile: String?
+    /// `ansible_become`: exec and file writes through sudo.
+    public var become: Bool
+    /// `ansible_become_password` (`ansible_become_pass`).
+    public var becomePassword: String?
+    /// Every variable after precedence (unknown ones are kept and ignored).
+    public var variables: [String: String]
+
+    /// A host given directly (`--host`), with no inventory variables.
+    public init(_ spec: HostSpec) {
+        self.init(
+            name: spec.description,
+            spec: spec,
+            isLocal: spec.isLocal,
+            identityFile: nil,
+            become: false,
+            becomePassword: nil,
+            variables: [:]
+        )
+    }
+
+    /// A host with everything stated.
+    public init(
+        name: String,
+        spec: HostSpec,
+        isLocal: Bool,
+        identityFile: String?,
+        become: Bool,
+        becomePassword: String?,
+        variables: [String: String]
+    ) {
+        self.name = name
+        self.spec = spec
+        self.isLocal = isLocal
+        self.identityFile = identityFile
+        self.become = become
+        self.becomePassword = becomePassword
+        self.variables = variables
+    }
+}
+
+extension Inventory {
+    /// The hosts `pattern` selects, resolved for connecting.
+    /// - Throws: `ParseError` for a pattern that matches nothing or a variable that does not parse.
+    public func targets(_ pattern: String = "all") throws -> [InventoryHost] {
+        try select(pattern).map { try target($0) }
+    }
+
+    /// One host, resolved for connecting.
+    public func target(_ name: String) throws -> InventoryHost {
+        let vars = variables(of: name)
+        // mrctl's own one-host-per-line files name hosts as user@host:port.
+        if (name.contains("@") || name.contains(":")) && vars["ansible_host"] == nil,
+            let spec = try? HostSpec(parsing: name)
+        {
+            var host = InventoryHost(spec)
+            host.variables = vars
+            return host
+        }
+        var port: Int?
+        if let p = vars["ansible_port"] ?? vars["ansible_ssh_port"] {
+            guard let n = Int(p), (1...65535).contains(n) else {
+                throw ParseError(file: "inventory", line: 0, reason: "\(name): ansible_port \"\(p)\" is not a port")
+            }
+            port = n
+        }
+        let connection = vars["ansible_connection"] ?? "ssh"
+        guard ["ssh", "local", "smart", "paramiko"].contains(connection) else {
+            throw ParseError(
+                file: "inventory",
+                line: 0,
+                reason: "\(name): ansible_connection \(connection) is not supported (ssh or local)"
+            )
+        }
+        return InventoryHost(
+            name: name,
+            spec: HostSpec(
+                user: vars["ansible_user"] ?? vars["ansible_ssh_user"],
+                host: vars["ansible_host"] ?? vars["ansible_ssh_host"] ?? name,
+                port: port
+            ),
+            isLocal: connection == "local",
+            identityFile: vars["ansible_ssh_private_key_file"],
+            become: Self.truthy(vars["ansible_become"] ?? vars["ansible_sudo"]),
+            becomePassword: vars["ansible_become_password"] ?? vars["ansible_become_pass"] ?? vars["ansible_sudo_pass"],
+            variables: vars
+        )
+    }
+
+    /// Ansible's booleans: yes/true/1/on (any case).
+    static func truthy(_ value: String?) -> Bool {
+        guard let v = value?.lowercased() else { return false }
+        return ["yes", "true", "1", "on", "y"].contains(v)
+    }
+
+    /// The inventory as Ansible's `ansible-inventory --graph` shows it.
+    public func graph() -> String {
+        func lines(_ group: String, _ prefix: String) -> String {
+            var out = ""
+            for child in (groups[group]?.children ?? []).sorted() {
+                out += "\(prefix)|--@\(child):\n" + lines(child, prefix + "|  ")
+            }
+            for host in group == "all" ? [] : groups[group]?.hosts ?? [] { out += "\(prefix)|--\(host)\n" }
+            return out
+        }
+        return "@all:\n" + lines("all", "  ")
+    }
+}

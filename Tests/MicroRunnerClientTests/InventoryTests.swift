@@ -1,0 +1,171 @@
+import Foundation
+import MicroRunnerClient
+import MicroRunnerInventory
+import Testing
+
+/// A real-world-shaped INI inventory: groups of groups, ranges, vars at every level, a host in two groups.
+let iniInventory = """
+    # production
+    bastion.example.com ansible_port=2222
+
+    [web]
+    web[01:03].example.com
+    web-canary.example.com ansible_user=canary ansible_become=yes ansible_become_password='s3cret pw'
+
+    [db]
+    db-[a:b].example.com ansible_host=10.0.0.9
+    web01.example.com   ; a web host that is also a db replica
+
+    [eu:children]
+    web
+    db
+
+    [web:vars]
+    ansible_user=www
+    http_port=8080
+
+    [eu:vars]
+    ansible_user=eu-admin
+    ansible_ssh_private_key_file=/keys/eu
+    region=eu-west
+
+    [all:vars]
+    ansible_port=22
+    region=global
+
+    [local]
+    control ansible_connection=local
+    """
+
+/// The same shape in YAML.
+let yamlInventory = """
+    all:
+      vars:
+        ansible_port: 22
+        region: global
+      hosts:
+        bastion.example.com:
+          ansible_port: 2222
+      children:
+        eu:
+          vars:
+            ansible_user: eu-admin
+            ansible_ssh_private_key_file: /keys/eu
+            region: eu-west
+          children:
+            web:
+              vars:
+                ansible_user: www
+                http_port: 8080
+              hosts:
+                web[01:03].example.com:
+                web-canary.example.com:
+                  ansible_user: canary
+                  ansible_become: true
+                  ansible_become_password: s3cret pw
+            db:
+              hosts:
+                db-[a:b].example.com:
+                  ansible_host: 10.0.0.9
+                web01.example.com:
+        local:
+          hosts:
+            control:
+              ansible_connection: local
+    """
+
+@Suite struct InventoryTests {
+    static func both() throws -> [Inventory] {
+        [
+            try Inventory(
+                ini: iniInventory.replacingOccurrences(of: "   ; a web host that is also a db replica", with: "")
+            ),
+            try Inventory(yaml: yamlInventory),
+        ]
+    }
+
+    @Test func rangesGroupsAndChildrenResolveTheSameFromINIAndYAML() throws {
+        for inv in try Self.both() {
+            #expect(
+                try inv.select("web") == [
+                    "web01.example.com", "web02.example.com", "web03.example.com", "web-canary.example.com",
+                ]
+            )
+            #expect(try inv.select("db") == ["web01.example.com", "db-a.example.com", "db-b.example.com"])
+            #expect(try inv.select("eu").count == 6)
+            #expect(try inv.select("all").count == 8)
+        }
+    }
+
+    @Test(arguments: [
+        ("web:db", 6),  // union
+        ("web,db", 6),
+        ("web:&db", 1),  // intersection: web01 is in both
+        ("eu:!db", 3),  // exclusion
+        ("web*:!web-canary.example.com", 3),  // glob over host names
+        ("e*", 6),  // glob over group names
+        ("all:!eu", 2),
+    ])
+    func patterns(_ pattern: String, _ count: Int) throws {
+        for inv in try Self.both() { #expect(try inv.select(pattern).count == count, "\(pattern)") }
+    }
+
+    @Test func aPatternTermThatMatchesNothingIsAnError() throws {
+        for inv in try Self.both() {
+            #expect(throws: Inventory.ParseError.self) { try inv.select("web:typo") }
+        }
+    }
+
+    @Test func variablePrecedenceHostOverChildGroupOverParentOverAll() throws {
+        for inv in try Self.both() {
+            let web02 = try inv.target("web02.example.com")
+            #expect(web02.spec.user == "www")  // web (child) over eu (parent)
+            #expect(web02.spec.port == 22)  // from all
+            #expect(web02.identityFile == "/keys/eu")  // from eu
+            #expect(web02.variables["region"] == "eu-west")  // eu over all
+            #expect(web02.variables["http_port"] == "8080")  // unknown variables kept
+            #expect(web02.become == false)
+            let canary = try inv.target("web-canary.example.com")
+            #expect(canary.spec.user == "canary")  // host over groups
+            #expect(canary.become)
+            #expect(canary.becomePassword == "s3cret pw")
+            let db = try inv.target("db-a.example.com")
+            #expect(db.spec.host == "10.0.0.9")
+            #expect(db.spec.user == "eu-admin")
+            let bastion = try inv.target("bastion.example.com")
+            #expect(bastion.spec.port == 2222)
+            #expect(bastion.variables["region"] == "global")
+            #expect(try inv.target("control").isLocal)
+        }
+    }
+
+    @Test func aMalformedLineNamesTheFileAndLine() {
+        do {
+            _ = try Inventory(ini: "[web]\nweb1 ansible_port\n", file: "hosts.ini")
+            Issue.record("parsed a host line with a bare word")
+        } catch let error as Inventory.ParseError {
+            #expect(error.description.hasPrefix("hosts.ini:2:"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+        do {
+            _ = try Inventory(yaml: "all:\n  hosts:\n    - a\n    - b\n", file: "hosts.yml")
+            Issue.record("parsed a list of hosts")
+        } catch let error as Inventory.ParseError {
+            #expect(error.description.hasPrefix("hosts.yml:"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func rangesKeepLeadingZerosAndStride() throws {
+        #expect(try Inventory.expandRange("n[08:10]") == ["n08", "n09", "n10"])
+        #expect(try Inventory.expandRange("n[1:7:3]") == ["n1", "n4", "n7"])
+        #expect(try Inventory.expandRange("r[a:b]-[1:2]") == ["ra-1", "ra-2", "rb-1", "rb-2"])
+    }
+
+    @Test func mrctlsOneHostPerLineFilesStillRead() throws {
+        let inv = try Inventory(ini: "# mine\nweb1\nweb2.example.com\n")
+        #expect(try inv.select("all") == ["web1", "web2.example.com"])
+    }
+}
