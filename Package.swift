@@ -93,7 +93,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MicroRunnerClientTests",
-            dependencies: ["MicroRunnerClient", "MicroRunnerInventory", "MicroRunnerProtocol", "MicroRunnerCrypto", "MicroRunnerTestSupport"]
+            dependencies: [
+                "MicroRunnerClient", "MicroRunnerInventory", "MicroRunnerProtocol", "MicroRunnerCrypto",
+                "MicroRunnerTestSupport",
+            ]
         ),
         .testTarget(
             name: "IntegrationTests",
