@@ -260,11 +260,11 @@ public struct SSHTransport: Transport {
     package static func explain(_ stderr: String) -> String {
         // ssh's own warnings, said in one line each with what to do.
         if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
-            return "the host's key has changed since it was recorded in known_hosts (ssh refuses: this can be an "
+            return "the host key has changed since it was recorded in known_hosts (ssh refuses: this can be an "
                 + "attack); if the change is expected, remove the old key with ssh-keygen -R HOST and connect again"
         }
         if stderr.contains("Host key verification failed") && stderr.contains("host key is known for") {
-            return "the host's key is not in known_hosts (ssh refuses unknown hosts); check it and add it, or run "
+            return "the host key is not in known_hosts (ssh refuses unknown hosts); check it and add it, or run "
                 + "with --accept-new-host-keys to record keys of new hosts"
         }
         // ssh ends its lines with \r\n when it has a terminal: split on both.
