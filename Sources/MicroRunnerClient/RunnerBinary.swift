@@ -29,13 +29,11 @@ public struct RunnerBinary: Sendable {
         self.size = data.count
     }
 
-    /// The default runner: `micro-runner` next to the running executable (how `swift build` lays them out),
-    /// else `.build/runner/amd64/micro-runner` under the current directory.
+    /// The default runner: this machine's architecture's from `RunnerSet.defaultDirectory()` (what
+    /// `scripts/build-runner` or `scripts/install-cli` made). Not a `micro-runner` that `swift build` put beside
+    /// the program: that one is built in normal mode, dynamically linked, and must not be uploaded.
     public static func defaultPath() -> String {
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let sibling = me.deletingLastPathComponent().appendingPathComponent("micro-runner").path
-        if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
-        return FileManager.default.currentDirectoryPath + "/.build/runner/amd64/micro-runner"
+        RunnerSet.defaultDirectory() + "/" + RunnerSet.localArchitecture + "/micro-runner"
     }
 
     /// The gzip-compressed executable (level 6), cached under `~/.cache/micro-runner/<sha256>.gz` so it is

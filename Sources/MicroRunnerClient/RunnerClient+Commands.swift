@@ -45,7 +45,11 @@ extension RunnerClient {
         timeout: Int = 300,
         onEvent: (@Sendable (EventMessage) -> Void)? = nil
     ) async throws -> ExecResult {
-        try await run(.exec, params, as: ExecResult.self, timeout: timeout, onEvent: onEvent)
+        var params = params
+        // A handler for events means the caller wants the lines as they come: ask for them (a runner that does
+        // not stream ignores it, and its final output still arrives in the result).
+        if onEvent != nil { params.streamLines = true }
+        return try await run(.exec, params, as: ExecResult.self, timeout: timeout, onEvent: onEvent)
     }
 
     /// `file.write` of content that fits one line, checked against what was sent.

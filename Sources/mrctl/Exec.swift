@@ -39,10 +39,12 @@ struct Exec: AsyncParsableCommand {
             }
             let host = client.hostName
             let streamed = EventCount()
-            let r = try await client.exec(p, timeout: timeout) { event in
+            // Events only when asked for (--stream): a handler makes the client ask the runner to stream.
+            let showEvent: @Sendable (EventMessage) -> Void = { event in
                 streamed.increment()
                 if live { print("[\(host)] \(event.message)") }
             }
+            let r = try await client.exec(p, timeout: timeout, onEvent: p.streamLines ? showEvent : nil)
             var text = r.stdout
             if !r.stderr.isEmpty { text += (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + r.stderr }
             if text.hasSuffix("\n") { text.removeLast() }

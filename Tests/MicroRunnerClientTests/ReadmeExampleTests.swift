@@ -18,3 +18,23 @@ import Testing
         for outcome in outcomes { #expect((try? outcome.result.get()) == "up\n") }
     }
 }
+
+@Suite struct EventHandlerTests {
+    final class Lines: @unchecked Sendable {
+        var value: [String] = []
+    }
+
+    /// A handler for events is enough to get them: the caller need not also know to set `streamLines`.
+    @Test func anEventHandlerGetsTheLinesWithoutStreamLines() async throws {
+        let lines = Lines()
+        let r = try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: BuiltRunner.path)
+        ) {
+            client in
+            try await client.exec(ExecParams(command: "echo a; echo b")) { event in lines.value.append(event.message) }
+        }
+        #expect(r.stdout == "a\nb\n")
+        #expect(lines.value == ["a", "b"])
+    }
+}
