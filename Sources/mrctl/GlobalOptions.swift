@@ -206,7 +206,11 @@ func runOnHosts(
     for t in transports { await t.shutdown() }
     reporter.finish()
     if let signal = interrupts.received { throw ExitCode(128 + signal) }
-    if reporter.failed > 0 { throw ExitCode(1) }
+    // As Ansible does, failures and unreachable hosts are told apart, bit by bit: 1 when a command failed on a
+    // host, 4 when a host could not be reached or started, 5 when both happened.
+    let commandFailures = reporter.failed - reporter.unreachable
+    let status = (commandFailures > 0 ? 1 : 0) | (reporter.unreachable > 0 ? 4 : 0)
+    if status != 0 { throw ExitCode(Int32(status)) }
 }
 
 /// SIGINT and SIGTERM as events (DispatchSource) instead of the default of dying on the spot.

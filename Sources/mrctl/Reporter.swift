@@ -28,6 +28,8 @@ final class Reporter: @unchecked Sendable {
     var failed = 0
     /// The hosts that failed, in the order they finished (the summary names them).
     var failedHosts: [String] = []
+    /// Hosts that could not be reached or never started a runner (the exit status tells them apart).
+    var unreachable = 0
 
     init(json: Bool, color: Bool, total: Int) {
         self.json = json
@@ -82,6 +84,7 @@ final class Reporter: @unchecked Sendable {
                     e["details"] = .object(JSONObject(d.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))
                 }
             } else if let c = error as? ClientError {
+                if [.transport, .startTimeout].contains(c.kind) { unreachable += 1 }
                 e["code"] = .string("CLIENT_\(c.kind.rawValue.uppercased())")
                 e["message"] = .string(c.message)
             } else if error is CancellationError {

@@ -84,8 +84,14 @@ struct CLITests {
             "closed",
             "--", "true",
         ])
-        #expect(run.status == 1)
+        #expect(run.status == 4, "an unreachable host: 4, as Ansible")
         #expect(run.stdout.contains("failed: closed"), "\(run.stdout)")
+        // A command that fails is 1; both kinds together, 5.
+        let both = try mrctl([
+            "exec", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h13", "--host", "closed",
+            "--", "false",
+        ])
+        #expect(both.status == 5)
     }
 
     @Test func anAnsibleInventoryRunsEndToEnd() throws {
@@ -176,7 +182,7 @@ struct CLITests {
             "closed",
             "--", "echo", "hi",
         ])
-        #expect(run.status == 1, "one host failed, so the status is non-zero")
+        #expect(run.status == 4, "one host was unreachable, so the status is non-zero (4)")
         let byHost = Dictionary(uniqueKeysWithValues: run.objects.map { ($0["host"]?.stringValue ?? "", $0) })
         #expect(byHost["h7"]?["ok"] == .bool(true))
         #expect(byHost["h7"]?["result"]?["stdout"] == .string("hi\n"))
