@@ -64,6 +64,17 @@ public enum Fleet {
                             )
                         } catch {
                             result = .failure(error)
+                            if !reachedBody.isSet, Self.isBusyServer(error), attempt == Self.busyRetries.count,
+                                let e = error as? ClientError
+                            {
+                                result = .failure(
+                                    ClientError(
+                                        e.kind,
+                                        e.message + " (the server turned the connection away \(attempt + 1) times: "
+                                            + "too many connections at once for its MaxStartups; lower --forks)"
+                                    )
+                                )
+                            }
                             if !reachedBody.isSet, attempt < Self.busyRetries.count, Self.isBusyServer(error),
                                 !Task.isCancelled
                             {

@@ -10,6 +10,9 @@ public struct RunnerBinary: Sendable {
     public let sha256: String
     /// Size in bytes.
     public let size: Int
+    /// Whether it is an ELF executable that needs a dynamic loader (`PT_INTERP`): such a runner is refused for
+    /// remote hosts, which may not have its libraries (what `swift build` makes is one).
+    public let isDynamicallyLinked: Bool
 
     /// Reads and hashes a runner binary.
     /// - Throws: `ClientError` `.usage` when it is missing or not executable.
@@ -27,6 +30,26 @@ public struct RunnerBinary: Sendable {
         data.withUnsafeBytes { h.update($0) }
         self.sha256 = h.finalizeHex()
         self.size = data.count
+        self.isDynamicallyLinked = Self.hasInterpreter([UInt8](data.prefix(64 * 1024)))
+    }
+
+    /// Whether 64-bit little-endian ELF `bytes` has a `PT_INTERP` program header.
+    static func hasInterpreter(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count >= 64, bytes[0] == 0x7F, bytes[1] == 0x45, bytes[2] == 0x4C, bytes[3] == 0x46,
+            bytes[4] == 2, bytes[5] == 1
+        else { return false }
+        func int(_ at: Int, _ width: Int) -> Int {
+            var v = 0
+            for i in (0..<width).reversed() { v = v << 8 | Int(bytes[at + i]) }
+            return v
+        }
+        let (offset, size, count) = (int(0x20, 8), int(0x36, 2), int(0x38, 2))
+        for i in 0..<count {
+            let at = offset + i * size
+            guard at + 4 <= bytes.count else { return false }
+            if int(at, 4) == 3 { return true }  // PT_INTERP
+        }
+        return false
     }
 
     /// The default runner: this machine's architecture's from `RunnerSet.defaultDirectory()` (what

@@ -212,6 +212,13 @@ public struct SSHTransport: Transport {
                 learnArchitecture = true
             }
         }
+        for candidate in runners.map({ Array($0.runners.values) }) ?? [chosen] where candidate.isDynamicallyLinked {
+            throw ClientError(
+                .usage,
+                "\(candidate.path) is dynamically linked (swift build makes such a micro-runner): a host may lack its "
+                    + "libraries, so it is not uploaded; use the static runner scripts/build-runner makes"
+            )
+        }
         var words = ["exec", "/bin/sh", "-c", Self.shellQuote(Self.bootstrap), "micro-runner-bootstrap"]
         words.append(Self.shellQuote(options.remoteDirectory ?? ""))
         if learnArchitecture {
@@ -260,8 +267,20 @@ public struct SSHTransport: Transport {
     package static func explain(_ stderr: String) -> String {
         // ssh's own warnings, said in one line each with what to do.
         if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
-            return "the host key has changed since it was recorded in known_hosts (ssh refuses: this can be an "
-                + "attack); if the change is expected, remove the old key with ssh-keygen -R HOST and connect again"
+            // ssh names the line: "Offending ED25519 key in /root/.ssh/known_hosts:3".
+            let offending =
+                stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }).first {
+                    $0.contains("Offending") && $0.contains(" key in ")
+                }.map { line -> String in
+                    let text = String(line).trimmingCharacters(in: .whitespacesAndNewlines)
+                    return " ("
+                        + text.replacingOccurrences(of: "Offending", with: "the old").replacingOccurrences(
+                            of: " key in ",
+                            with: " key is at "
+                        ) + ")"
+                } ?? ""
+            return "the host key has changed since it was recorded in known_hosts\(offending); ssh refuses, as this "
+                + "can be an attack; if the change is expected, remove the old key with ssh-keygen -R HOST and connect again"
         }
         if stderr.contains("Host key verification failed") && stderr.contains("host key is known for") {
             return "the host key is not in known_hosts (ssh refuses unknown hosts); check it and add it, or run "

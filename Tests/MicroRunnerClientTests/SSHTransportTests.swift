@@ -339,8 +339,14 @@ struct SSHTransportTests {
             Host key verification failed.\r
 
             """
-        let text = SSHTransport.explain(stderr)
+        let text = SSHTransport.explain(
+            stderr.replacingOccurrences(
+                of: "Host key verification failed.",
+                with: "Offending ED25519 key in /root/.ssh/known_hosts:3\r\nHost key verification failed."
+            )
+        )
         #expect(text.contains("ssh-keygen -R"))
+        #expect(text.contains("/root/.ssh/known_hosts:3"), "\(text)")
         #expect(!text.contains("@@@"))
     }
 
@@ -378,5 +384,22 @@ struct SSHTransportTests {
         #expect(ssh is SSHTransport)
         #expect(ssh.name == "deploy@web1:2222")
         #expect(LocalTransport(name: "local (staging runner)").name == "local (staging runner)")
+    }
+}
+
+@Suite struct DynamicRunnerTests {
+    /// A dynamically linked runner (what `swift build` leaves as `micro-runner`) is refused for ssh hosts; the
+    /// static one is not.
+    @Test func aDynamicallyLinkedRunnerIsNeverUploaded() async throws {
+        #expect(try RunnerBinary(path: BuiltRunner.path).isDynamicallyLinked == false)
+        let dynamic = try RunnerBinary(path: "/bin/true")  // any dynamically linked executable
+        #expect(dynamic.isDynamicallyLinked)
+        do {
+            _ = try await SSHTransport(host: HostSpec(host: "nowhere.invalid")).start(runner: dynamic, arguments: [])
+            Issue.record("started an upload of a dynamically linked runner")
+        } catch let error as ClientError {
+            #expect(error.kind == .usage)
+            #expect(error.message.contains("dynamically linked"))
+        }
     }
 }
