@@ -211,10 +211,32 @@ public struct CommandMessage: Sendable, Equatable {
         }
     }
 
+    /// Whether `s` holds a U+0000 byte, eight bytes at a time: every CMD's strings are scanned, and a byte loop
+    /// over an 11 MiB file.write line was 7.6% of the runner's time (perf, Embedded build).
+    static func containsNUL(_ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { bytes -> Bool in
+            guard let base = bytes.baseAddress else { return false }
+            let raw = UnsafeRawPointer(base)
+            var i = 0
+            while i + 8 <= bytes.count {
+                let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                // Some byte of `word` is zero exactly when this is non-zero (the classic has-zero-byte test).
+                if (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 != 0 { return true }
+                i += 8
+            }
+            while i < bytes.count {
+                if bytes[i] == 0 { return true }
+                i += 1
+            }
+            return false
+        }
+    }
+
     /// Where the first string (or member name) holding U+0000 is, or `nil`.
-    static func firstNUL(in value: JSONValue, path: String) -> String? {
+    package static func firstNUL(in value: JSONValue, path: String) -> String? {
         switch value {
-        case .string(let s): return s.utf8.contains(0) ? path : nil
+        case .string(let s): return Self.containsNUL(s) ? path : nil
         case .array(let items):
             for (i, item) in items.enumerated() {
                 if let found = firstNUL(in: item, path: path + "[\(i)]") { return found }

@@ -202,3 +202,20 @@ import Testing
         #expect(f.append(Array("abc\nabcd\n".utf8)) == [.line(Array("abc".utf8)), .oversized(byteCount: 4)])
     }
 }
+
+@Suite struct NULScanTests {
+    /// The word-at-a-time scan finds a NUL wherever it is, and nothing in text without one (including bytes
+    /// 0x80-0xFF and 0x01, the edge cases of the has-zero-byte test).
+    @Test func findsNULAtEveryOffset() throws {
+        for length in [0, 1, 7, 8, 9, 15, 16, 17, 100] {
+            let clean = String(repeating: "\u{1}é\u{7F}", count: length)
+            #expect(CommandMessage.firstNUL(in: .string(clean), path: "p") == nil)
+            for at in stride(from: 0, to: clean.utf8.count + 1, by: 1) {
+                var bytes = Array(clean.utf8)
+                bytes.insert(0, at: at)
+                let s = String(decoding: bytes, as: UTF8.self)
+                #expect(CommandMessage.firstNUL(in: .string(s), path: "p") == "p")
+            }
+        }
+    }
+}
