@@ -6,7 +6,9 @@ import MicroRunnerProtocol
 public struct ClientError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure.
     public struct Kind: WireName {
+        /// The kind's name.
         public let rawValue: String
+        /// Creates a kind from its name.
         public init(rawValue: String) { self.rawValue = rawValue }
 
         /// The transport could not upload or start the runner (ssh failed, host unreachable, key refused).
@@ -39,6 +41,7 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
+    /// The message.
     public var description: String { message }
 }
 
@@ -53,5 +56,6 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     /// The wire code (`TIMEOUT`, `NOT_FOUND`, ...).
     public var code: ErrorCode { error.code }
 
+    /// `CODE: message`, as the runner sent them.
     public var description: String { "\(error.code): \(error.message)" }
 }

@@ -47,6 +47,7 @@ public struct Ed25519Signer: CommandSigning {
         return (Crypto.base64Encode(seed), Crypto.base64Encode(pair.publicKey))
     }
 
+    /// The base64 signature of `command` for the runner whose READY carried `nonce`.
     public func signature(for command: CommandMessage, nonce: String) throws -> String {
         // The runner hashes the params bytes as they arrive; the client sends exactly this serialization.
         let input = signingInput(for: command, nonce: nonce, paramsBytes: JSONWriter.serialize(command.params))
@@ -56,6 +57,7 @@ public struct Ed25519Signer: CommandSigning {
         return Crypto.base64Encode(sig)
     }
 
+    /// The base64 signature of a CANCEL of `commandID`.
     public func cancelSignature(commandID: String, nonce: String) throws -> String {
         guard
             let sig = Crypto.ed25519Sign(

@@ -4,8 +4,11 @@ import Foundation
 /// or an alias from `~/.ssh/config`. `local` or `localhost` without a user or port means this machine
 /// without ssh.
 public struct HostSpec: Sendable, Hashable, CustomStringConvertible {
+    /// The login user; `nil`: ssh's default.
     public var user: String?
+    /// The host name, address or ssh alias (`local` for this machine).
     public var host: String
+    /// The port; `nil`: ssh's default.
     public var port: Int?
 
     /// Creates a host spec.
@@ -50,6 +53,7 @@ public struct HostSpec: Sendable, Hashable, CustomStringConvertible {
     /// Whether this names the local machine (no ssh).
     public var isLocal: Bool { user == nil && port == nil && (host == "local" || host == "localhost") }
 
+    /// `user@host:port`, as parsed.
     public var description: String {
         var s = host.contains(":") ? "[\(host)]" : host
         if let user { s = user + "@" + s }

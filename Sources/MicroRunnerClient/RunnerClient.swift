@@ -317,7 +317,9 @@ public actor RunnerClient {
     /// `stopOnFailure` each command then names the one before it, and the runner skips the rest after a failure
     /// (`CANCELLED`), exactly, however fast it is. A runner without `run_if_succeeded` gets them one at a
     /// time, and the ones after a failure are not sent (their answers are `CANCELLED`, made here).
-    /// - Parameter stopOnFailure: stop at the first ERROR or non-zero exec exit.
+    /// - Parameters:
+    ///   - commands: the commands, in the order they run (each with its own `id`).
+    ///   - stopOnFailure: stop at the first ERROR or non-zero exec exit.
     public func sendBatch(_ commands: [CommandMessage], stopOnFailure: Bool = false) async throws -> [Answer] {
         for c in commands { try check(c) }
         if stopOnFailure && !supports("run_if_succeeded") {

@@ -86,6 +86,7 @@ public struct SSHTransport: Transport {
     /// ssh options.
     public let options: SSHOptions
 
+    /// What reports call the host.
     public var name: String { displayName ?? host.description }
     /// What reports call the host, when not its ssh destination (an inventory's name for it).
     public let displayName: String?
@@ -200,6 +201,7 @@ public struct SSHTransport: Transport {
         throw ClientError(.usage, "ssh client \(options.sshPath) not found in PATH (install openssh-client)")
     }
 
+    /// Uploads and starts the runner in one ssh session (see `bootstrap`).
     public func start(runner: RunnerBinary, arguments: [String]) async throws -> RunnerSession {
         var chosen = runner
         var learnArchitecture = false
@@ -309,6 +311,7 @@ public struct SSHTransport: Transport {
         return found
     }
 
+    /// Waits for the session's end; removes the remote directory when the runner could not.
     public func cleanup(_ session: RunnerSession) async {
         let status = await session.child.waitForExit(timeout: .seconds(10))
         // The bootstrap's EXIT trap removes the directory whenever its shell ends by itself (any status

@@ -22,8 +22,10 @@ public protocol Transport: Sendable {
 }
 
 extension Transport {
+    /// Nothing to release.
     public func shutdown() async {}
 
+    /// The last non-empty lines of the runner's stderr.
     public func explain(stderr: String) -> String {
         let lines = stderr.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         return lines.isEmpty ? "no message on stderr" : lines.suffix(3).joined(separator: "; ")
@@ -52,6 +54,7 @@ public struct LocalTransport: Transport {
         self.name = name
     }
 
+    /// Copies the runner into a private directory and starts it.
     public func start(runner: RunnerBinary, arguments: [String]) async throws -> RunnerSession {
         var template = Array((NSTemporaryDirectory() + "/micro-runner.XXXXXX").utf8CString)
         guard let dirPointer = mkdtemp(&template) else {
@@ -80,6 +83,7 @@ public struct LocalTransport: Transport {
         }
     }
 
+    /// Waits for the runner and removes its directory.
     public func cleanup(_ session: RunnerSession) async {
         if let dir = session.remoteDirectory { try? FileManager.default.removeItem(atPath: dir) }
     }

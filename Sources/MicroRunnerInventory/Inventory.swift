@@ -8,8 +8,11 @@ import Yams
 public struct Inventory: Sendable {
     /// A group: its own hosts, its child groups, its variables.
     public struct Group: Sendable, Equatable {
+        /// Hosts named in this group itself.
         public var hosts: [String] = []
+        /// Child groups.
         public var children: [String] = []
+        /// The group's variables.
         public var vars: [String: String] = [:]
     }
 
@@ -22,9 +25,13 @@ public struct Inventory: Sendable {
 
     /// An inventory failure: the file, the line (0 when unknown) and what is wrong.
     public struct ParseError: Error, CustomStringConvertible, Sendable {
+        /// The inventory file.
         public var file: String
+        /// The line (0 when unknown).
         public var line: Int
+        /// What is wrong.
         public var reason: String
+        /// `file:line: reason`.
         public var description: String { line > 0 ? "\(file):\(line): \(reason)" : "\(file): \(reason)" }
     }
 

@@ -1,18 +1,24 @@
 /// Parameters of `exec`.
 public struct ExecParams: Sendable, Equatable {
+    /// The shell command (`shell -c command`), or the executable when `args` is non-empty.
     public var command: String
     /// Non-empty: run `command` with these arguments directly (PATH lookup, no shell).
     public var args: [String]
+    /// The working directory; empty: the runner's.
     public var workDir: String
     /// Added to the runner's environment.
     public var env: [String: String]
     /// Shell for the `shell -c command` form; default `/bin/sh`.
     public var shell: String
+    /// Return standard output in the result.
     public var captureOut: Bool
+    /// Return standard error in the result.
     public var captureErr: Bool
     /// Send each output line as an EVENT while the command runs.
     public var streamLines: Bool
+    /// Run through `sudo` (non-interactive unless `sudoPassword` is set).
     public var useSudo: Bool
+    /// The password sudo reads on its standard input; never echoed back.
     public var sudoPassword: String
     /// **ext**: bytes fed to the process's standard input.
     public var stdin: String?
@@ -53,7 +59,9 @@ public struct ExecParams: Sendable, Equatable {
 public struct ExecResult: Sendable, Equatable {
     /// The exit status; -1 when a signal ended the process.
     public var exitCode: Int
+    /// Captured standard output (UTF-8, cut at the capture limit).
     public var stdout: String
+    /// Captured standard error (UTF-8, cut at the capture limit).
     public var stderr: String
     /// Seconds.
     public var duration: Double
@@ -86,7 +94,9 @@ public struct ExecResult: Sendable, Equatable {
 
 /// Parameters of `file.write`.
 public struct FileWriteParams: Sendable, Equatable {
+    /// The absolute path of the file.
     public var path: String
+    /// The new content as text (see `contentBase64` for bytes).
     public var content: String
     /// **ext**: binary-safe alternative to `content`.
     public var contentBase64: String?
@@ -96,10 +106,13 @@ public struct FileWriteParams: Sendable, Equatable {
     public var owner: String
     /// Group name or numeric id; empty keeps the existing group.
     public var group: String
+    /// Keep the old file as `PATH.<time>~` (its path comes back in `backupPath`).
     public var backup: Bool
     /// A missing file is an error unless true.
     public var create: Bool
+    /// Run through `sudo` (non-interactive unless `sudoPassword` is set).
     public var useSudo: Bool
+    /// The password sudo reads on its standard input; never echoed back.
     public var sudoPassword: String
     /// **ext** chunked upload: identifies the upload.
     public var uploadID: String?
@@ -140,8 +153,11 @@ public struct FileWriteParams: Sendable, Equatable {
 
 /// Result of `file.write`.
 public struct FileWriteResult: Sendable, Equatable {
+    /// Bytes now in the file (0 when nothing changed).
     public var bytesWritten: Int
+    /// Whether the file did not exist before.
     public var created: Bool
+    /// Where the old file was kept, when `backup` was asked and there was one.
     public var backupPath: String?
     /// Lowercase hex SHA-256 of the file's content.
     public var checksum: String
@@ -174,6 +190,7 @@ public struct FileWriteResult: Sendable, Equatable {
 
 /// Parameters of `file.read`.
 public struct FileReadParams: Sendable, Equatable {
+    /// The absolute path of the file.
     public var path: String
     /// Default 10 MiB.
     public var maxBytes: Int

@@ -5,6 +5,7 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     /// Byte offset into the input where the problem was found.
     public var offset: Int
 
+    /// `reason at byte N`.
     public var description: String { "\(reason) at byte \(offset)" }
 }
 

@@ -98,6 +98,7 @@ public struct JSONObject: Sendable, Hashable {
         }
     }
 
+    /// Same members, in the same order.
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         guard lhs.members.count == rhs.members.count else { return false }
         for (l, r) in zip(lhs.members, rhs.members) where l.key != r.key || l.value != r.value {
@@ -106,6 +107,7 @@ public struct JSONObject: Sendable, Hashable {
         return true
     }
 
+    /// Hashes the members in order.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(members.count)
         for member in members {

@@ -1,10 +1,12 @@
 /// READY: the runner's first line.
 public struct ReadyMessage: Sendable, Equatable {
+    /// The runner's version.
     public var version: String
     /// Go's GOOS name: `linux`, `darwin`, `windows`.
     public var platform: String
     /// Go's GOARCH name: `amd64`, `arm64`.
     public var arch: String
+    /// The runner's process id on the host.
     public var pid: Int
     /// Command type -> whether this host can serve it.
     public var capabilities: [String: Bool]
@@ -31,8 +33,11 @@ public struct ReadyMessage: Sendable, Equatable {
 
 /// Progress of a command, in an EVENT (named so it does not collide with Foundation's `Progress`).
 public struct EventProgress: Sendable, Equatable {
+    /// Units done so far.
     public var current: Int
+    /// Units in all (0 when unknown).
     public var total: Int
+    /// What is counted, e.g. `bytes`.
     public var unit: String
 
     /// Creates a progress record.
@@ -45,10 +50,15 @@ public struct EventProgress: Sendable, Equatable {
 
 /// EVENT: progress or a line of output of a running command.
 public struct EventMessage: Sendable, Equatable {
+    /// The `id` of the CMD this is about.
     public var commandID: String
+    /// `info`, `warn` or `debug`.
     public var level: EventLevel
+    /// The text: a line of output, or what happened.
     public var message: String
+    /// Progress, for long commands.
     public var progress: EventProgress?
+    /// Extra string fields (e.g. `stream: stderr` on an output line; `run_if_succeeded` on a CMD).
     public var metadata: [String: String]?
 
     /// Creates an event.
@@ -69,11 +79,13 @@ public struct EventMessage: Sendable, Equatable {
 
 /// DONE: a command finished with a result.
 public struct DoneMessage: Sendable, Equatable {
+    /// The `id` of the CMD this is about.
     public var commandID: String
     /// The command type's result object.
     public var result: JSONValue
     /// Seconds the command took.
     public var duration: Double
+    /// Extra string fields (e.g. `stream: stderr` on an output line; `run_if_succeeded` on a CMD).
     public var metadata: [String: String]?
 
     /// Creates a DONE message.
@@ -87,11 +99,17 @@ public struct DoneMessage: Sendable, Equatable {
 
 /// ERROR: a command or a line failed.
 public struct ErrorMessage: Sendable, Equatable {
+    /// The `id` of the CMD that failed; absent for a line that could not be read as a CMD.
     public var commandID: String?
+    /// What kind of failure (open set: an unknown code still decodes).
     public var code: ErrorCode
+    /// The text: a line of output, or what happened.
     public var message: String
+    /// Extra string fields, e.g. partial output of a command that timed out.
     public var details: [String: String]?
+    /// Whether the same command may succeed if sent again.
     public var retryable: Bool
+    /// Seconds to wait before retrying, when known.
     public var retryAfter: Int?
 
     /// Creates an ERROR message.
@@ -114,9 +132,13 @@ public struct ErrorMessage: Sendable, Equatable {
 
 /// EXIT: the runner's last line.
 public struct ExitMessage: Sendable, Equatable {
+    /// Why the runner ended: stdin closed, TTL, or an error.
     public var reason: ExitReason
+    /// The runner's exit status.
     public var exitCode: Int
+    /// Whether the runner deleted its own executable.
     public var selfDeleted: Bool
+    /// Commands served in the session.
     public var commandsTotal: Int
 
     /// Creates an EXIT message.
@@ -130,8 +152,11 @@ public struct ExitMessage: Sendable, Equatable {
 
 /// CMD: a command from the controller.
 public struct CommandMessage: Sendable, Equatable {
+    /// The command's id (unique in the session; at most 256 bytes, no control characters).
     public var id: String
+    /// The command type, e.g. `exec`.
     public var type: CommandType
+    /// A key under which a runner with a state directory replays the first success instead of running again.
     public var idempotencyKey: String?
     /// Seconds; must be greater than zero.
     public var timeout: Int
@@ -139,6 +164,7 @@ public struct CommandMessage: Sendable, Equatable {
     public var params: JSONValue
     /// Base64 Ed25519 signature (see PROTOCOL.md, Signatures).
     public var signature: String?
+    /// Extra string fields (e.g. `stream: stderr` on an output line; `run_if_succeeded` on a CMD).
     public var metadata: [String: String]?
     /// **ext**: report what would change, change nothing.
     public var dryRun: Bool
@@ -255,6 +281,7 @@ public struct CommandMessage: Sendable, Equatable {
 
 /// **ext** CANCEL: stop a running or queued command.
 public struct CancelMessage: Sendable, Equatable {
+    /// The `id` of the CMD this is about.
     public var commandID: String
     /// Base64 Ed25519 signature over the CANCEL signing input (required by a runner in signed mode).
     public var signature: String?

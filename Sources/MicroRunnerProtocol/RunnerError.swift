@@ -32,6 +32,7 @@ public struct RunnerError: Error, Sendable, CustomStringConvertible {
         self.cause = cause
     }
 
+    /// `CODE: message`.
     public var description: String { "\(code): \(message)" }
 
     /// An `INVALID_CMD` error.

@@ -1,5 +1,6 @@
 /// Parameters of `pkg.ensure`.
 public struct PkgEnsureParams: Sendable, Equatable {
+    /// The package or unit name.
     public var name: String
     /// Exact version to install, upgrade or downgrade to; empty for any.
     public var version: String
@@ -28,8 +29,11 @@ public struct PkgEnsureParams: Sendable, Equatable {
 
 /// Result of `pkg.ensure`.
 public struct PkgEnsureResult: Sendable, Equatable {
+    /// Whether the host was changed.
     public var changed: Bool
+    /// The version installed before; empty when none was.
     public var previousVersion: String
+    /// The version installed now; empty when none is.
     public var installedVersion: String
     /// `installed`, `removed`, `upgraded`, `downgraded`, `already_present`, `already_absent`.
     public var action: String
@@ -45,6 +49,7 @@ public struct PkgEnsureResult: Sendable, Equatable {
 
 /// Parameters of `service.reload`.
 public struct ServiceReloadParams: Sendable, Equatable {
+    /// The package or unit name.
     public var name: String
     /// `reload`, `restart`, `start`, `stop`, `enable`, `disable`.
     public var action: String
@@ -58,10 +63,13 @@ public struct ServiceReloadParams: Sendable, Equatable {
 
 /// Result of `service.reload`.
 public struct ServiceReloadResult: Sendable, Equatable {
+    /// Whether the host was changed.
     public var changed: Bool
+    /// What was done (see the command type's documentation for the values).
     public var action: String
     /// `ActiveState`, e.g. `active`.
     public var status: String
+    /// Whether the unit starts at boot.
     public var enabled: Bool
     /// `SubState`, e.g. `running`.
     public var subState: String
@@ -78,13 +86,17 @@ public struct ServiceReloadResult: Sendable, Equatable {
 
 /// Parameters of `sudoers.ensure`.
 public struct SudoersEnsureParams: Sendable, Equatable {
+    /// The user the rule is for.
     public var user: String
     /// Absolute paths of the commands allowed.
     public var commands: [String]
+    /// Allow the commands without a password (`NOPASSWD:`).
     public var noPasswd: Bool
     /// `present` or `absent`.
     public var state: String
+    /// Run the change through `sudo`.
     public var useSudo: Bool
+    /// The password sudo reads on its standard input; never echoed back.
     public var sudoPassword: String
 
     /// Creates sudoers.ensure parameters.
@@ -100,6 +112,7 @@ public struct SudoersEnsureParams: Sendable, Equatable {
 
 /// Result of `sudoers.ensure`.
 public struct SudoersEnsureResult: Sendable, Equatable {
+    /// Whether the host was changed.
     public var changed: Bool
     /// `/etc/sudoers.d/froyo-<user>`.
     public var filePath: String
@@ -116,11 +129,15 @@ public struct SudoersEnsureResult: Sendable, Equatable {
 
 /// Parameters of `sshd.harden`.
 public struct SshdHardenParams: Sendable, Equatable {
+    /// Turn off password and keyboard-interactive logins.
     public var disablePasswordAuth: Bool
+    /// `PermitRootLogin no`.
     public var disableRootLogin: Bool
+    /// `AllowUsers`; empty leaves it as it is.
     public var allowUsers: [String]
     /// 0 keeps the port.
     public var port: Int
+    /// After the reload, check that sshd still answers with an SSH banner (roll back if not).
     public var testConnection: Bool
 
     /// Creates sshd.harden parameters.
@@ -141,7 +158,9 @@ public struct SshdHardenParams: Sendable, Equatable {
 
 /// Result of `sshd.harden`.
 public struct SshdHardenResult: Sendable, Equatable {
+    /// Whether the host was changed.
     public var changed: Bool
+    /// Where the previous configuration was kept.
     public var backupPath: String
     /// Keys whose effective value changed.
     public var modifiedKeys: [String]

@@ -8,13 +8,17 @@ where RawValue == String, StringLiteralType == String {
 }
 
 extension WireName {
+    /// Creates the name from a literal.
     public init(stringLiteral value: String) { self.init(rawValue: value) }
+    /// The wire spelling.
     public var description: String { rawValue }
 }
 
 /// The `type` of an envelope.
 public struct MessageType: WireName {
+    /// The wire spelling.
     public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
     public init(rawValue: String) { self.rawValue = rawValue }
 
     /// Runner start-up: version, platform and capabilities.
@@ -35,15 +39,24 @@ public struct MessageType: WireName {
 
 /// The `type` of a CMD.
 public struct CommandType: WireName {
+    /// The wire spelling.
     public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
     public init(rawValue: String) { self.rawValue = rawValue }
 
+    /// Run a command.
     public static let exec: Self = "exec"
+    /// Write a file atomically.
     public static let fileWrite: Self = "file.write"
+    /// Read a file.
     public static let fileRead: Self = "file.read"
+    /// Install, upgrade or remove a package.
     public static let pkgEnsure: Self = "pkg.ensure"
+    /// Act on a systemd unit.
     public static let serviceReload: Self = "service.reload"
+    /// Ensure a validated sudoers rule.
     public static let sudoersEnsure: Self = "sudoers.ensure"
+    /// Harden sshd's configuration, with rollback.
     public static let sshdHarden: Self = "sshd.harden"
 
     /// Every command type of protocol v1, in the order PROTOCOL.md lists them.
@@ -54,13 +67,20 @@ public struct CommandType: WireName {
 
 /// The `code` of an ERROR.
 public struct ErrorCode: WireName {
+    /// The wire spelling.
     public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
     public init(rawValue: String) { self.rawValue = rawValue }
 
+    /// The runner could not start (e.g. its state directory).
     public static let initFailed: Self = "INIT_FAILED"
+    /// The runner could not send READY.
     public static let readyFailed: Self = "READY_FAILED"
+    /// The command failed to run.
     public static let execFailed: Self = "EXEC_FAILED"
+    /// The command's timeout (or the runner's TTL) ended it.
     public static let timeout: Self = "TIMEOUT"
+    /// The CMD was malformed or its parameters invalid.
     public static let invalidCommand: Self = "INVALID_CMD"
     /// **ext**: unknown command type, or the capability is off on this host.
     public static let unsupported: Self = "UNSUPPORTED"
@@ -78,21 +98,32 @@ public struct ErrorCode: WireName {
 
 /// The `reason` of EXIT.
 public struct ExitReason: WireName {
+    /// The wire spelling.
     public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
     public init(rawValue: String) { self.rawValue = rawValue }
 
+    /// The runner finished its work.
     public static let completed: Self = "completed"
+    /// Its lifetime ran out.
     public static let ttlExpired: Self = "ttl_expired"
+    /// The controller closed stdin.
     public static let stdinClosed: Self = "stdin_closed"
+    /// A fatal error ended it.
     public static let error: Self = "error"
 }
 
 /// The `level` of an EVENT.
 public struct EventLevel: WireName {
+    /// The wire spelling.
     public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
     public init(rawValue: String) { self.rawValue = rawValue }
 
+    /// Normal output or progress.
     public static let info: Self = "info"
+    /// Something to look at.
     public static let warn: Self = "warn"
+    /// Detail for troubleshooting.
     public static let debug: Self = "debug"
 }
