@@ -8,7 +8,7 @@ extension RunnerClient {
     ///   - type: the command type.
     ///   - params: its parameters.
     ///   - resultType: what DONE's result decodes to.
-    ///   - timeout: seconds the runner allows it.
+    ///   - timeout: how long the runner allows it (sent in whole seconds, rounded up).
     ///   - dryRun: report what would change, change nothing.
     ///   - idempotencyKey: run at most once per key (see PROTOCOL.md).
     ///   - onEvent: called for each EVENT.
@@ -18,7 +18,7 @@ extension RunnerClient {
         _ type: CommandType,
         _ params: P,
         as resultType: R.Type,
-        timeout: Int = 300,
+        timeout: Duration = .seconds(300),
         dryRun: Bool = false,
         idempotencyKey: String? = nil,
         onEvent: (@Sendable (EventMessage) -> Void)? = nil
@@ -26,7 +26,7 @@ extension RunnerClient {
         let command = CommandMessage(
             id: makeID(),
             type: type,
-            timeout: timeout,
+            timeout: Self.wireSeconds(timeout),
             params: WireEncoder().encodeToValue(params),
             idempotencyKey: idempotencyKey,
             dryRun: dryRun
@@ -42,7 +42,7 @@ extension RunnerClient {
     /// `exec`. A non-zero exit status is a result, not an error.
     public func exec(
         _ params: ExecParams,
-        timeout: Int = 300,
+        timeout: Duration = .seconds(300),
         onEvent: (@Sendable (EventMessage) -> Void)? = nil
     ) async throws -> ExecResult {
         var params = params
@@ -50,6 +50,53 @@ extension RunnerClient {
         // not stream ignores it, and its final output still arrives in the result).
         if onEvent != nil { params.streamLines = true }
         return try await run(.exec, params, as: ExecResult.self, timeout: timeout, onEvent: onEvent)
+    }
+
+    /// Several `exec`s in order, typed: the CMDs are built here and each answer comes back decoded.
+    ///
+    /// `pipelined` sends them as one batch (``sendBatch(_:stopOnFailure:)``: about one round trip), and with
+    /// `stopOnFailure` the commands after the first ERROR or non-zero exit come back as `CANCELLED` errors without
+    /// having run; otherwise they go one at a time and the result ends at the first failure.
+    /// - Returns: per command, its result or its ERROR.
+    /// - Throws: `ClientError` when the runner is gone or answers something that is not an exec result.
+    public func execBatch(
+        _ commands: [ExecParams],
+        stopOnFailure: Bool = false,
+        pipelined: Bool = true,
+        timeout: Duration = .seconds(300)
+    ) async throws -> [Result<ExecResult, CommandError>] {
+        var messages: [CommandMessage] = []
+        for params in commands {
+            messages.append(
+                CommandMessage(
+                    id: makeID(),
+                    type: .exec,
+                    timeout: Self.wireSeconds(timeout),
+                    params: WireEncoder().encodeToValue(params)
+                )
+            )
+        }
+        var answers: [Answer] = []
+        if pipelined && (!stopOnFailure || supports("run_if_succeeded")) {
+            answers = try await sendBatch(messages, stopOnFailure: stopOnFailure)
+        } else {
+            for message in messages {
+                let answer = try await send(message)
+                answers.append(answer)
+                if answer.failed && stopOnFailure { break }
+            }
+        }
+        return try answers.map { answer -> Result<ExecResult, CommandError> in
+            switch answer {
+            case .done(let done):
+                do {
+                    return .success(try WireDecoder().decode(ExecResult.self, from: done.result))
+                } catch {
+                    throw ClientError(.protocolViolation, "exec result from \(hostName): \(error)")
+                }
+            case .error(let e): return .failure(CommandError(e))
+            }
+        }
     }
 
     /// `file.write` of content that fits one line, checked against what was sent.
@@ -62,7 +109,7 @@ extension RunnerClient {
     ///   something else), `CommandError` for an ERROR answer.
     public func writeFile(
         _ params: FileWriteParams,
-        timeout: Int = 300,
+        timeout: Duration = .seconds(300),
         dryRun: Bool = false
     ) async throws
         -> FileWriteResult
@@ -133,19 +180,23 @@ extension RunnerClient {
     public func putFile(
         _ bytes: [UInt8],
         to path: String,
-        mode: String = "",
+        mode: FileMode? = nil,
         owner: String = "",
         group: String = "",
         backup: Bool = false,
         dryRun: Bool = false,
         chunkSize: Int = 4 << 20,
-        timeout: Int = 300,
+        timeout: Duration = .seconds(300),
         useSudo: Bool = false,
         sudoPassword: String = ""
     ) async throws -> FileWriteResult {
         let chunked = supports("file.chunked_write") && supports("file.content_base64")
         if bytes.count <= chunkSize || dryRun || !chunked {
-            var p = FileWriteParams(path: path, contentBase64: Data(bytes).base64EncodedString(), mode: mode)
+            var p = FileWriteParams(
+                path: path,
+                contentBase64: Data(bytes).base64EncodedString(),
+                mode: mode?.description ?? ""
+            )
             p.owner = owner
             p.group = group
             p.backup = backup
@@ -161,7 +212,7 @@ extension RunnerClient {
             var p = FileWriteParams(
                 path: path,
                 contentBase64: Data(bytes[offset..<end]).base64EncodedString(),
-                mode: mode,
+                mode: mode?.description ?? "",
                 uploadID: uploadID,
                 offset: offset,
                 final: end == bytes.count
@@ -175,7 +226,7 @@ extension RunnerClient {
                 CommandMessage(
                     id: makeID(),
                     type: .fileWrite,
-                    timeout: timeout,
+                    timeout: Self.wireSeconds(timeout),
                     params: WireEncoder().encodeToValue(p)
                 )
             )
@@ -190,7 +241,7 @@ extension RunnerClient {
     }
 
     /// `file.read` of one window.
-    public func readFile(_ params: FileReadParams, timeout: Int = 300) async throws -> FileReadResult {
+    public func readFile(_ params: FileReadParams, timeout: Duration = .seconds(300)) async throws -> FileReadResult {
         try await run(.fileRead, params, as: FileReadResult.self, timeout: timeout)
     }
 
@@ -199,7 +250,7 @@ extension RunnerClient {
     public func getFile(
         _ path: String,
         limit: Int = 1 << 30,
-        timeout: Int = 300
+        timeout: Duration = .seconds(300)
     ) async throws -> (
         [UInt8], FileReadResult
     ) {
@@ -216,5 +267,12 @@ extension RunnerClient {
             }
             if !r.truncated || bytes.count >= limit { return (bytes, r) }
         }
+    }
+
+    /// A `Duration` as the wire's whole seconds: rounded up, at least 1, at most the protocol's limit.
+    package static func wireSeconds(_ d: Duration) -> Int {
+        let (seconds, attoseconds) = d.components
+        let whole = seconds + (attoseconds > 0 ? 1 : 0)
+        return Int(max(1, min(Int64(CommandMessage.maxTimeout), whole)))
     }
 }

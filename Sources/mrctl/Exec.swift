@@ -44,7 +44,7 @@ struct Exec: AsyncParsableCommand {
                 streamed.increment()
                 if live { print("[\(host)] \(event.message)") }
             }
-            let r = try await client.exec(p, timeout: timeout, onEvent: p.streamLines ? showEvent : nil)
+            let r = try await client.exec(p, timeout: .seconds(timeout), onEvent: p.streamLines ? showEvent : nil)
             var text = r.stdout
             if !r.stderr.isEmpty { text += (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + r.stderr }
             if text.hasSuffix("\n") { text.removeLast() }

@@ -21,8 +21,13 @@ struct Put: AsyncParsableCommand {
             throw ValidationError("cannot read \(source)")
         }
         let bytes = [UInt8](data)
+        var fileMode: FileMode?
+        if !mode.isEmpty {
+            guard let m = FileMode(mode) else { throw ValidationError("--mode must be octal, e.g. 0644, not \(mode)") }
+            fileMode = m
+        }
         let (dest, mode, owner, group, backup, dryRun, timeout) = (
-            destination, self.mode, self.owner, self.group, self.backup, global.dryRun, global.timeout
+            destination, fileMode, self.owner, self.group, self.backup, global.dryRun, global.timeout
         )
         try await runOnHosts(global) { client in
             let r = try await client.putFile(
@@ -33,7 +38,7 @@ struct Put: AsyncParsableCommand {
                 group: group,
                 backup: backup,
                 dryRun: dryRun,
-                timeout: timeout,
+                timeout: .seconds(timeout),
                 useSudo: HostSettings.become != nil,
                 sudoPassword: HostSettings.become?.password ?? ""
             )

@@ -11,7 +11,7 @@ struct Read: AsyncParsableCommand {
     func run() async throws {
         let (path, timeout) = (self.path, global.timeout)
         try await runOnHosts(global) { client in
-            let (bytes, meta) = try await client.getFile(path, timeout: timeout)
+            let (bytes, meta) = try await client.getFile(path, timeout: .seconds(timeout))
             let text = String(validating: bytes, as: UTF8.self) ?? "(\(bytes.count) bytes of binary content)"
             var result = WireEncoder().encodeToValue(meta)
             if case .object(var o) = result {

@@ -29,59 +29,37 @@ struct Script: AsyncParsableCommand {
         .filter { !$0.isEmpty && !$0.hasPrefix("#") }
         let (pipeline, keepGoing, timeout) = (self.pipeline, self.keepGoing, global.timeout)
         try await runOnHosts(global) { client in
-            var commands: [CommandMessage] = []
-            for line in lines {
-                commands.append(
-                    CommandMessage(
-                        id: await client.makeID(),
-                        type: .exec,
-                        timeout: timeout,
-                        params: WireEncoder().encodeToValue(
-                            ExecParams(command: line, captureOut: true, captureErr: true)
-                        )
-                    )
-                )
-            }
-            var answers: [Answer] = []
             // Pipelined, the meaning is the same as one at a time: the runner itself skips what follows a failure.
-            let chains = await client.supports("run_if_succeeded")
-            if pipeline && (keepGoing || chains) {
-                answers = try await client.sendBatch(commands, stopOnFailure: !keepGoing)
-            } else {
-                for c in commands {
-                    let a = try await client.send(c)
-                    answers.append(a)
-                    if a.failed && !keepGoing { break }
-                }
-            }
+            let results = try await client.execBatch(
+                lines.map { ExecParams(command: $0, captureOut: true, captureErr: true) },
+                stopOnFailure: !keepGoing,
+                pipelined: pipeline,
+                timeout: .seconds(timeout)
+            )
             var text: [String] = []
             var failed = 0
-            for (line, answer) in zip(lines, answers) {
-                switch answer {
-                case .done(let d):
-                    let r = try WireDecoder().decode(ExecResult.self, from: d.result)
+            var json: [JSONValue] = []
+            for (line, result) in zip(lines, results) {
+                switch result {
+                case .success(let r):
                     if r.exitCode != 0 { failed += 1 }
                     text.append(
                         "$ \(line)  [rc=\(r.exitCode)]"
                             + (r.stdout.isEmpty ? "" : "\n" + r.stdout.trimmingCharacters(in: .newlines))
                     )
-                case .error(let e):
+                    json.append(WireEncoder().encodeToValue(r))
+                case .failure(let e):
                     failed += 1
-                    text.append("$ \(line)  [\(e.code): \(e.message)]")
-                }
-            }
-            let results = answers.map { a -> JSONValue in
-                switch a {
-                case .done(let d): return d.result
-                case .error(let e): return WireEncoder().encodeToValue(e)
+                    text.append("$ \(line)  [\(e.code): \(e.error.message)]")
+                    json.append(WireEncoder().encodeToValue(e.error))
                 }
             }
             return HostReport(
-                ok: failed == 0 && answers.count == lines.count,
+                ok: failed == 0 && results.count == lines.count,
                 changed: nil,
-                result: .array(results),
+                result: .array(json),
                 text: text.joined(separator: "\n"),
-                summary: "\(answers.count)/\(lines.count) commands, \(failed) failed"
+                summary: "\(results.count)/\(lines.count) commands, \(failed) failed"
             )
         }
     }

@@ -13,7 +13,7 @@ func runSystem<P: WireEncodable & Sendable, R: WireCodable & Sendable>(
 ) async throws {
     let (dryRun, timeout) = (global.dryRun, global.timeout)
     try await runOnHosts(global) { client in
-        let r = try await client.run(type, params, as: R.self, timeout: timeout, dryRun: dryRun)
+        let r = try await client.run(type, params, as: R.self, timeout: .seconds(timeout), dryRun: dryRun)
         let (changed, summary) = describe(r)
         return HostReport(ok: true, changed: changed, result: WireEncoder().encodeToValue(r), summary: summary)
     }

@@ -1,3 +1,4 @@
+import Foundation
 import MicroRunnerClient
 import MicroRunnerTestSupport
 import Testing
@@ -36,5 +37,63 @@ import Testing
         }
         #expect(r.stdout == "a\nb\n")
         #expect(lines.value == ["a", "b"])
+    }
+}
+
+@Suite struct TypedBatchTests {
+    /// Typed in, typed out: no wire messages built by hand; what a failure skipped says so.
+    @Test func execBatchDecodesEachAnswer() async throws {
+        let results = try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: BuiltRunner.path)
+        ) { client in
+            try await client.execBatch(
+                [ExecParams(command: "echo one"), ExecParams(command: "exit 7"), ExecParams(command: "echo never")],
+                stopOnFailure: true,
+                timeout: .milliseconds(1500)
+            )
+        }
+        #expect(results.count == 3)
+        #expect((try? results[0].get())?.stdout == "one\n")
+        #expect((try? results[1].get())?.exitCode == 7)
+        if case .failure(let e) = results[2] {
+            #expect(e.code == .cancelled)
+        } else {
+            Issue.record("ran after a failure")
+        }
+    }
+
+    @Test(arguments: [
+        (Duration.milliseconds(1500), 2), (.seconds(3), 3), (.zero, 1), (.seconds(Int64.max), 2_147_483_647),
+    ])
+    func durationsGoOutAsWholeSecondsRoundedUp(_ d: Duration, _ seconds: Int) {
+        #expect(RunnerClient.wireSeconds(d) == seconds)
+    }
+}
+
+@Suite struct FileModeTests {
+    @Test(arguments: [("0644", 0o644), ("644", 0o644), ("4755", 0o4755), ("0", 0)])
+    func octalTextParses(_ text: String, _ bits: Int) {
+        #expect(FileMode(text)?.bits == bits)
+    }
+
+    @Test(arguments: ["", "0648", "rw-r--r--", "77777", "-1", "0x1A4"])
+    func anythingElseIsRefusedBeforeSending(_ text: String) {
+        #expect(FileMode(text) == nil)
+    }
+
+    @Test func theWireGetsFourDigits() {
+        let mode: FileMode = 0o640
+        #expect(mode.description == "0640")
+        #expect(FileMode(bits: 0o10000) == nil)
+    }
+}
+
+extension FileModeTests {
+    @Test func mrctlRefusesABadModeLocally() throws {
+        let run = try mrctl(["put", "--mode", "0648", "/etc/hostname", "/tmp/never-written"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("--mode must be octal"), "\(run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/never-written"))
     }
 }
