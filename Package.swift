@@ -71,6 +71,12 @@ let package = Package(
             dependencies: ["MicroRunnerAgent", "MicroRunnerSystem", "MicroRunnerHandlers", "MicroRunnerProtocol"],
             path: "Fuzz/Agent"
         ),
+        // The README's library example, compiled as an @main executable (scripts/test builds it).
+        .executableTarget(
+            name: "readme-example",
+            dependencies: ["MicroRunnerClient"],
+            path: "Examples/ReadmeExample"
+        ),
         .executableTarget(
             name: "micro-runner-bench",
             dependencies: ["MicroRunnerProtocol", "MicroRunnerSystem", "MicroRunnerHandlers"]

@@ -24,6 +24,8 @@ public enum Fleet {
     ///   - arguments: runner flags.
     ///   - forks: how many hosts run at once (at least 1).
     ///   - startTimeout: per host, for upload, start and READY together.
+    ///   - isolation: the caller's actor (implicit): `onOutcome` runs there, so it can collect into the caller's
+    ///     local state, also from an `@main` type's `main` (the main actor).
     ///   - signer: signs every command, when set.
     ///   - body: what to do on each host.
     ///   - onOutcome: called as each host finishes (from one task at a time).
@@ -34,6 +36,7 @@ public enum Fleet {
         forks: Int = 10,
         startTimeout: Duration = .seconds(60),
         signer: (any CommandSigning)? = nil,
+        isolation: isolated (any Actor)? = #isolation,
         body: @escaping @Sendable (RunnerClient) async throws -> T,
         onOutcome: (HostOutcome<T>) async -> Void
     ) async {

@@ -333,9 +333,16 @@ public struct SSHTransport: Transport {
     /// ssh's and the bootstrap's last lines, without the bootstrap's own bookkeeping.
     public func explain(stderr: String) -> String { Self.explain(stderr) }
 
-    /// Closes this host's ControlMaster connection.
-    public func closeMaster() async {
-        guard case .master(let directory, _) = options.sharing,
+    /// Closes this host's ControlMaster connection (a persistent one too when `includingPersistent`: after an
+    /// interrupt, nothing of the run should stay behind).
+    public func closeMaster(includingPersistent: Bool = false) async {
+        let directory: String
+        switch options.sharing {
+        case .master(let d, _): directory = d
+        case .persistent(let d, _) where includingPersistent: directory = d
+        default: return
+        }
+        guard
             FileManager.default.fileExists(atPath: controlPath(directory)), let ssh = try? sshExecutable(),
             let p = try? ChildProcess(executable: ssh, arguments: sshArguments(nil, extra: ["-O", "exit"]))
         else { return }

@@ -204,6 +204,10 @@ func runOnHosts(
     await fleet.value
     interrupts.stop()
     for t in transports { await t.shutdown() }
+    // Interrupted: the kept connections go too (the user stopped the run; nothing of it should stay).
+    if interrupts.received != nil {
+        for case let ssh as SSHTransport in transports { await ssh.closeMaster(includingPersistent: true) }
+    }
     reporter.finish()
     if let signal = interrupts.received { throw ExitCode(128 + signal) }
     // As Ansible does, failures and unreachable hosts are told apart, bit by bit: 1 when a command failed on a

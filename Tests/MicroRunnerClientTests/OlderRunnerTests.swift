@@ -316,6 +316,78 @@ enum OlderRunner {
         #expect(left.isEmpty, "the runner's directory was removed: \(left)")
     }
 
+    /// The same over ssh: the command's process group stops on the host, the runner's directory goes, and the
+    /// connection mrctl would otherwise keep (--persist) is closed.
+    @Test(.enabled(if: geteuid() == 0, "uses the sshd fixture")) func sigintOverSSHStopsEverything() throws {
+        let s = try server()
+        let marker = "32.\(Int.random(in: 100_000...999_999))"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [
+            "-c",
+            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+            mrctlPath, "exec", "--ssh-config", s.clientConfig, "--host", "h17", "--runner", runnerPath, "--",
+            "sleep \(marker)",
+        ]
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        var started = false
+        for _ in 0..<200 where !started {
+            started = Self.running(marker)
+            if !started { usleep(50_000) }
+        }
+        #expect(started, "the command started on the host")
+        // This run's runner: the parent of the command on the host, and the directory it runs from.
+        var runnerDir: String?
+        var ancestor = Self.pid(of: marker)
+        for _ in 0..<5 {  // the shell of the shell form, then the runner
+            guard let pid = ancestor.flatMap({ Self.parent(of: $0) }) else { break }
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+            if exe.hasSuffix("/micro-runner") {
+                runnerDir = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+                break
+            }
+            ancestor = pid
+        }
+        #expect(runnerDir?.hasPrefix("/tmp/micro-runner.") == true, "\(runnerDir ?? "no runner found")")
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 130)
+        #expect(stdout.contains("INTERRUPTED"), "\(stdout)")
+        #expect(!Self.running(marker), "the command was stopped on the host")
+        if let runnerDir { #expect(!FileManager.default.fileExists(atPath: runnerDir), "\(runnerDir) was removed") }
+        var o = SSHOptions()
+        o.configFile = s.clientConfig
+        let socket = SSHTransport(host: HostSpec(host: "h17"), options: o).controlPath(
+            try SSHOptions.persistentDirectory()
+        )
+        #expect(!FileManager.default.fileExists(atPath: socket), "the kept connection was closed")
+    }
+
+    /// The pid of the process whose command line starts with `sleep marker`.
+    static func pid(of marker: String) -> Int? {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for pid in entries where Int(pid) != nil {
+            guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            let text = String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+            if text.hasPrefix("sleep \(marker)") { return Int(pid) }
+        }
+        return nil
+    }
+
+    /// A process's parent, from /proc/PID/stat (the field after the parenthesised name and the state).
+    static func parent(of pid: Int) -> Int? {
+        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: stat, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int(fields[1]) : nil
+    }
+
     static func running(_ marker: String) -> Bool {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for pid in entries where Int(pid) != nil {
