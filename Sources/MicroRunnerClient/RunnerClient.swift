@@ -135,7 +135,7 @@ public actor RunnerClient {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let value = first else {
-                throw ClientError(.startTimeout, "\(what) within \(timeout) (upload included; see startTimeout)")
+                throw ClientError(.startTimeout, "\(what) within \(timeout) (upload included)")
             }
             return value
         }

@@ -84,7 +84,13 @@ final class Reporter: @unchecked Sendable {
                     e["details"] = .object(JSONObject(d.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))
                 }
             } else if let c = error as? ClientError {
-                if [.transport, .startTimeout].contains(c.kind) { unreachable += 1 }
+                // Unreachable: no connection, no runner in time, or the bootstrap could not start one (noexec,
+                // no hash tool, a bad upload): the host never ran the command.
+                if [.transport, .startTimeout].contains(c.kind)
+                    || (c.kind == .runnerExited && c.message.contains("micro-runner-bootstrap:"))
+                {
+                    unreachable += 1
+                }
                 e["code"] = .string("CLIENT_\(c.kind.rawValue.uppercased())")
                 e["message"] = .string(c.message)
             } else if error is CancellationError {
