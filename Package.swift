@@ -3,10 +3,14 @@ import PackageDescription
 
 /// Targets that ship inside the runner binary must stay Foundation-free (see CONVENTIONS.md);
 /// scripts/check-runner-binary enforces it on the built artifact.
+///
+/// The runner executable itself (Sources/micro-runner/main.swift) is not a SwiftPM product: it is only ever
+/// built static, in Embedded Swift against musl, by scripts/build-runner. A `swift build -c release` of the
+/// package used to leave a dynamically linked 3.5 MB `micro-runner` in .build/release, one that must never be
+/// uploaded.
 let package = Package(
     name: "micro-runner",
     products: [
-        .executable(name: "micro-runner", targets: ["micro-runner"]),
         .executable(name: "mrctl", targets: ["mrctl"]),
         .library(name: "MicroRunnerProtocol", targets: ["MicroRunnerProtocol"]),
         .library(name: "MicroRunnerClient", targets: ["MicroRunnerClient"]),
@@ -43,10 +47,6 @@ let package = Package(
                 "MicroRunnerProtocol", "MicroRunnerSystem", "MicroRunnerHandlers", "MicroRunnerCrypto",
                 "CMicroRunnerShims",
             ]
-        ),
-        .executableTarget(
-            name: "micro-runner",
-            dependencies: ["MicroRunnerAgent", "MicroRunnerSystem", "MicroRunnerProtocol"]
         ),
         .target(
             name: "MicroRunnerClient",

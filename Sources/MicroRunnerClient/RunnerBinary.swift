@@ -11,7 +11,7 @@ public struct RunnerBinary: Sendable {
     /// Size in bytes.
     public let size: Int
     /// Whether it is an ELF executable that needs a dynamic loader (`PT_INTERP`): such a runner is refused for
-    /// remote hosts, which may not have its libraries (what `swift build` makes is one).
+    /// remote hosts, which may not have its libraries (any normal-mode Swift build of a runner is one).
     public let isDynamicallyLinked: Bool
 
     /// Reads and hashes a runner binary.
@@ -53,8 +53,7 @@ public struct RunnerBinary: Sendable {
     }
 
     /// The default runner: this machine's architecture's from `RunnerSet.defaultDirectory()` (what
-    /// `scripts/build-runner` or `scripts/install-cli` made). Not a `micro-runner` that `swift build` put beside
-    /// the program: that one is built in normal mode, dynamically linked, and must not be uploaded.
+    /// `scripts/build-runner` or `scripts/install-cli` made), never a binary beside the program.
     public static func defaultPath() -> String {
         RunnerSet.defaultDirectory() + "/" + RunnerSet.localArchitecture + "/micro-runner"
     }

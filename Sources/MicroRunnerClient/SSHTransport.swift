@@ -217,7 +217,7 @@ public struct SSHTransport: Transport {
         for candidate in runners.map({ Array($0.runners.values) }) ?? [chosen] where candidate.isDynamicallyLinked {
             throw ClientError(
                 .usage,
-                "\(candidate.path) is dynamically linked (swift build makes such a micro-runner): a host may lack its "
+                "\(candidate.path) is dynamically linked (a normal-mode Swift build): a host may lack its "
                     + "libraries, so it is not uploaded; use the static runner scripts/build-runner makes"
             )
         }
