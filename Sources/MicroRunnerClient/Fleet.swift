@@ -47,49 +47,14 @@ public enum Fleet {
                 next += 1
                 group.addTask {
                     let start = ContinuousClock.now
-                    var result: Result<T, any Error>
-                    var attempt = 0
-                    while true {
-                        // The body runs only after READY: an error before it changed nothing on the host.
-                        let reachedBody = Flag()
-                        do {
-                            result = .success(
-                                try await RunnerClient.withRunner(
-                                    transport: transport,
-                                    runner: runner,
-                                    arguments: arguments,
-                                    startTimeout: startTimeout,
-                                    signer: signer
-                                ) { client in
-                                    reachedBody.set()
-                                    return try await body(client)
-                                }
-                            )
-                        } catch {
-                            result = .failure(error)
-                            if !reachedBody.isSet, Self.isBusyServer(error), attempt == Self.busyRetries.count,
-                                let e = error as? ClientError
-                            {
-                                result = .failure(
-                                    ClientError(
-                                        e.kind,
-                                        e.message + " (the server turned the connection away \(attempt + 1) times: "
-                                            + "too many connections at once for its MaxStartups; lower --forks)"
-                                    )
-                                )
-                            }
-                            if !reachedBody.isSet, attempt < Self.busyRetries.count, Self.isBusyServer(error),
-                                !Task.isCancelled
-                            {
-                                try? await Task.sleep(
-                                    for: Self.busyRetries[attempt] + .milliseconds(Int.random(in: 0...200))
-                                )
-                                attempt += 1
-                                continue
-                            }
-                        }
-                        break
-                    }
+                    let result = await Self.runHost(
+                        transport,
+                        runner: runner,
+                        arguments: arguments,
+                        startTimeout: startTimeout,
+                        signer: signer,
+                        body: body
+                    )
                     let elapsed = ContinuousClock.now - start
                     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                     return HostOutcome(host: transport.name, result: result, duration: seconds)
@@ -100,6 +65,52 @@ public enum Fleet {
                 await onOutcome(outcome)
                 // Cancelled (Ctrl-C): hosts already started stop and clean up; no new host starts.
                 if next < transports.count && !Task.isCancelled { launch() }
+            }
+        }
+    }
+
+    /// One host: the runner started, `body` run, the runner closed; a connection the server turned away before
+    /// READY (busy, see `busyRetries`) is tried again, and when that keeps happening the error says what to do.
+    static func runHost<T: Sendable>(
+        _ transport: any Transport,
+        runner: RunnerBinary,
+        arguments: [String],
+        startTimeout: Duration,
+        signer: (any CommandSigning)?,
+        body: @escaping @Sendable (RunnerClient) async throws -> T
+    ) async -> Result<T, any Error> {
+        var attempt = 0
+        while true {
+            // The body runs only after READY: an error before it changed nothing on the host.
+            let reachedBody = Flag()
+            do {
+                return .success(
+                    try await RunnerClient.withRunner(
+                        transport: transport,
+                        runner: runner,
+                        arguments: arguments,
+                        startTimeout: startTimeout,
+                        signer: signer
+                    ) { client in
+                        reachedBody.set()
+                        return try await body(client)
+                    }
+                )
+            } catch {
+                guard !reachedBody.isSet, isBusyServer(error), let e = error as? ClientError, !Task.isCancelled else {
+                    return .failure(error)
+                }
+                guard attempt < busyRetries.count else {
+                    return .failure(
+                        ClientError(
+                            e.kind,
+                            e.message + " (the server turned the connection away \(attempt + 1) times: "
+                                + "too many connections at once for its MaxStartups; lower --forks)"
+                        )
+                    )
+                }
+                try? await Task.sleep(for: busyRetries[attempt] + .milliseconds(Int.random(in: 0...200)))
+                attempt += 1
             }
         }
     }

@@ -60,28 +60,6 @@ public struct HostSpec: Sendable, Hashable, CustomStringConvertible {
         if let port { s += ":\(port)" }
         return s
     }
-
-    /// Reads an inventory: one host per line; blank lines and `#` comments are skipped.
-    /// - Throws: `ClientError` for an unreadable file or a bad line (with its number).
-    public static func inventory(path: String) throws -> [HostSpec] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ClientError(.usage, "cannot read inventory \(path)")
-        }
-        var hosts: [HostSpec] = []
-        for (n, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-            .enumerated()
-        {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { continue }
-            do {
-                hosts.append(try HostSpec(parsing: trimmed))
-            } catch let error as ClientError {
-                throw ClientError(.usage, "\(path):\(n + 1): \(error.message)")
-            }
-        }
-        return hosts
-    }
 }
 
 extension HostSpec {

@@ -147,11 +147,7 @@ public actor RunnerClient {
     static func envelopeStart(in line: [UInt8]) -> Int? {
         let marker = Array(#"{"type":"#.utf8)
         guard line.count >= marker.count else { return nil }
-        for i in 0...(line.count - marker.count)
-        where line[i] == marker[0] && Array(line[i..<(i + marker.count)]) == marker {
-            return i
-        }
-        return nil
+        return (0...(line.count - marker.count)).first { line[$0..<($0 + marker.count)].elementsEqual(marker) }
     }
 
     /// Reads the runner's output until it ends; dispatches each line.

@@ -56,7 +56,7 @@ public struct RunnerSet: Sendable {
     public static func architecture(uname: String) -> String {
         switch uname {
         case "x86_64", "amd64": "amd64"
-        case "aarch64", "arm64", "aarch64_be": uname == "aarch64_be" ? uname : "arm64"
+        case "aarch64", "arm64": "arm64"
         default: uname
         }
     }

@@ -22,6 +22,10 @@ public struct Inventory: Sendable {
     public private(set) var hostVars: [String: [String: String]] = [:]
     /// Host names in the order the file first names them.
     public private(set) var hostOrder: [String] = []
+    /// Groups by depth below `all`, then name: the order their variables apply in (`derive`).
+    private var precedence: [String] = []
+    /// Each group's hosts, its descendants' included (`derive`).
+    private var members: [String: Set<String>] = [:]
 
     /// An inventory failure: the file, the line (0 when unknown) and what is wrong.
     public struct ParseError: Error, CustomStringConvertible, Sendable {
@@ -322,6 +326,7 @@ public struct Inventory: Sendable {
         where groups.allSatisfy({ $0.key == "all" || $0.key == "ungrouped" || !$0.value.hosts.contains(host) }) {
             if !groups["ungrouped"]!.hosts.contains(host) { groups["ungrouped"]!.hosts.append(host) }
         }
+        derive()
     }
 
     func parents(of group: String) -> [String] {
@@ -330,20 +335,13 @@ public struct Inventory: Sendable {
 
     /// The hosts of `group` and of all its descendants, in file order.
     public func hosts(in group: String) -> [String] {
-        var found = Set<String>()
-        var seen = Set<String>()
-        func visit(_ g: String) {
-            guard seen.insert(g).inserted, let group = groups[g] else { return }
-            found.formUnion(group.hosts)
-            for child in group.children { visit(child) }
-        }
-        visit(group)
-        if group == "all" { found.formUnion(hostOrder) }
+        guard let found = members[group] else { return [] }
         return hostOrder.filter { found.contains($0) }
     }
 
-    /// The groups `host` belongs to directly or through a parent, with their depth below `all` (0 for `all`).
-    func groupDepths(of host: String) -> [String: Int] {
+    /// Groups in precedence order and each group's hosts with its descendants', derived once the file is read:
+    /// every host's variables are resolved from them, so resolving N hosts does not walk the groups N times.
+    mutating func derive() {
         var depth: [String: Int] = ["all": 0]
         var frontier = ["all"]
         var level = 0
@@ -358,15 +356,27 @@ public struct Inventory: Sendable {
             }
             frontier = next
         }
-        return depth.filter { g, _ in g == "all" || hosts(in: g).contains(host) }
+        precedence = depth.keys.sorted { (depth[$0]!, $0) < (depth[$1]!, $1) }
+        members = [:]
+        for name in groups.keys {
+            var found = Set<String>()
+            var seen = Set<String>()
+            func visit(_ g: String) {
+                guard seen.insert(g).inserted, let group = groups[g] else { return }
+                found.formUnion(group.hosts)
+                for child in group.children { visit(child) }
+            }
+            visit(name)
+            members[name] = found
+        }
+        members["all"] = Set(hostOrder)
     }
 
     /// The host's variables with Ansible's precedence: `all`, then parent groups before child groups (deeper
     /// wins; at one depth, alphabetical order, the later winning), then the host's own.
     public func variables(of host: String) -> [String: String] {
         var vars: [String: String] = [:]
-        let depths = groupDepths(of: host)
-        for group in depths.keys.sorted(by: { (depths[$0]!, $0) < (depths[$1]!, $1) }) {
+        for group in precedence where members[group]?.contains(host) == true {
             vars.merge(groups[group]?.vars ?? [:]) { $1 }
         }
         vars.merge(hostVars[host] ?? [:]) { $1 }

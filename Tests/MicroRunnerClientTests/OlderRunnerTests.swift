@@ -282,35 +282,17 @@ enum OlderRunner {
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("mr-int-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: tmp) }
-        let p = Process()
-        p.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": tmp]) { $1 }
-        // As from a terminal: signals unblocked (Foundation starts children with them blocked).
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [
-            "-c",
-            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
-            mrctlPath, "exec", "--host", "local", "--runner", runnerPath, "--", "sleep \(marker)",
-        ]
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        var started = false
-        for _ in 0..<200 where !started {
-            started = Self.running(marker)
-            if !started { usleep(50_000) }
-        }
-        #expect(started, "the command started on the host")
-        let during = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
+        var during: [String] = []
+        let run = try Self.interruptMrctl(
+            ["exec", "--host", "local", "--runner", runnerPath, "--", "sleep \(marker)"],
+            marker: marker,
+            environment: ["TMPDIR": tmp]
+        ) { during = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [] }
+        #expect(run.started, "the command started on the host")
         #expect(during.contains { $0.hasPrefix("micro-runner.") }, "the runner runs from a directory in TMPDIR")
-        kill(p.processIdentifier, SIGINT)
-        p.waitUntilExit()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus == 130, "\(stdout)\(stderr)")
-        #expect(stderr.contains("interrupted"), "\(stderr)")
-        #expect(stdout.contains("INTERRUPTED"), "\(stdout)")
+        #expect(run.status == 130, "\(run.stdout)\(run.stderr)")
+        #expect(run.stderr.contains("interrupted"), "\(run.stderr)")
+        #expect(run.stdout.contains("INTERRUPTED"), "\(run.stdout)")
         #expect(!Self.running(marker), "the command was stopped, not left to run to its end")
         let left = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
         #expect(left.isEmpty, "the runner's directory was removed: \(left)")
@@ -321,43 +303,31 @@ enum OlderRunner {
     @Test(.enabled(if: geteuid() == 0, "uses the sshd fixture")) func sigintOverSSHStopsEverything() throws {
         let s = try server()
         let marker = "32.\(Int.random(in: 100_000...999_999))"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [
-            "-c",
-            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
-            mrctlPath, "exec", "--ssh-config", s.clientConfig, "--host", "h17", "--runner", runnerPath, "--",
-            "sleep \(marker)",
-        ]
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        var started = false
-        for _ in 0..<200 where !started {
-            started = Self.running(marker)
-            if !started { usleep(50_000) }
-        }
-        #expect(started, "the command started on the host")
-        // This run's runner: the parent of the command on the host, and the directory it runs from.
         var runnerDir: String?
-        var ancestor = Self.pid(of: marker)
-        for _ in 0..<5 {  // the shell of the shell form, then the runner
-            guard let pid = ancestor.flatMap({ Self.parent(of: $0) }) else { break }
-            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
-            if exe.hasSuffix("/micro-runner") {
-                runnerDir = URL(fileURLWithPath: exe).deletingLastPathComponent().path
-                break
+        let run = try Self.interruptMrctl(
+            [
+                "exec", "--ssh-config", s.clientConfig, "--host", "h17", "--runner", runnerPath, "--",
+                "sleep \(marker)",
+            ],
+            marker: marker
+        ) {
+            // This run's runner: an ancestor of the command on the host (the shell of the shell form, then the
+            // runner), and the directory it runs from.
+            var ancestor = Self.pid(of: marker)
+            for _ in 0..<5 {
+                guard let pid = ancestor.flatMap({ Self.parent(of: $0) }) else { break }
+                let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+                if exe.hasSuffix("/micro-runner") {
+                    runnerDir = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+                    break
+                }
+                ancestor = pid
             }
-            ancestor = pid
         }
+        #expect(run.started, "the command started on the host")
         #expect(runnerDir?.hasPrefix("/tmp/micro-runner.") == true, "\(runnerDir ?? "no runner found")")
-        kill(p.processIdentifier, SIGINT)
-        p.waitUntilExit()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus == 130)
-        #expect(stdout.contains("INTERRUPTED"), "\(stdout)")
+        #expect(run.status == 130)
+        #expect(run.stdout.contains("INTERRUPTED"), "\(run.stdout)")
         #expect(!Self.running(marker), "the command was stopped on the host")
         if let runnerDir { #expect(!FileManager.default.fileExists(atPath: runnerDir), "\(runnerDir) was removed") }
         var o = SSHOptions()
@@ -388,14 +358,44 @@ enum OlderRunner {
         return fields.count > 1 ? Int(fields[1]) : nil
     }
 
-    static func running(_ marker: String) -> Bool {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for pid in entries where Int(pid) != nil {
-            guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-            let text = String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-            if text.hasPrefix("sleep \(marker)") { return true }
+    static func running(_ marker: String) -> Bool { pid(of: marker) != nil }
+
+    /// Starts mrctl as a terminal would (signals unblocked: Foundation starts children with them blocked), waits
+    /// until `sleep marker` runs, calls `whileRunning`, sends SIGINT, and returns how mrctl ended.
+    static func interruptMrctl(
+        _ arguments: [String],
+        marker: String,
+        environment: [String: String] = [:],
+        whileRunning: () -> Void
+    ) throws -> (started: Bool, status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments =
+            [
+                "-c",
+                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                mrctlPath,
+            ] + arguments
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        var started = false
+        for _ in 0..<200 where !started {
+            started = running(marker)
+            if !started { usleep(50_000) }
         }
-        return false
+        whileRunning()
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        return (
+            started,
+            p.terminationStatus,
+            String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+            String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        )
     }
 }
 
