@@ -60,7 +60,7 @@ final class AgentHarness: @unchecked Sendable {
         }
     }
 
-    func send(_ line: String) { input.write(Data((line + "\n").utf8)) }
+    func send(_ line: String) { try? input.write(contentsOf: Data((line + "\n").utf8)) }
 
     func cmd(_ id: String, _ params: String, type: String = "exec", extra: String = "") {
         send(#"{"type":"CMD","data":{"id":"\#(id)","type":"\#(type)","timeout":5,"params":\#(params)\#(extra)}}"#)

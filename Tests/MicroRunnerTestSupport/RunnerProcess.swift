@@ -138,12 +138,15 @@ package final class RunnerProcess: @unchecked Sendable {
         if process.isRunning { process.terminate() }
     }
 
+    /// Writes a line to the runner. A runner that already exited (EPIPE) is what the test then sees in the
+    /// answers; Foundation's non-throwing `write(_:)` would trap the whole test process instead.
     package func send(_ text: String) {
-        stdin.fileHandleForWriting.write(Data((text + "\n").utf8))
+        try? stdin.fileHandleForWriting.write(contentsOf: Data((text + "\n").utf8))
     }
 
+    /// Writes raw bytes to the runner (see `send(_:)`).
     package func send(bytes: [UInt8]) {
-        stdin.fileHandleForWriting.write(Data(bytes))
+        try? stdin.fileHandleForWriting.write(contentsOf: Data(bytes))
     }
 
     package func sendCommand(
