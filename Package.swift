@@ -81,23 +81,31 @@ let package = Package(
             name: "micro-runner-bench",
             dependencies: ["MicroRunnerProtocol", "MicroRunnerSystem", "MicroRunnerHandlers"]
         ),
+        // Test-process set-up that must happen before any test runs (SIGPIPE ignored), in C for its constructor.
+        .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         // Shared by the test targets: the shell helper, the runner-process driver, the built runner's path.
         .target(
             name: "MicroRunnerTestSupport",
-            dependencies: ["MicroRunnerProtocol"],
+            dependencies: ["MicroRunnerProtocol", "CTestSupport"],
             path: "Tests/MicroRunnerTestSupport"
         ),
         .testTarget(
             name: "MicroRunnerProtocolTests",
-            dependencies: ["MicroRunnerProtocol"]
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerTestSupport"]
         ),
         .testTarget(
             name: "MicroRunnerHandlersTests",
-            dependencies: ["MicroRunnerHandlers", "MicroRunnerSystem", "MicroRunnerProtocol", "MicroRunnerCrypto"]
+            dependencies: [
+                "MicroRunnerHandlers", "MicroRunnerSystem", "MicroRunnerProtocol", "MicroRunnerCrypto",
+                "MicroRunnerTestSupport",
+            ]
         ),
         .testTarget(
             name: "MicroRunnerAgentTests",
-            dependencies: ["MicroRunnerAgent", "MicroRunnerSystem", "MicroRunnerHandlers", "MicroRunnerProtocol"]
+            dependencies: [
+                "MicroRunnerAgent", "MicroRunnerSystem", "MicroRunnerHandlers", "MicroRunnerProtocol",
+                "MicroRunnerTestSupport",
+            ]
         ),
         .testTarget(
             name: "MicroRunnerClientTests",

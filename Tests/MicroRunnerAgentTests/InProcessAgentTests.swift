@@ -3,6 +3,7 @@ import MicroRunnerAgent
 import MicroRunnerHandlers
 import MicroRunnerProtocol
 import MicroRunnerSystem
+import MicroRunnerTestSupport
 import Testing
 
 /// Answers with its params; `{"fail": CODE}` throws that error code; `{"sleep": true}` waits until it is
@@ -32,11 +33,9 @@ final class AgentHarness: @unchecked Sendable {
     private var buffer: [UInt8] = []
     let done = DispatchSemaphore(value: 0)
 
-    /// An agent still writing when a test has finished reading must get EPIPE, not kill the test process.
-    static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
-
     init(ttl: Double = 60, configure: (inout AgentConfiguration) -> Void = { _ in }) throws {
-        Self.ignoreSIGPIPE
+        // An agent still writing when a test has finished reading must get EPIPE, not kill the test process.
+        guard TestProcess.ignoresSIGPIPE else { throw TestFailure("SIGPIPE is not ignored in the test process") }
         var inPipe: [Int32] = [0, 0]
         var outPipe: [Int32] = [0, 0]
         guard pipe(&inPipe) == 0, pipe(&outPipe) == 0 else { throw CocoaError(.fileWriteUnknown) }

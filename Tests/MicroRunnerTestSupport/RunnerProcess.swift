@@ -1,5 +1,13 @@
+import CTestSupport
 import Foundation
 import MicroRunnerProtocol
+
+/// The test process as a whole.
+package enum TestProcess {
+    /// Whether SIGPIPE is ignored, as CTestSupport's constructor arranges before any test runs: a write to a
+    /// runner or agent that already exited must fail with EPIPE, never end the whole run.
+    package static var ignoresSIGPIPE: Bool { mr_test_sigpipe_ignored() == 1 }
+}
 
 /// The static runner built by `scripts/build-runner` (or `MICRO_RUNNER_BIN`). (Not named `RunnerBinary`: that
 /// is the client library's public type.)
