@@ -2,6 +2,8 @@
 #include "CMicroRunnerShims.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <signal.h>
@@ -86,6 +88,22 @@ void mr_tune_malloc(void) {
 int mr_errno(void) { return errno; }
 
 int mr_tcp_socket(int family) { return socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0); }
+
+int mr_tcp_connect(int fd, const void *address, unsigned int length, int timeout_ms) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return errno;
+    if (connect(fd, (const struct sockaddr *)address, (socklen_t)length) == 0) return 0;
+    if (errno != EINPROGRESS && errno != EINTR) return errno;
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT, .revents = 0};
+    int ready;
+    do { ready = poll(&pfd, 1, timeout_ms); } while (ready < 0 && errno == EINTR);
+    if (ready < 0) return errno;
+    if (ready == 0) return ETIMEDOUT;
+    int error = 0;
+    socklen_t size = sizeof error;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) < 0) return errno;
+    return error;
+}
 
 int mr_start_detached_thread(void *(*body)(void *), void *context, size_t stack_bytes) {
     pthread_attr_t attr;

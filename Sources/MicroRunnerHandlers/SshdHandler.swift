@@ -410,10 +410,11 @@ package struct SshdTool {
         let fd = mr_tcp_socket(v6 ? AF_INET6 : AF_INET)
         guard fd >= 0 else { return .failure(BannerError(text: errnoText(errno))) }
         defer { close(fd) }
-        let rc = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
+        // Bounded: a port whose SYNs a firewall drops would hold a blocking connect for ~127 s.
+        let rc = withUnsafePointer(to: &storage) { mr_tcp_connect(fd, $0, UInt32(length), 2000) }
+        guard rc == 0 else {
+            return .failure(BannerError(text: rc == ETIMEDOUT ? "no connection within 2 s" : errnoText(rc)))
         }
-        guard rc == 0 else { return .failure(BannerError(text: errnoText(errno))) }
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&pfd, 1, 2000) == 1 else { return .failure(BannerError(text: "no banner within 2 s")) }
         var buf = [UInt8](repeating: 0, count: 256)

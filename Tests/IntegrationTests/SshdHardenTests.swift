@@ -4,15 +4,24 @@ import MicroRunnerTestSupport
 import Testing
 
 /// A real sshd on 127.0.0.1 with its own configuration tree; the runner edits that tree
-/// (MICRO_RUNNER_SSHD_CONFIG) and reloads it by SIGHUP (this machine's PID 1 is not systemd).
+/// (MICRO_RUNNER_SSHD_CONFIG) and reloads it by SIGHUP (this machine's PID 1 is not systemd). `isolated`: sshd,
+/// its clients and the runner live in a network namespace of their own, where a test may set firewall rules.
 final class HardenTarget {
     let dir: String
     let port: Int
     let config: String
     let user = "mr-ssh-harden"
+    /// The network namespace, when isolated.
+    let namespace: String?
 
-    init(withInclude: Bool) throws {
-        dir = "/tmp/mr-harden-\(UUID().uuidString.prefix(8))"
+    init(withInclude: Bool, isolated: Bool = false) throws {
+        let id = UUID().uuidString.prefix(8).lowercased()
+        dir = "/tmp/mr-harden-\(id)"
+        namespace = isolated ? "mr-harden-\(id)" : nil
+        if let namespace {
+            let made = shell("ip netns add \(namespace) && ip netns exec \(namespace) ip link set lo up 2>&1")
+            guard made.status == 0 else { throw TestFailure("network namespace: \(made.output)") }
+        }
         try FileManager.default.createDirectory(atPath: dir + "/sshd_config.d", withIntermediateDirectories: true)
         chmod(dir, 0o711)
         if shell("id -u \(user)").status != 0 { shell("useradd --create-home --shell /bin/sh \(user)") }
@@ -20,8 +29,11 @@ final class HardenTarget {
         shell("ssh-keygen -q -t ed25519 -N '' -f \(dir)/hostkey && ssh-keygen -q -t ed25519 -N '' -f \(dir)/client")
         shell("cp \(dir)/client.pub \(dir)/authorized_keys && chmod 644 \(dir)/authorized_keys")
         port = Int(
-            shell("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'")
-                .output.trimmingCharacters(in: .whitespacesAndNewlines)
+            Self.run(
+                in: namespace,
+                "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'"
+            )
+            .output.trimmingCharacters(in: .whitespacesAndNewlines)
         )!
         config = dir + "/sshd_config"
         var text = withInclude ? "Include \(dir)/sshd_config.d/*.conf\n\n" : ""
@@ -47,22 +59,50 @@ final class HardenTarget {
             atomically: true,
             encoding: .utf8
         )
-        let started = shell("/usr/sbin/sshd -f \(config) -E \(dir)/sshd.log")
+        let started = run("/usr/sbin/sshd -f \(config) -E \(dir)/sshd.log")
         guard started.status == 0 else { throw TestFailure("sshd: \(started.output)") }
-        var tries = 0
-        while !canLogIn() && tries < 100 {
-            tries += 1
-            usleep(20_000)
-        }
+        _ = canLogIn(within: 2)
     }
 
     deinit {
         shell("kill $(cat \(dir)/sshd.pid) 2>/dev/null")
+        if let namespace { shell("ip netns delete \(namespace)") }
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// `command` by sh, inside the namespace when isolated.
+    @discardableResult
+    func run(_ command: String) -> (status: Int32, output: String) { Self.run(in: namespace, command) }
+
+    @discardableResult
+    static func run(in namespace: String?, _ command: String) -> (status: Int32, output: String) {
+        guard let namespace else { return shell(command) }
+        return shell("ip netns exec \(namespace) sh -c \(shellQuoted(command))")
+    }
+
+    /// A runner where sshd is (inside the namespace when isolated), told where sshd's configuration is.
+    func runner() throws -> RunnerProcess {
+        guard let namespace else { return try RunnerProcess(environment: environment) }
+        return try RunnerProcess(
+            arguments: ["netns", "exec", namespace, try BuiltRunner.copy()],
+            binary: "/usr/sbin/ip",
+            environment: environment
+        )
+    }
+
+    /// Whether a key login succeeds within `seconds` (sshd re-executes itself on SIGHUP: a login right after a
+    /// reload can meet no listener yet).
+    func canLogIn(within seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !canLogIn() {
+            if Date() > deadline { return false }
+            usleep(20_000)
+        }
+        return true
+    }
+
     func canLogIn() -> Bool {
-        shell(
+        run(
             "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -i \(dir)/client -p \(port) \(user)@127.0.0.1 true"
         ).status == 0
     }
@@ -103,7 +143,7 @@ struct SshdHardenTests {
         let t = try HardenTarget(withInclude: true)
         #expect(t.canLogIn())
         #expect(t.effective("passwordauthentication") == "passwordauthentication yes")
-        let r = try RunnerProcess(environment: t.environment)
+        let r = try t.runner()
         #expect(try r.next(.ready)["capabilities"]?["sshd.harden"] == .bool(true))
 
         let dry = try harden(r, "dry", t, dryRun: true)
@@ -141,7 +181,7 @@ struct SshdHardenTests {
         let early = t.dir + "/sshd_config.d/0-first.conf"
         try "PasswordAuthentication yes\n".write(toFile: early, atomically: true, encoding: .utf8)
         let before = try FileManager.default.contentsOfDirectory(atPath: t.dir + "/sshd_config.d").sorted()
-        let r = try RunnerProcess(environment: t.environment)
+        let r = try t.runner()
         _ = try r.next(.ready)
         let failed = try harden(r, "h", t)
         #expect(failed.type == .error, "\(failed.data)")
@@ -154,9 +194,48 @@ struct SshdHardenTests {
         #expect(t.canLogIn(), "sshd serves with the restored configuration")
     }
 
+    /// The banner check after the reload fails for real: the new port is one the host's firewall drops (nftables
+    /// in the test's network namespace), the lock-out the check exists for. The previous files are back, sshd is
+    /// reloaded with them and serves on its old port, and the message names where it looked.
+    /// (No Include here: `Port` adds up across files, so a drop-in cannot move sshd off the main file's port;
+    /// the runner edits the main file.)
+    @Test func aNewPortTheFirewallDropsIsRolledBackAndSshdServes() throws {
+        let t = try HardenTarget(withInclude: false, isolated: true)
+        #expect(t.canLogIn())
+        let newPort = t.port == 2222 ? 2223 : 2222
+        let rules = t.run(
+            "nft add table inet mrtest && nft add chain inet mrtest input '{ type filter hook input priority 0; }' && nft add rule inet mrtest input tcp dport \(newPort) drop 2>&1"
+        )
+        try #require(rules.status == 0, "nftables: \(rules.output)")
+        let before = try FileManager.default.contentsOfDirectory(atPath: t.dir).sorted()
+        let mainBefore = try String(contentsOfFile: t.config, encoding: .utf8)
+        let r = try t.runner()
+        _ = try r.next(.ready)
+        r.sendCommand(
+            "h",
+            "sshd.harden",
+            timeout: 60,
+            params: ["disable_password_auth": true, "port": newPort, "test_connection": true]
+        )
+        let failed = try r.answer(timeout: 90)
+        #expect(failed.type == .error, "\(failed.data)")
+        #expect(failed.message.contains("no SSH banner on 127.0.0.1:\(newPort)"), "\(failed.message)")
+        #expect(failed.message.contains("no connection within 2 s"), "\(failed.message)")
+        #expect(failed.message.contains("previous configuration was restored"), "\(failed.message)")
+        #expect(failed.message.contains("sshd was reloaded with it"), "\(failed.message)")
+        #expect(try String(contentsOfFile: t.config, encoding: .utf8) == mainBefore)
+        #expect(t.effective("port") == "port \(t.port)")
+        #expect(t.canLogIn(within: 5), "sshd serves on its old port with the restored configuration")
+        // Listed once sshd serves again: it removes its PidFile when it re-executes on SIGHUP.
+        let after = try FileManager.default.contentsOfDirectory(atPath: t.dir).sorted()
+        #expect(after == before, "no backup or temporary file left: \(after)")
+        let listening = t.run("ss -Hltn 'sport = :\(newPort)'")
+        #expect(listening.output.isEmpty, "nothing listens on the dropped port any more: \(listening.output)")
+    }
+
     @Test func mainFileKeepsMatchBlocks() throws {
         let t = try HardenTarget(withInclude: false)
-        let r = try RunnerProcess(environment: t.environment)
+        let r = try t.runner()
         _ = try r.next(.ready)
         let done = try harden(r, "h", t)
         #expect(done.type == .done, "\(done.data)")
@@ -185,7 +264,7 @@ struct SshdHardenTests {
             encoding: .utf8
         )
         let before = try String(contentsOfFile: t.config, encoding: .utf8)
-        let r = try RunnerProcess(environment: t.environment)
+        let r = try t.runner()
         _ = try r.next(.ready)
         let a = try harden(r, "h", t)
         #expect(a.type == .error, "\(a.data)")

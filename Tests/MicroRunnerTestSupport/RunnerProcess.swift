@@ -264,3 +264,8 @@ package func shell(_ command: String) -> (status: Int32, output: String) {
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
+
+/// `s` as one sh word.
+package func shellQuoted(_ s: String) -> String {
+    "'" + s.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+}

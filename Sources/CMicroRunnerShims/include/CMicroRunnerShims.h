@@ -20,6 +20,11 @@ int mr_start_detached_thread(void *(*body)(void *), void *context, size_t stack_
 /// socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0) (SOCK_STREAM is an enum in glibc, a macro in musl).
 int mr_tcp_socket(int family);
 
+/// connect(2) bounded by `timeout_ms`: 0 once connected, else an errno value (ETIMEDOUT when nothing answered
+/// in time). A blocking connect to a port whose SYNs a firewall drops waits ~127 s (6 SYN retries). Leaves
+/// `fd` non-blocking.
+int mr_tcp_connect(int fd, const void *address, unsigned int length, int timeout_ms);
+
 /// The process's arguments, captured before main (glibc passes them to initialisers).
 int mr_argc(void);
 char *const *mr_argv(void);
