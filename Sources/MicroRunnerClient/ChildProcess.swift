@@ -40,8 +40,8 @@ final class ChildProcess: @unchecked Sendable {
     private let linesContinuation: AsyncStream<[UInt8]>.Continuation
 
     /// Writing to a child that already exited raises SIGPIPE, which would end the controller; the client
-    /// ignores it process-wide (once, at the first spawn) and handles EPIPE instead.
-    private static let ignoreSIGPIPE: Void = {
+    /// ignores it process-wide (once, before the first write to any child) and handles EPIPE instead.
+    static let ignoreSIGPIPE: Void = {
         signal(SIGPIPE, SIG_IGN)
     }()
 

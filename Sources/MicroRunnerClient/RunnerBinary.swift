@@ -121,6 +121,8 @@ public struct RunnerBinary: Sendable {
         if input != nil { process.standardInput = inPipe }
         try process.run()
         if let input {
+            // gzip -dc stops at the first byte that is not gzip (a corrupt cache entry) and closes its input.
+            ChildProcess.ignoreSIGPIPE
             // Write from another thread: gzip's output pipe would otherwise fill while we block on its input.
             let writer = inPipe.fileHandleForWriting
             Thread.detachNewThread {

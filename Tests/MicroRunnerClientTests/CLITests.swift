@@ -77,6 +77,31 @@ struct CLITests {
         #expect(run.output.contains("30 hosts: 30 ok"), "\(run.output)")
     }
 
+    /// A corrupt runner cache entry (not gzip at all) must not end mrctl: checking it, gzip stops reading at
+    /// once while mrctl still writes the rest into its input. Before any ssh is started, so SIGPIPE had not been
+    /// ignored yet and killed mrctl (signal 13). mrctl runs with SIGPIPE at its default, as from a shell.
+    @Test func aCorruptRunnerCacheEntryIsReplacedNotFatal() throws {
+        let s = try server()
+        let runner = try RunnerBinary(path: runnerPath)
+        // The user's own cache (the client finds it through the password database, not $HOME).
+        let cache = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
+        try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+        let entry = cache.appendingPathComponent("\(runner.sha256).gz")
+        try Data(repeating: 0x5A, count: 4 << 20).write(to: entry)
+        let arguments = [
+            mrctlPath, "exec", "--persist", "0", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host",
+            "h14", "--", "true",
+        ]
+        let exec =
+            "import os, signal, sys; signal.signal(signal.SIGPIPE, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+        let run = shell(
+            "python3 -c \(shellQuoted(exec)) \(arguments.map(shellQuoted).joined(separator: " ")) 2>&1; echo \"status $?\""
+        )
+        #expect(run.output.hasSuffix("status 0\n"), "\(run.output)")
+        let replaced = FileManager.default.contents(atPath: entry.path).map { $0.starts(with: [0x1F, 0x8B]) } ?? false
+        #expect(replaced, "the entry now holds the checked gzip stream")
+    }
+
     @Test func theSummaryNamesTheFailedHosts() throws {
         let s = try server()
         let run = try mrctl([

@@ -33,6 +33,20 @@ import Testing
         #expect(replaced, "the poisoned entry was replaced by a good one")
     }
 
+    /// A cache entry that is not gzip at all (a torn write, a full disk): gzip stops reading at once, and the
+    /// client, still writing the rest into its input, gets EPIPE, replaces the entry and goes on.
+    @Test func aCorruptCacheEntryIsReplaced() throws {
+        let runner = try RunnerBinary(path: runnerPath)
+        let cache = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
+        try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+        let entry = cache.appendingPathComponent("\(runner.sha256).gz")
+        try Data(repeating: 0x5A, count: 4 << 20).write(to: entry)
+        let data = try runner.gzippedUncached()
+        #expect(data.starts(with: [0x1F, 0x8B]), "a gzip stream")
+        let replaced = try Data(contentsOf: entry) == data
+        #expect(replaced, "the corrupt entry was replaced by the checked one")
+    }
+
     @discardableResult
     func shell(_ command: String) -> Int32 {
         let p = Process()
