@@ -18,16 +18,11 @@ final class SSHServer: @unchecked Sendable {
     /// Starts sshd; the test user is created once and kept.
     init(aliases count: Int = 50) throws {
         guard geteuid() == 0 else { throw SSHServerError("the sshd fixture needs root (it creates a user)") }
-        // The shared fixture is a global, whose deinit never runs: stop sshds that earlier runs left, and stop
-        // this one when the test process exits.
-        shell(
-            "for p in /tmp/mr-sshd-*/sshd.pid; do [ -f \"$p\" ] && kill $(cat \"$p\") 2>/dev/null; done; rm -rf /tmp/mr-sshd-*"
-        )
-        atexit {
-            _ = system(
-                "for p in /tmp/mr-sshd-*/sshd.pid; do [ -f \"$p\" ] && kill $(cat \"$p\") 2>/dev/null; done; rm -rf /tmp/mr-sshd-*"
-            )
-        }
+        // The shared fixture is a global, whose deinit never runs: stop the sshds that earlier test processes
+        // left (their `owner` is gone), and this process's own when it exits. Never another live run's: a second
+        // `swift test` on the machine (a fresh-clone CI run beside a developer's) lost its sshd to this mid-run.
+        shell(Self.stopFixtures(where: #"! { [ -n "$o" ] && kill -0 "$o" 2>/dev/null; }"#))
+        atexit { _ = system(SSHServer.stopFixtures(where: "[ \"$o\" = \(getpid()) ]")) }
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
             throw SSHServerError("/usr/sbin/sshd missing: scripts/test installs openssh-server")
         }
@@ -42,6 +37,7 @@ final class SSHServer: @unchecked Sendable {
             withIntermediateDirectories: false,
             attributes: [.posixPermissions: 0o700]
         )
+        try "\(getpid())\n".write(toFile: dir + "/owner", atomically: true, encoding: .utf8)
         shell("mkdir -p /run/sshd")
         shell("ssh-keygen -q -t ed25519 -N '' -f \(dir)/hostkey && ssh-keygen -q -t ed25519 -N '' -f \(dir)/client")
         shell("cp \(dir)/client.pub \(dir)/authorized_keys && chmod 644 \(dir)/authorized_keys && chmod 711 \(dir)")
@@ -138,6 +134,12 @@ final class SSHServer: @unchecked Sendable {
     deinit {
         shell("kill $(cat \(dir)/sshd.pid) 2>/dev/null")
         try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// sh that stops the sshd of, and removes, each fixture directory whose owner pid (`$o`) meets `condition`.
+    static func stopFixtures(where condition: String) -> String {
+        #"for d in /tmp/mr-sshd-*; do [ -d "$d" ] || continue; o=$(cat "$d/owner" 2>/dev/null); "#
+            + #"if \#(condition); then [ -f "$d/sshd.pid" ] && kill $(cat "$d/sshd.pid") 2>/dev/null; rm -rf "$d"; fi; done"#
     }
 
     /// A TCP port nothing listens on right now.
