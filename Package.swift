@@ -50,7 +50,7 @@ let package = Package(
         ),
         .target(
             name: "MicroRunnerClient",
-            dependencies: ["MicroRunnerProtocol", "MicroRunnerCrypto", "CMicroRunnerShims"]
+            dependencies: ["MicroRunnerProtocol", "MicroRunnerCrypto", "MicroRunnerSystem", "CMicroRunnerShims"]
         ),
         // Ansible inventories (INI and YAML) and host patterns, for mrctl.
         .target(

@@ -1,5 +1,6 @@
 import CMicroRunnerShims
 import Foundation
+import MicroRunnerSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -55,45 +56,33 @@ final class ChildProcess: @unchecked Sendable {
             for fd in inPipe + outPipe + errPipe where fd >= 0 { close(fd) }
             throw ClientError(.transport, "cannot create pipes: \(String(cString: strerror(errno)))")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var argv: [UnsafeMutablePointer<CChar>?] =
-            ([executable.split(separator: "/").last.map(String.init) ?? executable] + arguments).map { strdup($0) }
-        argv.append(nil)
-        defer { for p in argv { free(p) } }
-        var child: pid_t = 0
-        var rc = posix_spawn(&child, executable, &actions, &attr, argv, mr_environ())
+        var request = SpawnRequest(
+            executable: executable,
+            arguments: [executable.split(separator: "/").last.map(String.init) ?? executable] + arguments
+        )
+        request.standardInput = .descriptor(inPipe[0])
+        request.standardOutput = .descriptor(outPipe[1])
+        request.standardError = .descriptor(errPipe[1])
+        var spawned: Result<pid_t, SpawnError> = Result { () throws(SpawnError) in try Spawn.start(request) }
         // ETXTBSY: a just-copied executable is still open for writing in a child another thread forked
         // before that child exec'd; it clears within milliseconds.
         var attempts = 0
-        while rc == ETXTBSY && attempts < 50 {
+        while case .failure(let e) = spawned, e.code == ETXTBSY, attempts < 50 {
             attempts += 1
             usleep(2000)
-            rc = posix_spawn(&child, executable, &actions, &attr, argv, mr_environ())
+            spawned = Result { () throws(SpawnError) in try Spawn.start(request) }
         }
         close(inPipe[0])
         close(outPipe[1])
         close(errPipe[1])
-        guard rc == 0 else {
+        let child: pid_t
+        switch spawned {
+        case .success(let started): child = started
+        case .failure(let e):
             close(inPipe[1])
             close(outPipe[0])
             close(errPipe[0])
-            throw ClientError(.transport, "cannot start \(executable): \(String(cString: strerror(rc)))")
+            throw ClientError(.transport, "cannot start \(executable): \(String(cString: strerror(e.code)))")
         }
         pid = child
         for fd in [inPipe[1], outPipe[0], errPipe[0]] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }

@@ -117,41 +117,6 @@ package struct ProcessRunner: Sendable {
         return nil
     }
 
-    /// Calls `body` with the runner's environment block, `overrides` applied.
-    ///
-    /// Hot path: with no overrides the runner's own `environ` is passed as it is; otherwise inherited
-    /// entries are passed by pointer (compared as bytes, never converted to Swift strings) and only the
-    /// overrides are allocated.
-    package static func withEnvironment<R>(
-        overriding overrides: [String: String],
-        _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R
-    ) -> R {
-        let inherited = mr_environ()
-        if overrides.isEmpty, let inherited {
-            return inherited.withMemoryRebound(to: UnsafeMutablePointer<CChar>?.self, capacity: 1) { body($0) }
-        }
-        let keys = overrides.keys.map { Array($0.utf8) }
-        var pointers: [UnsafeMutablePointer<CChar>?] = []
-        if let inherited {
-            var i = 0
-            while let entry = inherited[i] {
-                i += 1
-                let length = strlen(entry)
-                let keyLength = strchr(entry, 0x3D).map { $0 - entry } ?? length
-                let overridden = keys.contains { key in
-                    key.count == keyLength
-                        && key.withUnsafeBufferPointer { memcmp($0.baseAddress!, entry, keyLength) == 0 }
-                }
-                if !overridden { pointers.append(UnsafeMutablePointer(mutating: entry)) }
-            }
-        }
-        let added = overrides.sorted { $0.key < $1.key }.map { strdup($0.key + "=" + $0.value) }
-        defer { for p in added { free(p) } }
-        pointers += added
-        pointers.append(nil)
-        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
-    }
-
     /// Runs a process to its end (or until the deadline or cancellation stops its group).
     /// - Throws: `RunnerError` when the process cannot be started (`NOT_FOUND`, `PERMISSION_DENIED`,
     ///   `EXEC_FAILED`). A non-zero exit is a result, not an error.
@@ -182,55 +147,26 @@ package struct ProcessRunner: Sendable {
             throw RunnerError(.execFailed, "exec: cannot create pipes: \(errnoText(error.code))")
         }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if let input = pipes.input {
-            posix_spawn_file_actions_adddup2(&actions, input.read, 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        }
-        if let out = pipes.out {
-            posix_spawn_file_actions_adddup2(&actions, out.write, 1)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        }
-        if let err = pipes.err {
-            posix_spawn_file_actions_adddup2(&actions, err.write, 2)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        }
-        if !spec.workingDirectory.isEmpty {
-            // Never run in the wrong directory: a libc without the chdir action is an error, not a fallback.
-            let rc = mr_spawn_addchdir(&actions, spec.workingDirectory)
-            if rc != 0 {
-                throw RunnerError(.execFailed, "exec: work_dir \(spec.workingDirectory): \(errnoText(rc))")
-            }
-        }
-
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // Own process group, so the whole tree can be signalled; no inherited signal mask or ignored
-        // signals (the runner ignores SIGPIPE and blocks its termination signals; children must not).
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attr, 0)
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attr, &emptyMask)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
+        var request = SpawnRequest(executable: spec.executable, arguments: spec.arguments)
+        request.environment = spec.environment
+        request.standardInput = pipes.input.map { .descriptor($0.read) } ?? .null
+        request.standardOutput = pipes.out.map { .descriptor($0.write) } ?? .null
+        request.standardError = pipes.err.map { .descriptor($0.write) } ?? .null
+        request.workingDirectory = spec.workingDirectory
+        // Own process group, so the whole tree can be signalled; no ignored or blocked signals inherited (the
+        // runner ignores SIGPIPE and blocks its termination signals; children must not).
+        request.newProcessGroup = true
+        request.defaultSignals = [SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD]
 
         let start = Monotonic.now()
-        var pid: pid_t = 0
-        let rc = withCStringArray(spec.arguments) { argv in
-            Self.withEnvironment(overriding: spec.environment) { envp in
-                posix_spawn(&pid, spec.executable, &actions, &attr, argv, envp)
-            }
-        }
-        if rc != 0 {
+        let pid: pid_t
+        do throws(SpawnError) {
+            pid = try Spawn.start(request)
+        } catch let error where error.workingDirectoryUnsupported {
+            // Never run in the wrong directory: a libc without the chdir action is an error, not a fallback.
+            throw RunnerError(.execFailed, "exec: work_dir \(spec.workingDirectory): \(errnoText(error.code))")
+        } catch {
+            let rc = error.code
             let what = spec.arguments.first ?? spec.executable
             switch rc {
             case ENOENT: throw RunnerError(.notFound, "exec: \(what): executable not found (\(spec.executable))")
@@ -516,12 +452,4 @@ private struct Pipes {
         closeErr()
         closeInput()
     }
-}
-
-/// Calls `body` with a NULL-terminated C array of the strings.
-private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for p in pointers { free(p) } }
-    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }

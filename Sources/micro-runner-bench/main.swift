@@ -39,21 +39,18 @@ final class Runner {
     init(_ path: String) {
         var inPipe: [Int32] = [0, 0]
         var outPipe: [Int32] = [0, 0]
-        pipe(&inPipe)
-        pipe(&outPipe)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_addclose(&actions, inPipe[1])
-        posix_spawn_file_actions_addclose(&actions, outPipe[0])
-        var p: pid_t = 0
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup("--keep"), nil]
-        let rc = posix_spawn(&p, path, &actions, nil, argv, environ)
-        guard rc == 0 else { fatalError("cannot start \(path): \(errnoText(rc))") }
+        guard mr_pipe_cloexec(&inPipe) == 0, mr_pipe_cloexec(&outPipe) == 0 else { fatalError("pipe: \(errno)") }
+        var request = SpawnRequest(executable: path, arguments: [path, "--keep"])
+        request.standardInput = .descriptor(inPipe[0])
+        request.standardOutput = .descriptor(outPipe[1])
+        request.standardError = .inherited  // the runner's complaints stay visible
+        do throws(SpawnError) {
+            pid = try Spawn.start(request)
+        } catch {
+            fatalError("cannot start \(path): \(errnoText(error.code))")
+        }
         close(inPipe[0])
         close(outPipe[1])
-        pid = p
         toRunner = inPipe[1]
         fromRunner = outPipe[0]
     }
