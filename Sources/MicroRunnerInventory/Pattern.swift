@@ -1,15 +1,20 @@
+import Foundation
 import MicroRunnerClient
 
 extension Inventory {
-    /// The hosts `pattern` selects, with Ansible's syntax: host and group names, globs (`web*`), union
-    /// (`a:b` or `a,b`), intersection (`a:&b`), exclusion (`a:!b`); `all` or `*` for every host. As in Ansible,
-    /// unions are taken first, then intersections, then exclusions, whatever their order in the pattern.
-    /// - Throws: `ParseError` when a term matches nothing (a typo must not silently shrink a run).
+    /// The hosts `pattern` selects, with Ansible's syntax: host and group names, globs (`web*`, `web0[13]`,
+    /// `db-[!a]*`), regular expressions (`~(web|db)0[12]`, matched from the start of a name as Ansible's
+    /// `re.match`), positions within a match (`web[0]`, `web[-1]`, `web[1:]`, `web[0:2]`, both ends included),
+    /// union (`a:b` or `a,b`), intersection (`a:&b`), exclusion (`a:!b`), `@FILE` for patterns one per line
+    /// (Ansible's retry files); `all` or `*` for every host. As in Ansible, unions are taken first, then
+    /// intersections, then exclusions, whatever their order in the pattern.
+    /// - Throws: `ParseError` when a term matches nothing (a typo must not silently shrink a run), a position
+    ///   is past the end, a regular expression does not compile or a `@FILE` cannot be read.
     public func select(_ pattern: String) throws -> [String] {
         var union = Set<String>()
         var intersections: [Set<String>] = []
         var exclusions = Set<String>()
-        for term in Self.terms(pattern) {
+        for term in try Self.expandingFiles(Self.terms(pattern)) {
             if term.hasPrefix("&") {
                 intersections.append(Set(try match(String(term.dropFirst()))))
             } else if term.hasPrefix("!") {
@@ -22,6 +27,18 @@ extension Inventory {
         for i in intersections { selected.formIntersection(i) }
         selected.subtract(exclusions)
         return hostOrder.filter { selected.contains($0) }
+    }
+
+    /// `@FILE` terms replaced by the patterns the file lists, one per line.
+    static func expandingFiles(_ terms: [String]) throws -> [String] {
+        try terms.flatMap { term -> [String] in
+            guard term.hasPrefix("@") else { return [term] }
+            let path = String(term.dropFirst())
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ParseError(file: path, line: 0, reason: "the --limit file cannot be read")
+            }
+            return text.split(whereSeparator: \.isNewline).flatMap { Self.terms(String($0)) }
+        }
     }
 
     /// The terms of a pattern: separated by `,` or `:` (not inside a `[...]` range).
@@ -47,16 +64,70 @@ extension Inventory {
         if term == "all" || term == "*" { return hostOrder }
         if groups[term] != nil { return hosts(in: term) }
         if hostVars[term] != nil { return [term] }
-        if term.contains("*") || term.contains("?") || term.contains("[") {
-            var found: [String] = []
-            for group in groups.keys.sorted() where Self.glob(term, group) { found += hosts(in: group) }
-            found += hostOrder.filter { Self.glob(term, $0) }
-            if !found.isEmpty { return found }
+        if let (expression, position) = Self.subscripted(term) {
+            let found = try match(expression)
+            guard let picked = position.pick(from: found) else {
+                throw ParseError(
+                    file: "--limit",
+                    line: 0,
+                    reason: "\"\(term)\": \(expression) matches \(found.count) hosts, none at that position"
+                )
+            }
+            return picked
         }
+        let matches: (String) -> Bool
+        if term.hasPrefix("~") {
+            let regex: Regex<AnyRegexOutput>
+            do { regex = try Regex(String(term.dropFirst())) } catch {
+                throw ParseError(file: "--limit", line: 0, reason: "\"\(term)\" is not a regular expression: \(error)")
+            }
+            matches = { (try? regex.prefixMatch(in: $0)) != nil }
+        } else if term.contains("*") || term.contains("?") || term.contains("[") {
+            matches = { Self.glob(term, $0) }
+        } else {
+            matches = { _ in false }
+        }
+        var found: [String] = []
+        for group in groups.keys.sorted() where matches(group) { found += hosts(in: group) }
+        found += hostOrder.filter(matches)
+        var seen = Set<String>()
+        found = found.filter { seen.insert($0).inserted }
+        if !found.isEmpty { return found }
         throw ParseError(file: "--limit", line: 0, reason: "\"\(term)\" matches no host or group of the inventory")
     }
 
-    /// Shell-style glob: `*`, `?`.
+    /// A position within the hosts a pattern matches: `[i]` (negative from the end) or `[from:to]`, both ends
+    /// included, `to` empty for the end (Ansible's subscripts).
+    struct Position: Equatable {
+        var from: Int
+        var to: Int?
+        var isRange: Bool
+
+        func pick(from hosts: [String]) -> [String]? {
+            if !isRange {
+                let i = from < 0 ? hosts.count + from : from
+                return hosts.indices.contains(i) ? [hosts[i]] : nil
+            }
+            let last = min(to ?? hosts.count - 1, hosts.count - 1)
+            guard from < hosts.count, from <= last else { return nil }
+            return Array(hosts[from...last])
+        }
+    }
+
+    /// `pattern[i]` or `pattern[from:to]` split into the pattern and the position; nil for anything else (a
+    /// glob's character class such as `web0[13]`, a regular expression).
+    static func subscripted(_ term: String) -> (String, Position)? {
+        guard !term.hasPrefix("~"), term.hasSuffix("]"), let open = term.lastIndex(of: "["), open > term.startIndex
+        else { return nil }
+        let inside = term[term.index(after: open)..<term.index(before: term.endIndex)]
+        let expression = String(term[..<open])
+        let parts = inside.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        if parts.count == 1, let i = Int(parts[0]) { return (expression, Position(from: i, to: nil, isRange: false)) }
+        guard parts.count == 2, let from = Int(parts[0]), from >= 0, parts[1].allSatisfy(\.isNumber) else { return nil }
+        return (expression, Position(from: from, to: parts[1].isEmpty ? nil : Int(parts[1]), isRange: true))
+    }
+
+    /// Shell-style glob as Python's fnmatch: `*`, `?`, `[seq]`, `[!seq]` (ranges such as `[0-9]` included).
     static func glob(_ pattern: String, _ text: String) -> Bool {
         let p = Array(pattern)
         let t = Array(text)
@@ -68,6 +139,8 @@ extension Inventory {
                 result = j == t.count
             } else if p[i] == "*" {
                 result = m(i + 1, j) || (j < t.count && m(i, j + 1))
+            } else if p[i] == "[", let (matched, next) = characterClass(p, at: i, t, j) {
+                result = matched && m(next, j + 1)
             } else {
                 result = j < t.count && (p[i] == "?" || p[i] == t[j]) && m(i + 1, j + 1)
             }
@@ -75,6 +148,30 @@ extension Inventory {
             return result
         }
         return m(0, 0)
+    }
+
+    /// The class that opens at `p[i]` tested against `t[j]`: whether it matched and where the pattern goes on;
+    /// nil when the `[` opens no class (no closing `]`), which then stands for itself.
+    private static func characterClass(_ p: [Character], at i: Int, _ t: [Character], _ j: Int) -> (Bool, Int)? {
+        var k = i + 1
+        let negated = k < p.count && p[k] == "!"
+        if negated { k += 1 }
+        let first = k
+        while k < p.count && (p[k] != "]" || k == first) { k += 1 }
+        guard k < p.count, j < t.count else { return k < p.count ? (false, k + 1) : nil }
+        let c = t[j]
+        var member = false
+        var x = first
+        while x < k {
+            if x + 2 < k && p[x + 1] == "-" {
+                if p[x] <= c && c <= p[x + 2] { member = true }
+                x += 3
+            } else {
+                if p[x] == c { member = true }
+                x += 1
+            }
+        }
+        return (member != negated, k + 1)
     }
 }
 

@@ -17,7 +17,10 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(
         name: [.short, .customLong("limit")],
-        help: "Ansible host pattern over the inventory: names, groups, globs, a:b, a:&b, a:!b (default all)."
+        help: """
+            Ansible host pattern over the inventory: names, groups, globs, ~regex, g[0], g[1:], a:b, a:&b, a:!b, \
+            @file (default all).
+            """
     )
     var limit: String?
 

@@ -110,6 +110,48 @@ let yamlInventory = """
         for inv in try Self.both() { #expect(try inv.select(pattern).count == count, "\(pattern)") }
     }
 
+    /// Regular expressions, positions and character classes, as Ansible resolves them (`re.match` from the
+    /// start of a name; positions with both ends included; fnmatch classes), with the exact hosts in order.
+    @Test(arguments: [
+        ("~web0[12]", ["web01.example.com", "web02.example.com"]),
+        (
+            "~(db|web)$",
+            [  // group names match: their hosts, in inventory order
+                "web01.example.com", "web02.example.com", "web03.example.com", "web-canary.example.com",
+                "db-a.example.com", "db-b.example.com",
+            ]
+        ),
+        ("web[0]", ["web01.example.com"]),
+        ("web[-1]", ["web-canary.example.com"]),
+        ("web[1:]", ["web02.example.com", "web03.example.com", "web-canary.example.com"]),
+        ("web[0:1]", ["web01.example.com", "web02.example.com"]),
+        ("web0[13].example.com", ["web01.example.com", "web03.example.com"]),
+        ("web0[!1]*", ["web02.example.com", "web03.example.com"]),
+        ("db-[a-z].example.com", ["db-a.example.com", "db-b.example.com"]),
+        ("web[0],db[-1]", ["web01.example.com", "db-b.example.com"]),
+    ])
+    func regexPositionsAndClasses(_ pattern: String, _ hosts: [String]) throws {
+        for inv in try Self.both() { #expect(try inv.select(pattern) == hosts, "\(pattern)") }
+    }
+
+    @Test(arguments: ["web[9]", "web[5:]", "~web(", "web0[9]*"])
+    func badPositionsAndExpressionsAreErrors(_ pattern: String) throws {
+        for inv in try Self.both() {
+            #expect(throws: Inventory.ParseError.self, "\(pattern)") { try inv.select(pattern) }
+        }
+    }
+
+    /// `--limit @FILE`: Ansible's retry files, one pattern per line.
+    @Test func aLimitFileListsPatterns() throws {
+        let file = NSTemporaryDirectory() + "mr-limit-\(UUID().uuidString).retry"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "web02.example.com\ndb-b.example.com\n".write(toFile: file, atomically: true, encoding: .utf8)
+        for inv in try Self.both() {
+            #expect(try inv.select("@\(file)") == ["web02.example.com", "db-b.example.com"])
+            #expect(throws: Inventory.ParseError.self) { try inv.select("@\(file).missing") }
+        }
+    }
+
     @Test func aPatternTermThatMatchesNothingIsAnError() throws {
         for inv in try Self.both() {
             #expect(throws: Inventory.ParseError.self) { try inv.select("web:typo") }
