@@ -109,7 +109,8 @@ public enum Fleet {
                         )
                     )
                 }
-                try? await Task.sleep(for: busyRetries[attempt] + .milliseconds(Int.random(in: 0...200)))
+                let pause = busyRetries[attempt]
+                try? await Task.sleep(for: pause + pause * Double.random(in: 0...0.5))
                 attempt += 1
             }
         }
@@ -117,8 +118,12 @@ public enum Fleet {
 
     /// Waits before each retry of a host whose sshd turned the connection away under load (OpenSSH's
     /// `MaxStartups`, 10 unauthenticated connections by default, drops the rest with "kex_exchange_identification"):
-    /// with jitter, so retried hosts do not arrive together again.
-    static let busyRetries: [Duration] = [.milliseconds(300), .seconds(1), .seconds(3)]
+    /// doubling, with up to half again of jitter so retried hosts do not arrive together again; about 10 s in
+    /// all before giving up. Three retries over 4.3 s were not enough: 12 hosts at once against `MaxStartups 2`
+    /// left one host turned away four times in one run of five.
+    static let busyRetries: [Duration] = [
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(3), .seconds(3),
+    ]
 
     /// Whether `error` is an ssh connection the server closed before the runner started (busy, not broken).
     package static func isBusyServer(_ error: any Error) -> Bool {

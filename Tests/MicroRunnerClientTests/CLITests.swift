@@ -102,6 +102,46 @@ struct CLITests {
         #expect(replaced, "the entry now holds the checked gzip stream")
     }
 
+    /// A real sshd whose MaxStartups turns most of a burst away (the issue: 26 of 100 hosts failed behind one
+    /// sshd with its default of 10): mrctl retries the hosts it turned away and every host runs.
+    @Test func aBusySshdIsRetriedAndEveryHostRuns() throws {
+        let busy = try SSHServer(aliases: 10, maxStartups: 3)
+        let hosts = (1...10).flatMap { ["--host", "h\($0)"] }
+        let run = try mrctl(
+            ["exec", "--persist", "0", "--runner", runnerPath, "--ssh-config", busy.clientConfig, "--forks", "10"]
+                + hosts + ["--", "true"]
+        )
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("10 hosts: 10 ok"), "\(run.stdout)")
+        let log = (try? String(contentsOfFile: busy.dir + "/sshd.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("past MaxStartups"), "sshd really turned connections away: \(log.suffix(2000))")
+    }
+
+    /// When sshd keeps turning the connection away, the error says so and what to do.
+    @Test func aSshdThatKeepsTurningConnectionsAwaySaysToLowerForks() throws {
+        let busy = try SSHServer(aliases: 1, maxStartups: 1)
+        // One connection that never authenticates fills MaxStartups 1 for LoginGraceTime (120 s).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(busy.port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(connected == 0)
+        let run = try mrctl([
+            "exec", "--persist", "0", "--runner", runnerPath, "--ssh-config", busy.clientConfig,
+            "--host", "h1", "--", "true",
+        ])
+        #expect(run.status == 4, "unreachable: \(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("turned the connection away 7 times"), "\(run.stdout)")
+        #expect(run.stdout.contains("lower --forks"), "\(run.stdout)")
+    }
+
     @Test func theSummaryNamesTheFailedHosts() throws {
         let s = try server()
         let run = try mrctl([

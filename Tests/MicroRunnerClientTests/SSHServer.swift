@@ -15,8 +15,9 @@ final class SSHServer: @unchecked Sendable {
     let knownHosts: String
     let clientKey: String
 
-    /// Starts sshd; the test user is created once and kept.
-    init(aliases count: Int = 50) throws {
+    /// Starts sshd; the test user is created once and kept. `maxStartups`: sshd's limit on connections not yet
+    /// authenticated (200 here, so that the suites' bursts pass; 10 is OpenSSH's default).
+    init(aliases count: Int = 50, maxStartups: Int = 200) throws {
         guard geteuid() == 0 else { throw SSHServerError("the sshd fixture needs root (it creates a user)") }
         // The shared fixture is a global, whose deinit never runs: stop the sshds that earlier test processes
         // left (their `owner` is gone), and this process's own when it exits. Never another live run's: a second
@@ -87,7 +88,7 @@ final class SSHServer: @unchecked Sendable {
             KbdInteractiveAuthentication no
             UsePAM no
             StrictModes no
-            MaxStartups 200
+            MaxStartups \(maxStartups)
             MaxSessions 200
             AllowUsers \(Self.user)
             Subsystem sftp internal-sftp
