@@ -251,6 +251,8 @@ private struct Parser {
         let start = index
         // Fast path: no escapes.
         while index < buffer.count {
+            index = ByteScan.firstSpecial(in: buffer, from: index, to: buffer.count, orE2: false)
+            guard index < buffer.count else { break }
             let b = buffer[index]
             if b == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: buffer[start..<index])
@@ -297,8 +299,10 @@ private struct Parser {
                 }
             default:
                 if b < 0x20 { throw fail("unescaped control character in string") }
-                scratch.append(b)
-                index += 1
+                // The plain run up to the next quote, backslash or control byte, in one append.
+                let plainEnd = ByteScan.firstSpecial(in: buffer, from: index + 1, to: buffer.count, orE2: false)
+                scratch.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[index..<plainEnd]))
+                index = plainEnd
             }
         }
         throw fail("unterminated string")

@@ -60,7 +60,7 @@ public enum JSONWriter {
             var i = 0
             while i < utf8.count {
                 // Fast scan: most bytes need no escape.
-                i = plainRun(utf8, from: i, to: utf8.count)
+                i = ByteScan.firstSpecial(in: utf8, from: i, to: utf8.count, orE2: true)
                 if i == utf8.count { break }
                 let b = utf8[i]
                 if b == 0xE2 {
@@ -95,37 +95,6 @@ public enum JSONWriter {
     @inline(__always)
     static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 
-    /// The index of the first byte in `p[start..<end]` that may need escaping (a control byte, `"`, `\`, or
-    /// 0xE2, which starts U+2028/U+2029), or `end`. Eight bytes at a time: byte by byte, the escape passes over
-    /// an 8 MiB file.read answer were a tenth of the runner's time in Embedded mode.
-    @inline(__always)
-    static func plainRun(_ p: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int {
-        guard let base = p.baseAddress else { return end }
-        let raw = UnsafeRawPointer(base)
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        var i = start
-        while i + 8 <= end {
-            let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            // Non-zero exactly when some byte is < 0x20, or equals 0x22, 0x5C or 0xE2 (has-less-than and
-            // has-zero-byte tests; exact about whether one exists, not about which).
-            let control = (w &- ones &* 0x20) & ~w
-            let quote = w ^ (ones &* 0x22)
-            let backslash = w ^ (ones &* 0x5C)
-            let e2 = w ^ (ones &* 0xE2)
-            let flagged =
-                control | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((e2 &- ones) & ~e2)
-            if flagged & high != 0 { break }
-            i += 8
-        }
-        while i < end {
-            let b = p[i]
-            if b < 0x20 || b == 0x22 || b == 0x5C || b == 0xE2 { return i }
-            i += 1
-        }
-        return end
-    }
-
     /// The number of bytes `bytes` takes inside a JSON string once escaped (quotes excluded).
     ///
     /// Used to cut output so that a wire line stays under the peer's limit.
@@ -152,7 +121,12 @@ public enum JSONWriter {
             var i = 0
             while i < p.count {
                 // Bytes that escape to themselves, as many as the budget has room for.
-                let plainEnd = plainRun(p, from: i, to: min(p.count, i + max(0, budget - n)))
+                let plainEnd = ByteScan.firstSpecial(
+                    in: p,
+                    from: i,
+                    to: min(p.count, i + max(0, budget - n)),
+                    orE2: true
+                )
                 n += plainEnd - i
                 i = plainEnd
                 if i == p.count { break }
