@@ -7,6 +7,10 @@ import Testing
 /// client config with `count` host aliases (h1...hN) that all point at it, each its own connection.
 final class SSHServer: @unchecked Sendable {
     static let user = "mr-ssh-test"
+    /// Login shells a user of the fixture has (user `mr-ssh-NAME`, ssh alias `NAME-user`); `mr-ssh-test` has dash.
+    static let loginShells = [
+        ("bash", "/bin/bash"), ("zsh", "/usr/bin/zsh"), ("fish", "/usr/bin/fish"), ("tcsh", "/usr/bin/tcsh"),
+    ]
     /// A tmpfs mounted noexec (left mounted between runs; the fixture mounts it when it is not).
     static let noexecDirectory = "/run/mr-test-noexec"
     let dir: String
@@ -32,6 +36,15 @@ final class SSHServer: @unchecked Sendable {
         }
         // useradd leaves the account locked; sshd with UsePAM no refuses locked accounts.
         shell("usermod -p '*' \(Self.user)")
+        // Users whose login shell parses the command ssh sends before /bin/sh sees it (sshd runs `SHELL -c CMD`).
+        for (shellName, path) in Self.loginShells {
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                throw SSHServerError("\(path) missing: scripts/test installs \(shellName)")
+            }
+            let name = "mr-ssh-\(shellName)"
+            if shell("id -u \(name)").status != 0 { shell("useradd --create-home --shell \(path) \(name)") }
+            shell("usermod -p '*' --shell \(path) \(name)")
+        }
         dir = "/tmp/mr-sshd-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(
             atPath: dir,
@@ -60,8 +73,7 @@ final class SSHServer: @unchecked Sendable {
             pretend += "Match LocalPort \(p)\n    SetEnv PATH=\(bin):/usr/local/bin:/usr/bin:/bin\n"
         }
         // Awkward but ordinary hosts, each on its own port: one that authenticates and then never reads (a
-        // `sleep` in its rc), one whose rc prints text without a newline, one whose TMPDIR is mounted noexec,
-        // one whose login shell is tcsh (it parses the command before /bin/sh does).
+        // `sleep` in its rc), one whose rc prints text without a newline, one whose TMPDIR is mounted noexec.
         shell("mkdir -p \(Self.noexecDirectory)")
         if shell("grep -q ' \(Self.noexecDirectory) ' /proc/mounts").status != 0 {
             let mounted = shell("mount -t tmpfs -o noexec,mode=1777,size=64m tmpfs \(Self.noexecDirectory)")
@@ -72,7 +84,6 @@ final class SSHServer: @unchecked Sendable {
             ("slow", "ForceCommand sleep 120"),
             ("noisy", #"ForceCommand printf 'Welcome to this host'; exec /bin/sh -c "$SSH_ORIGINAL_COMMAND""#),
             ("noexec", "SetEnv TMPDIR=\(Self.noexecDirectory)"),
-            ("tcsh", #"ForceCommand exec /usr/bin/tcsh -c "$SSH_ORIGINAL_COMMAND""#),
         ] {
             let p = Self.freePort()
             awkwardPorts[name] = p
@@ -90,7 +101,7 @@ final class SSHServer: @unchecked Sendable {
             StrictModes no
             MaxStartups \(maxStartups)
             MaxSessions 200
-            AllowUsers \(Self.user)
+            AllowUsers \(([Self.user] + Self.loginShells.map { "mr-ssh-\($0.0)" }).joined(separator: " "))
             Subsystem sftp internal-sftp
             \(pretend)
             """
@@ -112,6 +123,9 @@ final class SSHServer: @unchecked Sendable {
         aliases += "Host riscv1\n  HostName 127.0.0.1\n  Port \(archPorts["riscv64"]!)\n  User \(Self.user)\n"
         for (name, p) in awkwardPorts {
             aliases += "Host \(name)1\n  HostName 127.0.0.1\n  Port \(p)\n  User \(Self.user)\n"
+        }
+        for (shellName, _) in Self.loginShells {
+            aliases += "Host \(shellName)-user\n  HostName 127.0.0.1\n  Port \(port)\n  User mr-ssh-\(shellName)\n"
         }
         // A host that refuses connections, for failure tests.
         aliases += "Host closed\n  HostName 127.0.0.1\n  Port \(Self.freePort())\n  User \(Self.user)\n"

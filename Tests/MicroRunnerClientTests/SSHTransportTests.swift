@@ -183,13 +183,17 @@ struct SSHTransportTests {
         }
     }
 
-    @Test func aTcshLoginShellRunsTheBootstrap() async throws {
+    /// Real login shells (sshd runs `SHELL -c COMMAND` as the user's shell from the password database): the
+    /// bootstrap is one line that bash, zsh, fish and tcsh all pass to /bin/sh intact, and the runner starts.
+    @Test(arguments: SSHServer.loginShells.map(\.0))
+    func aUserWithThisLoginShellRunsTheBootstrap(_ shellName: String) async throws {
         let s = try server()
         let out = try await RunnerClient.withRunner(
-            transport: transport("tcsh1", s),
+            transport: transport("\(shellName)-user", s),
             runner: try RunnerBinary(path: runnerPath)
-        ) { client in try await client.exec(ExecParams(command: "echo from tcsh")).stdout }
-        #expect(out == "from tcsh\n")
+        ) { client in try await client.exec(ExecParams(command: "echo \"$(id -un) via $SHELL\"")).stdout }
+        let path = try #require(SSHServer.loginShells.first { $0.0 == shellName }?.1)
+        #expect(out == "mr-ssh-\(shellName) via \(path)\n")
     }
 
     @Test func closeReturnsExitAndTheRunnerDeletedItself() async throws {
