@@ -21,7 +21,10 @@ final class SSHServer: @unchecked Sendable {
 
     /// Starts sshd; the test user is created once and kept. `maxStartups`: sshd's limit on connections not yet
     /// authenticated (200 here, so that the suites' bursts pass; 10 is OpenSSH's default).
-    init(aliases count: Int = 50, maxStartups: Int = 200) throws {
+    ///
+    /// `noexecTmp`: sshd (and so every session) runs in a mount namespace of its own where `/tmp` is the same
+    /// directory remounted noexec, as on hardened hosts; outside that namespace nothing changes.
+    init(aliases count: Int = 50, maxStartups: Int = 200, noexecTmp: Bool = false) throws {
         guard geteuid() == 0 else { throw SSHServerError("the sshd fixture needs root (it creates a user)") }
         // The shared fixture is a global, whose deinit never runs: stop the sshds that earlier test processes
         // left (their `owner` is gone), and this process's own when it exits. Never another live run's: a second
@@ -136,7 +139,13 @@ final class SSHServer: @unchecked Sendable {
 
         // sshd daemonizes (PidFile) rather than running under Foundation's Process: it closes inherited
         // descriptors, which Foundation takes for an exit and then blocks in waitpid.
-        let started = shell("/usr/sbin/sshd -f \(dir)/sshd_config -E \(dir)/sshd.log")
+        let sshd = "/usr/sbin/sshd -f \(dir)/sshd_config -E \(dir)/sshd.log"
+        let started = shell(
+            noexecTmp
+                ? "unshare -m --propagation private sh -c "
+                    + shellQuoted("mount --bind /tmp /tmp && mount -o remount,bind,noexec /tmp && exec \(sshd)")
+                : sshd
+        )
         guard started.status == 0 else { throw SSHServerError("sshd failed: \(started.output)") }
         // Wait until it accepts connections.
         for _ in 0..<200 {

@@ -183,6 +183,25 @@ struct SSHTransportTests {
         }
     }
 
+    /// `/tmp` itself noexec, through a mount namespace around sshd (no TMPDIR involved): the bootstrap finds out
+    /// and runs the runner from the user's home cache.
+    @Test func aNoexecTmpInAMountNamespaceFallsBackToTheHomeCache() async throws {
+        let s = try SSHServer(aliases: 1, noexecTmp: true)
+        let seen = Box<String?>(nil)
+        let mounts = try await RunnerClient.withRunner(
+            transport: transport("h1", s),
+            runner: try RunnerBinary(path: runnerPath)
+        ) { client in
+            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(await client.ready.pid)/exe")
+            seen.value = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+            return try await client.exec(ExecParams(command: "grep ' /tmp ' /proc/self/mounts")).stdout
+        }
+        #expect(mounts.contains("noexec"), "the session's /tmp is noexec: \(mounts)")
+        let dir = try #require(seen.value)
+        #expect(dir.contains("/.cache/micro-runner/run."), "\(dir)")
+        #expect(!FileManager.default.fileExists(atPath: dir), "the fallback directory is removed at exit too")
+    }
+
     /// Real login shells (sshd runs `SHELL -c COMMAND` as the user's shell from the password database): the
     /// bootstrap is one line that bash, zsh, fish and tcsh all pass to /bin/sh intact, and the runner starts.
     @Test(arguments: SSHServer.loginShells.map(\.0))
