@@ -63,14 +63,21 @@ final class ChildProcess: @unchecked Sendable {
         request.standardInput = .descriptor(inPipe[0])
         request.standardOutput = .descriptor(outPipe[1])
         request.standardError = .descriptor(errPipe[1])
-        var spawned: Result<pid_t, SpawnError> = Result { () throws(SpawnError) in try Spawn.start(request) }
         // ETXTBSY: a just-copied executable is still open for writing in a child another thread forked
         // before that child exec'd; it clears within milliseconds.
         var attempts = 0
-        while case .failure(let e) = spawned, e.code == ETXTBSY, attempts < 50 {
-            attempts += 1
-            usleep(2000)
-            spawned = Result { () throws(SpawnError) in try Spawn.start(request) }
+        let spawned: Result<pid_t, SpawnError>
+        while true {
+            do throws(SpawnError) {
+                spawned = .success(try Spawn.start(request))
+            } catch  where error.code == ETXTBSY && attempts < 50 {
+                attempts += 1
+                usleep(2000)
+                continue
+            } catch {
+                spawned = .failure(error)
+            }
+            break
         }
         close(inPipe[0])
         close(outPipe[1])

@@ -75,6 +75,11 @@ extension Inventory {
             }
             return picked
         }
+        let noMatch = ParseError(
+            file: "--limit",
+            line: 0,
+            reason: "\"\(term)\" matches no host or group of the inventory"
+        )
         let matches: (String) -> Bool
         if term.hasPrefix("~") {
             let regex: Regex<AnyRegexOutput>
@@ -85,7 +90,7 @@ extension Inventory {
         } else if term.contains("*") || term.contains("?") || term.contains("[") {
             matches = { Self.glob(term, $0) }
         } else {
-            matches = { _ in false }
+            throw noMatch  // a plain name that is neither a group nor a host
         }
         var found: [String] = []
         for group in groups.keys.sorted() where matches(group) { found += hosts(in: group) }
@@ -93,7 +98,7 @@ extension Inventory {
         var seen = Set<String>()
         found = found.filter { seen.insert($0).inserted }
         if !found.isEmpty { return found }
-        throw ParseError(file: "--limit", line: 0, reason: "\"\(term)\" matches no host or group of the inventory")
+        throw noMatch
     }
 
     /// A position within the hosts a pattern matches: `[i]` (negative from the end) or `[from:to]`, both ends

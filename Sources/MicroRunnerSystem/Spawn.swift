@@ -52,14 +52,17 @@ package enum Spawn {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        let streams = [(Int32(0), request.standardInput), (1, request.standardOutput), (2, request.standardError)]
-        for (fd, stream) in streams {
+        // Three calls, not a loop over an array: this runs on every exec, and the array was a heap allocation.
+        func add(_ stream: ChildStream, as fd: Int32) {
             switch stream {
             case .null: posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
             case .inherited: break
             case .descriptor(let source): posix_spawn_file_actions_adddup2(&actions, source, fd)
             }
         }
+        add(request.standardInput, as: 0)
+        add(request.standardOutput, as: 1)
+        add(request.standardError, as: 2)
         if !request.workingDirectory.isEmpty {
             let rc = mr_spawn_addchdir(&actions, request.workingDirectory)
             if rc != 0 { throw SpawnError(code: rc, workingDirectoryUnsupported: true) }

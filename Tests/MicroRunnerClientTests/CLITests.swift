@@ -82,11 +82,7 @@ struct CLITests {
     /// ignored yet and killed mrctl (signal 13). mrctl runs with SIGPIPE at its default, as from a shell.
     @Test func aCorruptRunnerCacheEntryIsReplacedNotFatal() throws {
         let s = try server()
-        let runner = try RunnerBinary(path: runnerPath)
-        // The user's own cache (the client finds it through the password database, not $HOME).
-        let cache = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
-        try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
-        let entry = cache.appendingPathComponent("\(runner.sha256).gz")
+        let entry = try cacheEntry(of: try RunnerBinary(path: runnerPath))
         try Data(repeating: 0x5A, count: 4 << 20).write(to: entry)
         let arguments = [
             mrctlPath, "exec", "--persist", "0", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host",

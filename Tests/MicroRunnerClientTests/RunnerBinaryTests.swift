@@ -4,13 +4,19 @@ import MicroRunnerCrypto
 import MicroRunnerTestSupport
 import Testing
 
+/// Where the client caches `runner` gzipped: the user's own `~/.cache/micro-runner` (found through the password
+/// database, not $HOME), created if missing.
+func cacheEntry(of runner: RunnerBinary) throws -> URL {
+    let cache = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
+    try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+    return cache.appendingPathComponent("\(runner.sha256).gz")
+}
+
 /// The gzip cache is a place someone else may have written: a poisoned entry is never uploaded.
 @Suite(.serialized) struct RunnerBinaryCacheTests {
     @Test func aPoisonedCacheEntryIsReplacedNotUploaded() throws {
         let runner = try RunnerBinary(path: runnerPath)
-        let cache = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
-        try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
-        let entry = cache.appendingPathComponent("\(runner.sha256).gz").path
+        let entry = try cacheEntry(of: runner).path
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-cache-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -37,9 +43,7 @@ import Testing
     /// client, still writing the rest into its input, gets EPIPE, replaces the entry and goes on.
     @Test func aCorruptCacheEntryIsReplaced() throws {
         let runner = try RunnerBinary(path: runnerPath)
-        let cache = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/micro-runner")
-        try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
-        let entry = cache.appendingPathComponent("\(runner.sha256).gz")
+        let entry = try cacheEntry(of: runner)
         try Data(repeating: 0x5A, count: 4 << 20).write(to: entry)
         let data = try runner.gzippedUncached()
         #expect(data.starts(with: [0x1F, 0x8B]), "a gzip stream")

@@ -9,6 +9,12 @@ let sharedServer: Result<SSHServer, any Error> = Result { try SSHServer(aliases:
 
 func server() throws -> SSHServer { try sharedServer.get() }
 
+/// The directory a runner process (on this machine, as the sshd fixture's hosts are) was started from.
+func runnerDirectory(pid: Int) throws -> String {
+    let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+}
+
 func sshOptions(_ s: SSHServer) -> SSHOptions {
     var o = SSHOptions()
     o.configFile = s.clientConfig
@@ -35,8 +41,7 @@ struct SSHTransportTests {
             let ready = await client.ready
             #expect(ready.capabilities["exec"] == true)
             // The runner sits in a private directory of the remote user, mode 0700.
-            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(ready.pid)/exe")
-            let dir = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+            let dir = try runnerDirectory(pid: ready.pid)
             seenDir.value = dir
             #expect(dir.hasPrefix("/tmp/micro-runner."))
             let attributes = try FileManager.default.attributesOfItem(atPath: dir)
@@ -161,8 +166,7 @@ struct SSHTransportTests {
             transport: transport("noexec1", s),
             runner: try RunnerBinary(path: runnerPath)
         ) { client in
-            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(await client.ready.pid)/exe")
-            seen.value = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+            seen.value = try runnerDirectory(pid: await client.ready.pid)
             return try await client.exec(ExecParams(command: "true")).exitCode
         }
         let dir = try #require(seen.value)
@@ -192,8 +196,7 @@ struct SSHTransportTests {
             transport: transport("h1", s),
             runner: try RunnerBinary(path: runnerPath)
         ) { client in
-            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(await client.ready.pid)/exe")
-            seen.value = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+            seen.value = try runnerDirectory(pid: await client.ready.pid)
             return try await client.exec(ExecParams(command: "grep ' /tmp ' /proc/self/mounts")).stdout
         }
         #expect(mounts.contains("noexec"), "the session's /tmp is noexec: \(mounts)")
@@ -316,10 +319,7 @@ struct SSHTransportTests {
         do {
             try await RunnerClient.withRunner(transport: transport("h6", s), runner: runner) { client in
                 let pid = await client.ready.pid
-                dirBox.value =
-                    URL(
-                        fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
-                    ).deletingLastPathComponent().path
+                dirBox.value = try runnerDirectory(pid: pid)
                 async let r = client.exec(ExecParams(command: "sleep 20"))
                 try await Task.sleep(for: .milliseconds(300))
                 kill(pid_t(pid), SIGKILL)
