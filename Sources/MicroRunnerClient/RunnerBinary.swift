@@ -1,5 +1,7 @@
+import CMicroRunnerShims
 import Foundation
 import MicroRunnerCrypto
+import MicroRunnerSystem
 import Synchronization
 
 /// The runner executable a transport uploads: its bytes, their SHA-256, and a gzip copy for the wire.
@@ -111,29 +113,49 @@ public struct RunnerBinary: Sendable {
         return h.finalizeHex()
     }
 
+    /// Runs `sh -c script argument`, feeding it `input` (or /dev/null) and returning its stdout. Through the
+    /// project's `Spawn`, not Foundation's `Process`: that one fails with EBADF ("Bad file descriptor") when the
+    /// program inherited a descriptor above a lowered open-file limit (seen in CI: every host of a run failed).
     private static func run(_ script: String, argument: String, input: Data?) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script, argument]
-        let out = Pipe()
-        process.standardOutput = out
-        let inPipe = Pipe()
-        if input != nil { process.standardInput = inPipe }
-        try process.run()
+        var outPipe: [Int32] = [-1, -1]
+        var inPipe: [Int32] = [-1, -1]
+        guard mr_pipe_cloexec(&outPipe) == 0, input == nil || mr_pipe_cloexec(&inPipe) == 0 else {
+            for fd in outPipe + inPipe where fd >= 0 { close(fd) }
+            throw ClientError(.usage, "gzip: cannot create pipes: \(String(cString: strerror(errno)))")
+        }
+        var request = SpawnRequest(executable: "/bin/sh", arguments: ["sh", "-c", script, argument])
+        request.standardOutput = .descriptor(outPipe[1])
+        request.standardError = .inherited
+        if input != nil { request.standardInput = .descriptor(inPipe[0]) }
+        let pid: pid_t
+        do { pid = try Spawn.start(request) } catch {
+            for fd in outPipe + inPipe where fd >= 0 { close(fd) }
+            throw ClientError(.usage, "gzip: cannot start sh: \(String(cString: strerror(error.code)))")
+        }
+        close(outPipe[1])
         if let input {
+            close(inPipe[0])
+            // Written from another thread: gzip's output pipe would otherwise fill while we block on its input.
             // gzip -dc stops at the first byte that is not gzip (a corrupt cache entry) and closes its input.
             ChildProcess.ignoreSIGPIPE
-            // Write from another thread: gzip's output pipe would otherwise fill while we block on its input.
-            let writer = inPipe.fileHandleForWriting
+            let writer = inPipe[1]
             Thread.detachNewThread {
-                try? writer.write(contentsOf: input)
-                try? writer.close()
+                _ = input.withUnsafeBytes { writeAll(writer, $0) }
+                close(writer)
             }
         }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, !data.isEmpty else {
-            throw ClientError(.usage, "gzip failed (status \(process.terminationStatus))")
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = (try? chunk.withUnsafeMutableBytes { try Sys.read(outPipe[0], into: $0) }) ?? 0
+            if n == 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
+        close(outPipe[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0, !data.isEmpty else {
+            throw ClientError(.usage, "gzip failed (status \(status >> 8))")
         }
         return data
     }

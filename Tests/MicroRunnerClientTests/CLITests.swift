@@ -138,6 +138,22 @@ struct CLITests {
         #expect(run.stdout.contains("lower --forks"), "\(run.stdout)")
     }
 
+    /// A descriptor inherited above a lowered open-file limit (CI's test process leaked one into mrctl): the
+    /// runner's gzip check used Foundation's Process, which then failed every host with EBADF.
+    @Test func anInheritedDescriptorAboveTheLimitIsHarmless() throws {
+        let s = try server()
+        let command = [
+            mrctlPath, "exec", "--persist", "0", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host",
+            "h16", "--", "true",
+        ].map(shellQuoted).joined(separator: " ")
+        // bash: dash's redirections take one-digit descriptors only.
+        let run = shell(
+            "bash -c " + shellQuoted("exec 250</dev/null && ulimit -Sn 200 && ulimit -Hn 200 && \(command) 2>&1")
+        )
+        #expect(run.status == 0, "\(run.output)")
+        #expect(!run.output.contains("Bad file descriptor"), "\(run.output)")
+    }
+
     @Test func theSummaryNamesTheFailedHosts() throws {
         let s = try server()
         let run = try mrctl([
