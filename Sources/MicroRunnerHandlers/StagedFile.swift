@@ -225,22 +225,22 @@ package final class StagedFile: @unchecked Sendable {
     /// SIGKILL, or by a crash): names `.NAME.mr-{tmp,upload,bak}-PID-…`, regular files of this user, PID gone.
     static func removeStale(beside target: PathResolver.Location) {
         let prefixes = ["tmp", "upload", "bak"].map { Array(prefix(for: target.name, tag: $0).utf8) }
-        guard let dirFD = try? Sys.openat(target.directory.fd, ".", O_RDONLY | O_DIRECTORY),
-            let dir = fdopendir(dirFD)
-        else { return }
-        defer { closedir(dir) }
-        let me = geteuid()
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                Array(raw.prefix { $0 != 0 })
-            }
-            guard let p = prefixes.first(where: { name.count > $0.count && Array(name[0..<$0.count]) == $0 }) else {
-                continue
-            }
+        var stale: [String] = []
+        try? Sys.forEachName(inDirectory: target.directory.fd) { raw in
+            // Most entries of a crowded directory are someone else's: compare in place, copy only ours.
+            // 64 a call bounds the list a neighbour's look-alike names can grow; the rest go on the next write.
+            guard stale.count < 64,
+                let p = prefixes.first(where: { raw.count > $0.count && raw.starts(with: $0) })
+            else { return }
+            let name = Array(raw)
             let pidText = name[p.count...].prefix { $0 >= 0x30 && $0 <= 0x39 }
-            guard let pid = Int32(String(decoding: pidText, as: UTF8.self)), pid > 0, pid != getpid() else { continue }
-            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
-            let text = String(decoding: name, as: UTF8.self)
+            guard let pid = Int32(String(decoding: pidText, as: UTF8.self)), pid > 0, pid != getpid() else { return }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { return }
+            stale.append(String(decoding: name, as: UTF8.self))
+        }
+        // Removed after the listing: unlinking while readdir walks the directory may skip entries.
+        let me = geteuid()
+        for text in stale {
             guard let st = try? Sys.lstatat(target.directory.fd, text), (st.st_mode & S_IFMT) == S_IFREG,
                 st.st_uid == me
             else { continue }

@@ -152,6 +152,30 @@ package enum Sys {
         }
     }
 
+    /// Calls `body` with the name of each entry of the directory `dir` refers to (`.` and `..` included), read
+    /// through a descriptor of its own so `dir` keeps its offset. A name is only valid during its call. An error
+    /// while reading ends the listing early: callers use it to tidy up, never to decide what exists.
+    package static func forEachName(
+        inDirectory dir: Int32,
+        _ body: (UnsafeBufferPointer<UInt8>) -> Void
+    ) throws(SystemError) {
+        let fd = try openat(dir, ".", O_RDONLY | O_DIRECTORY)
+        guard let stream = fdopendir(fd) else {
+            let error = SystemError.last
+            close(fd)
+            throw error
+        }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            // Never `entry.pointee.d_name`: see mr_dirent_name.
+            guard let name = mr_dirent_name(entry) else { continue }
+            let length = strlen(name)
+            name.withMemoryRebound(to: UInt8.self, capacity: length) {
+                body(UnsafeBufferPointer(start: $0, count: length))
+            }
+        }
+    }
+
     /// close(2); EINTR is not retried (Linux closes the descriptor anyway).
     package static func close(_ fd: Int32) {
         _ = c_close(fd)

@@ -276,6 +276,32 @@ func statLine(_ path: String) -> String {
         #expect(s.entries() == ["big"])
     }
 
+    /// A neighbour need only fill a shared directory: reading its entries once read past musl's DIR buffer, and
+    /// the runner died of SIGSEGV on the 10th write here (CI found it through the symlink-swap attack).
+    @Test func aCrowdedDirectoryIsWrittenInAndTheRunnerKeepsServing() throws {
+        let s = try Scratch()
+        for i in 0..<3000 {
+            close(open(s.file(String(i, radix: 16)), O_WRONLY | O_CREAT, 0o644))
+        }
+        // A leftover of a runner that is gone (no such pid) is still tidied up among them.
+        let leftover = ".target.mr-tmp-\(Int32.max - 1)-abcdef"
+        try s.write(leftover, "half")
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        for i in 0..<40 {
+            r.sendCommand(
+                "w\(i)",
+                "file.write",
+                params: ["path": s.file("target"), "content": "\(i)\n", "create": true]
+            )
+            let answer = try r.answer()
+            #expect(answer.type == .done, "write \(i): \(answer.data)")
+        }
+        #expect(s.read("target") == "39\n")
+        #expect(!s.entries().contains(leftover))
+        #expect(s.entries().count == 3001)
+    }
+
     @Test func unfinishedUploadIsRemovedAtExit() throws {
         let s = try Scratch()
         let r = try RunnerProcess()

@@ -182,7 +182,7 @@ package final class RunnerProcess: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         while cursor >= lines.count {
-            if eof { throw TestFailure("runner closed stdout; stderr: \(stderrText())") }
+            if eof { throw TestFailure("runner closed stdout after \(lines.count) lines; \(exitText()); stderr: \(stderrText())") }
             if !lock.wait(until: deadline) { throw TestFailure("no line from the runner within \(timeout)s") }
         }
         cursor += 1
@@ -209,6 +209,14 @@ package final class RunnerProcess: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return rawLines
+    }
+
+    /// How the runner ended, waiting up to a second for it: a trap or a kill says more than an empty stderr.
+    private func exitText() -> String {
+        for _ in 0..<100 where process.isRunning { usleep(10_000) }
+        if process.isRunning { return "still running" }
+        let how = process.terminationReason == .uncaughtSignal ? "killed by signal" : "exit status"
+        return "\(how) \(process.terminationStatus)"
     }
 
     package func waitForExit(timeout: TimeInterval = 15) throws -> Int32 {
