@@ -221,30 +221,86 @@ package final class StagedFile: @unchecked Sendable {
         return "." + short + ".mr-" + tag + "-"
     }
 
-    /// Removes temporary and staging files beside `target` left by runners that no longer run (killed with
-    /// SIGKILL, or by a crash): names `.NAME.mr-{tmp,upload,bak}-PID-…`, regular files of this user, PID gone.
+    /// Removes temporary and staging files left by runners that no longer run (killed with SIGKILL, or by a
+    /// crash) in `target`'s directory: names `.NAME.mr-{tmp,upload,bak}-PID-HEX` of any NAME, regular files of
+    /// this user, PID gone. Each directory is swept once in a runner's life, not at every write: listing a
+    /// crowded /tmp costs ~0.4 µs an entry (measured: 1.1 ms a write among 3,000 entries), and leftovers only
+    /// appear when a runner dies (one that dies while this one runs is swept by the next).
     static func removeStale(beside target: PathResolver.Location) {
-        let prefixes = ["tmp", "upload", "bak"].map { Array(prefix(for: target.name, tag: $0).utf8) }
+        guard let st = try? target.directory.status() else { return }
+        let directory = SweptDirectory(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        let first = swept.withLock { list in
+            if list.contains(directory) { return false }
+            // Bounded: past 256 directories, each is swept at every write again.
+            if list.count < 256 { list.append(directory) }
+            return true
+        }
+        guard first else { return }
         var stale: [String] = []
+        let me = getpid()
         try? Sys.forEachName(inDirectory: target.directory.fd) { raw in
-            // Most entries of a crowded directory are someone else's: compare in place, copy only ours.
-            // 64 a call bounds the list a neighbour's look-alike names can grow; the rest go on the next write.
-            guard stale.count < 64,
-                let p = prefixes.first(where: { raw.count > $0.count && raw.starts(with: $0) })
-            else { return }
-            let name = Array(raw)
-            let pidText = name[p.count...].prefix { $0 >= 0x30 && $0 <= 0x39 }
-            guard let pid = Int32(String(decoding: pidText, as: UTF8.self)), pid > 0, pid != getpid() else { return }
+            // Most entries of a crowded directory are someone else's: parse in place, copy only ours. At most 64
+            // a sweep bounds the list a neighbour's look-alike names can grow.
+            guard stale.count < 64, let pid = leftoverPID(raw), pid != me else { return }
             guard kill(pid, 0) != 0 && errno == ESRCH else { return }
-            stale.append(String(decoding: name, as: UTF8.self))
+            stale.append(String(decoding: raw, as: UTF8.self))
         }
         // Removed after the listing: unlinking while readdir walks the directory may skip entries.
-        let me = geteuid()
-        for text in stale {
-            guard let st = try? Sys.lstatat(target.directory.fd, text), (st.st_mode & S_IFMT) == S_IFREG,
-                st.st_uid == me
+        let uid = geteuid()
+        for name in stale {
+            guard let st = try? Sys.lstatat(target.directory.fd, name), (st.st_mode & S_IFMT) == S_IFREG,
+                st.st_uid == uid
             else { continue }
-            try? Sys.unlinkat(target.directory.fd, text)
+            try? Sys.unlinkat(target.directory.fd, name)
         }
+    }
+
+    /// A directory by device and inode.
+    private struct SweptDirectory: Equatable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    /// The directories this runner has swept.
+    private static let swept = Locked<[SweptDirectory]>([])
+
+    /// The runner's pid in a temporary or staging name, `.NAME.mr-{tmp,upload,bak}-PID-HEX`, or nil for any
+    /// other name. NAME may itself contain `.mr-`: the last one counts.
+    package static func leftoverPID(_ name: UnsafeBufferPointer<UInt8>) -> Int32? {
+        let marker: [UInt8] = Array(".mr-".utf8)
+        guard name.count > marker.count + 1, name[0] == UInt8(ascii: ".") else { return nil }
+        var at = name.count - marker.count
+        while at > 0 && !name[at..<(at + marker.count)].elementsEqual(marker) { at -= 1 }
+        guard at > 0 else { return nil }
+        var i = at + marker.count
+        var tagMatched = false
+        for tag in ["tmp-", "upload-", "bak-"] {
+            let bytes = Array(tag.utf8)
+            if name.count - i >= bytes.count && name[i..<(i + bytes.count)].elementsEqual(bytes) {
+                i += bytes.count
+                tagMatched = true
+                break
+            }
+        }
+        guard tagMatched else { return nil }
+        var pid: Int32 = 0
+        let digitsStart = i
+        while i < name.count, name[i] >= UInt8(ascii: "0"), name[i] <= UInt8(ascii: "9") {
+            // Ten digits at most: beyond, the name is no pid (and would overflow).
+            guard i - digitsStart < 10 else { return nil }
+            let (scaled, o1) = pid.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = scaled.addingReportingOverflow(Int32(name[i] - UInt8(ascii: "0")))
+            guard !o1 && !o2 else { return nil }
+            pid = sum
+            i += 1
+        }
+        guard i > digitsStart, i + 1 < name.count, name[i] == UInt8(ascii: "-"), pid > 0 else { return nil }
+        for byte in name[(i + 1)...] {
+            let hex =
+                (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))
+            guard hex else { return nil }
+        }
+        return pid
     }
 }

@@ -351,6 +351,32 @@ final class FakePackages: PackageBackend {
     }
 }
 
+@Suite struct LeftoverNameTests {
+    @Test(
+        arguments: [
+            (".f.mr-tmp-123-0a1b2c3d4e5f", 123),
+            (".sshd_config.mr-bak-4194304-ff", 4_194_304),
+            (".a.mr-b.mr-upload-7-1", 7),  // NAME may itself contain .mr-: the last one counts
+            (".x.mr-journal-9-ab", nil),  // the journal tidies its own
+            ("f.mr-tmp-1-ab", nil),  // not a dot name
+            (".f.mr-tmp-1-", nil),
+            (".f.mr-tmp--ab", nil),
+            (".f.mr-tmp-0-ab", nil),
+            (".f.mr-tmp-1-AB", nil),
+            (".f.mr-tmp-1-ab.conf", nil),
+            (".f.mr-tmp-99999999999-ab", nil),  // no pid: too many digits
+            (".f.mr-tmp-2147483648-ab", nil),  // above Int32.max
+            (".mr-tmp-1-ab", nil),  // no NAME
+            (".f.mr-", nil),
+            ("", nil),
+        ] as [(String, Int32?)]
+    )
+    func leftoverNamesAndTheirPIDs(_ name: String, _ pid: Int32?) {
+        let bytes = Array(name.utf8)
+        #expect(bytes.withUnsafeBufferPointer { StagedFile.leftoverPID($0) } == pid)
+    }
+}
+
 @Suite struct SpawnTests {
     /// Runs `script` with `/bin/sh -c` through `Spawn`, returning its stdout.
     func output(_ script: String, _ configure: (inout SpawnRequest) -> Void = { _ in }) throws -> String {
