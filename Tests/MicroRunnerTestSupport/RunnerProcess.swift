@@ -182,7 +182,11 @@ package final class RunnerProcess: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         while cursor >= lines.count {
-            if eof { throw TestFailure("runner closed stdout after \(lines.count) lines; \(exitText()); stderr: \(stderrText())") }
+            if eof {
+                throw TestFailure(
+                    "runner closed stdout after \(lines.count) lines; \(exitText()); stderr: \(stderrText())"
+                )
+            }
             if !lock.wait(until: deadline) { throw TestFailure("no line from the runner within \(timeout)s") }
         }
         cursor += 1
