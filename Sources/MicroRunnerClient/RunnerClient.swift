@@ -193,6 +193,7 @@ public actor RunnerClient {
         case .ready:
             if let r = try? decoder.decode(ReadyMessage.self, from: envelope.data) {
                 ready = r
+                session.runnerPID.withLock { $0 = r.pid > 0 ? r.pid : nil }
                 readyPromise.complete(.success(()))
             }
         case .event:

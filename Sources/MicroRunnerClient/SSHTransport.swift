@@ -319,12 +319,30 @@ public struct SSHTransport: Transport {
         if let status, status < 128 { return }
         session.child.terminate()
         guard let dir = Self.remoteDirectory(in: await session.child.stderrTextAtEOF()) else { return }
-        if let ssh = try? sshExecutable(),
-            let rm = try? ChildProcess(executable: ssh, arguments: sshArguments("rm -rf -- " + Self.shellQuote(dir)))
+        let script = Self.cleanupScript(directory: dir, runnerPID: session.runnerPID.withLock { $0 })
+        if let ssh = try? sshExecutable(), let rm = try? ChildProcess(executable: ssh, arguments: sshArguments(script))
         {
             rm.closeStdin()
             _ = await rm.waitForExit(timeout: .seconds(15))
         }
+    }
+
+    /// The remote command that tidies up after a session whose ssh was killed (a runner too slow to exit after
+    /// an interrupt) or lost: the runner, which would finish its command now that only its stdin closed, is
+    /// stopped with SIGTERM (it then stops the command's process group) and given 5 s to go, and its directory
+    /// is removed. The pid is used only while it still names this runner's executable, never a process that
+    /// took the number over. One line without `!` or backslashes, run by `/bin/sh` whatever the login shell
+    /// (see `bootstrap`); the directory is its argument.
+    package static func cleanupScript(directory: String, runnerPID: Int?) -> String {
+        var script = "d=$1; "
+        if let pid = runnerPID {
+            script +=
+                "p=\(pid); if [ \"$(readlink /proc/$p/exe 2>/dev/null)\" = \"$d/micro-runner\" ]; then kill -TERM $p; "
+                + "i=0; while [ $i -lt 50 ] && kill -0 $p 2>/dev/null; do sleep 0.1; i=$((i + 1)); done; fi; "
+        }
+        script += "rm -rf -- \"$d\""
+        return ["exec", "/bin/sh", "-c", shellQuote(script), "micro-runner-cleanup", shellQuote(directory)]
+            .joined(separator: " ")
     }
 
     /// Closes this host's ControlMaster connection.

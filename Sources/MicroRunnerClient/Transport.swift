@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// How a runner reaches a host: put the binary there, start it with stdin/stdout as the protocol
 /// channel, and clean up afterwards.
@@ -37,6 +38,9 @@ public final class RunnerSession: Sendable {
     let child: ChildProcess
     /// The private directory the runner was placed in, when the transport knows it.
     public let remoteDirectory: String?
+    /// The runner's process id on its host, from READY: a cleanup after a lost or killed connection stops the
+    /// runner by it (the runner finishes its command when only its stdin closes).
+    let runnerPID = Mutex<Int?>(nil)
 
     init(child: ChildProcess, remoteDirectory: String?) {
         self.child = child

@@ -310,25 +310,15 @@ enum OlderRunner {
                 "sleep \(marker)",
             ],
             marker: marker
-        ) {
-            // This run's runner: an ancestor of the command on the host (the shell of the shell form, then the
-            // runner), and the directory it runs from.
-            var ancestor = Self.pid(of: marker)
-            for _ in 0..<5 {
-                guard let pid = ancestor.flatMap({ Self.parent(of: $0) }) else { break }
-                let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
-                if exe.hasSuffix("/micro-runner") {
-                    runnerDir = URL(fileURLWithPath: exe).deletingLastPathComponent().path
-                    break
-                }
-                ancestor = pid
-            }
-        }
+        ) { runnerDir = Self.runner(of: marker)?.dir }
         #expect(run.started, "the command started on the host")
         #expect(runnerDir?.hasPrefix("/tmp/micro-runner.") == true, "\(runnerDir ?? "no runner found")")
-        #expect(run.status == 130)
+        #expect(run.status == 130, "\(run.stderr)")
         #expect(run.stdout.contains("INTERRUPTED"), "\(run.stdout)")
-        #expect(!Self.running(marker), "the command was stopped on the host")
+        #expect(
+            !Self.running(marker),
+            "the command was stopped on the host (mrctl took \(run.seconds) s: \(run.stderr))"
+        )
         if let runnerDir { #expect(!FileManager.default.fileExists(atPath: runnerDir), "\(runnerDir) was removed") }
         var o = SSHOptions()
         o.configFile = s.clientConfig
@@ -336,6 +326,68 @@ enum OlderRunner {
             try SSHOptions.persistentDirectory()
         )
         #expect(!FileManager.default.fileExists(atPath: socket), "the kept connection was closed")
+    }
+
+    /// A runner too slow to stop within the 3 s mrctl gives it after Ctrl-C (here: stopped with SIGSTOP, and let
+    /// go once a SIGTERM is pending for it): mrctl's tidy-up over a new connection stops it by its pid and waits
+    /// for it, so the command is gone when mrctl returns. Before, mrctl removed the directory and returned while
+    /// the runner, whose stdin had closed, was left to run the command to its end.
+    @Test(.enabled(if: geteuid() == 0, "uses the sshd fixture")) func aRunnerTooSlowToStopIsStoppedByTheTidyUp()
+        throws
+    {
+        let s = try server()
+        let marker = "33.\(Int.random(in: 100_000...999_999))"
+        var found: (pid: Int32, dir: String)?
+        let run = try Self.interruptMrctl(
+            [
+                "exec", "--ssh-config", s.clientConfig, "--host", "h18", "--runner", runnerPath, "--",
+                "sleep \(marker)",
+            ],
+            marker: marker
+        ) {
+            found = Self.runner(of: marker)
+            guard let pid = found?.pid else { return }
+            kill(pid, SIGSTOP)
+            // Let it go only once a SIGTERM waits for it (the tidy-up's), or after 30 s whatever happened.
+            Thread.detachNewThread {
+                let deadline = Date().addingTimeInterval(30)
+                while !Self.hasPendingTERM(pid) && kill(pid, 0) == 0 && Date() < deadline { usleep(10_000) }
+                kill(pid, SIGCONT)
+            }
+        }
+        let runner = try #require(found, "the runner was found on the host")
+        #expect(run.started)
+        #expect(run.status == 130, "\(run.stderr)")
+        #expect(!Self.running(marker), "the command was stopped (mrctl took \(run.seconds) s: \(run.stderr))")
+        #expect(kill(runner.pid, 0) != 0, "the runner is gone")
+        #expect(!FileManager.default.fileExists(atPath: runner.dir), "\(runner.dir) was removed")
+        kill(runner.pid, SIGCONT)  // never leave it stopped, whatever happened
+    }
+
+    /// Whether a SIGTERM is pending for `pid` (/proc/PID/status, ShdPnd for the process or SigPnd for its thread).
+    static func hasPendingTERM(_ pid: Int32) -> Bool {
+        guard let status = FileManager.default.contents(atPath: "/proc/\(pid)/status") else { return false }
+        for line in String(decoding: status, as: UTF8.self).split(separator: "\n")
+        where line.hasPrefix("ShdPnd:") || line.hasPrefix("SigPnd:") {
+            let mask = UInt64(line.split(separator: "\t").last ?? "", radix: 16) ?? 0
+            if mask & (1 << UInt64(SIGTERM - 1)) != 0 { return true }
+        }
+        return false
+    }
+
+    /// The runner serving `sleep marker`: its pid and directory, from the command's ancestors (the shell of the
+    /// shell form, then the runner).
+    static func runner(of marker: String) -> (pid: Int32, dir: String)? {
+        var ancestor = pid(of: marker)
+        for _ in 0..<5 {
+            guard let pid = ancestor.flatMap({ parent(of: $0) }) else { return nil }
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+            if exe.hasSuffix("/micro-runner") {
+                return (Int32(pid), URL(fileURLWithPath: exe).deletingLastPathComponent().path)
+            }
+            ancestor = pid
+        }
+        return nil
     }
 
     /// The pid of the process whose command line starts with `sleep marker`.
@@ -367,7 +419,7 @@ enum OlderRunner {
         marker: String,
         environment: [String: String] = [:],
         whileRunning: () -> Void
-    ) throws -> (started: Bool, status: Int32, stdout: String, stderr: String) {
+    ) throws -> (started: Bool, status: Int32, stdout: String, stderr: String, seconds: Double) {
         let p = Process()
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
@@ -388,13 +440,16 @@ enum OlderRunner {
             if !started { usleep(50_000) }
         }
         whileRunning()
+        let interrupted = Date()
         kill(p.processIdentifier, SIGINT)
         p.waitUntilExit()
+        let seconds = (Date().timeIntervalSince(interrupted) * 100).rounded() / 100
         return (
             started,
             p.terminationStatus,
             String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-            String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+            seconds
         )
     }
 }

@@ -352,6 +352,86 @@ struct SSHTransportTests {
 }
 
 /// What ssh's stderr becomes in an error: one line that says what to do.
+/// The remote tidy-up after a killed or lost connection, run here through each login shell sshd would use: it
+/// stops the runner (which would otherwise finish its command) only while the pid still names that runner.
+@Suite struct CleanupScriptTests {
+    /// A stand-in runner: a copy of sleep named micro-runner in its own directory, running.
+    func standIn(named name: String = "micro-runner") throws -> (dir: String, process: Process) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-cleanup-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: dir + "/" + name)
+        // Through python, to start it with no signal blocked (Foundation starts children with them blocked, and
+        // a blocked SIGTERM would keep it alive).
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [
+            "-c",
+            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+            dir + "/" + name, "60",
+        ]
+        try p.run()
+        // Its pid names the copy once python has exec'd it.
+        let deadline = Date().addingTimeInterval(5)
+        while (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.processIdentifier)/exe"))
+            != dir + "/" + name && Date() < deadline
+        {
+            usleep(5_000)
+        }
+        return (dir, p)
+    }
+
+    func run(_ command: String, in shell: String) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: shell)
+        p.arguments = ["-c", command]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    func ended(_ p: Process, within seconds: Double = 5) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while p.isRunning && Date() < deadline { usleep(10_000) }
+        return !p.isRunning
+    }
+
+    @Test(arguments: SSHServer.loginShells.map(\.1))
+    func theRunnerIsStoppedAndItsDirectoryRemoved(_ shell: String) throws {
+        try #require(FileManager.default.isExecutableFile(atPath: shell), "scripts/test installs \(shell)")
+        let runner = try standIn()
+        defer { if runner.process.isRunning { runner.process.terminate() } }
+        let script = SSHTransport.cleanupScript(
+            directory: runner.dir,
+            runnerPID: Int(runner.process.processIdentifier)
+        )
+        #expect(try run(script, in: shell) == 0)
+        try #require(ended(runner.process))
+        #expect(runner.process.terminationReason == .uncaughtSignal && runner.process.terminationStatus == SIGTERM)
+        #expect(!FileManager.default.fileExists(atPath: runner.dir))
+    }
+
+    @Test func aPidThatNamesAnotherProgramIsLeftAlone() throws {
+        let runner = try standIn()
+        let other = try standIn(named: "something-else")
+        defer {
+            for p in [runner.process, other.process] where p.isRunning { p.terminate() }
+            try? FileManager.default.removeItem(atPath: other.dir)
+        }
+        // The runner's pid, taken over by another program (here: the pid of one that never was the runner).
+        let script = SSHTransport.cleanupScript(directory: runner.dir, runnerPID: Int(other.process.processIdentifier))
+        #expect(try run(script, in: "/bin/sh") == 0)
+        #expect(other.process.isRunning, "a process that is not this runner is never signalled")
+        #expect(!FileManager.default.fileExists(atPath: runner.dir), "the directory goes all the same")
+        // Without a pid (no READY came), only the directory is removed.
+        let again = try standIn()
+        defer { if again.process.isRunning { again.process.terminate() } }
+        #expect(try run(SSHTransport.cleanupScript(directory: again.dir, runnerPID: nil), in: "/bin/sh") == 0)
+        #expect(again.process.isRunning)
+        #expect(!FileManager.default.fileExists(atPath: again.dir))
+    }
+}
+
 @Suite struct SSHMessageTests {
     @Test func aChangedHostKeyIsOneLineWithTheRemedy() {
         let stderr = """
