@@ -318,8 +318,12 @@ public struct SSHTransport: Transport {
         // below 128); only a killed shell or a lost connection (255) needs the extra round trip.
         if let status, status < 128 { return }
         session.child.terminate()
-        guard let dir = Self.remoteDirectory(in: await session.child.stderrTextAtEOF()) else { return }
-        let script = Self.cleanupScript(directory: dir, runnerPID: session.runnerPID.withLock { $0 })
+        // After READY, every line the bootstrap prints is in: no need to wait for stderr's end, which a
+        // ControlPersist master forked from this ssh holds open (2 s lost on every such tidy-up, measured).
+        let pid = session.runnerPID.withLock { $0 }
+        let stderr = pid != nil ? session.child.stderrText() : await session.child.stderrTextAtEOF()
+        guard let dir = Self.remoteDirectory(in: stderr) else { return }
+        let script = Self.cleanupScript(directory: dir, runnerPID: pid)
         if let ssh = try? sshExecutable(), let rm = try? ChildProcess(executable: ssh, arguments: sshArguments(script))
         {
             rm.closeStdin()
