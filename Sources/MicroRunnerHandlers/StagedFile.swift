@@ -267,22 +267,26 @@ package final class StagedFile: @unchecked Sendable {
     /// The runner's pid in a temporary or staging name, `.NAME.mr-{tmp,upload,bak}-PID-HEX`, or nil for any
     /// other name. NAME may itself contain `.mr-`: the last one counts.
     package static func leftoverPID(_ name: UnsafeBufferPointer<UInt8>) -> Int32? {
-        let marker: [UInt8] = Array(".mr-".utf8)
-        guard name.count > marker.count + 1, name[0] == UInt8(ascii: ".") else { return nil }
-        var at = name.count - marker.count
-        while at > 0 && !name[at..<(at + marker.count)].elementsEqual(marker) { at -= 1 }
-        guard at > 0 else { return nil }
-        var i = at + marker.count
-        var tagMatched = false
-        for tag in ["tmp-", "upload-", "bak-"] {
-            let bytes = Array(tag.utf8)
-            if name.count - i >= bytes.count && name[i..<(i + bytes.count)].elementsEqual(bytes) {
-                i += bytes.count
-                tagMatched = true
-                break
-            }
+        // Called for every entry of a directory: no allocation.
+        func matches(_ text: StaticString, at i: Int) -> Bool {
+            let n = text.utf8CodeUnitCount
+            guard i >= 0, name.count - i >= n else { return false }
+            return text.withUTF8Buffer { t in (0..<n).allSatisfy { name[i + $0] == t[$0] } }
         }
-        guard tagMatched else { return nil }
+        guard name.count > 5, name[0] == UInt8(ascii: ".") else { return nil }
+        var at = name.count - 4
+        while at > 0 && !matches(".mr-", at: at) { at -= 1 }
+        guard at > 0 else { return nil }
+        var i = at + 4
+        if matches("tmp-", at: i) {
+            i += 4
+        } else if matches("upload-", at: i) {
+            i += 7
+        } else if matches("bak-", at: i) {
+            i += 4
+        } else {
+            return nil
+        }
         var pid: Int32 = 0
         let digitsStart = i
         while i < name.count, name[i] >= UInt8(ascii: "0"), name[i] <= UInt8(ascii: "9") {
