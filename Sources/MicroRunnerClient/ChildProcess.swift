@@ -337,6 +337,11 @@ final class ChildProcess: @unchecked Sendable {
     func terminate() {
         if isRunning { kill(pid, SIGKILL) }
     }
+
+    /// Sends `signal` while the child runs.
+    func send(signal: Int32) {
+        if isRunning { kill(pid, signal) }
+    }
 }
 
 /// The one thread that serves every child's pipes and exit, with poll(2). Children register when spawned

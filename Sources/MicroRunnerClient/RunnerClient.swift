@@ -434,9 +434,10 @@ public actor RunnerClient {
     }
 
     /// Ends the session: commands still running are stopped (CANCEL, when the runner speaks it: closing stdin
-    /// alone would let it finish them), stdin is closed, the transport's process is killed if the runner has not
-    /// exited within 3 s, and the transport cleans up. Runs to its end even when the calling task was cancelled
-    /// (Ctrl-C): the cleanup is what cancellation needs.
+    /// alone would let it finish them), stdin is closed, the transport's process gets SIGTERM if the runner has
+    /// not exited within 3 s and SIGKILL 2 s later, and the transport cleans up. SIGTERM first: a local runner
+    /// stops its command's process group on it, while SIGKILL would leave the group running. Runs to its end
+    /// even when the calling task was cancelled (Ctrl-C): the cleanup is what cancellation needs.
     func abort() async {
         guard !closed || session.child.isRunning else {
             await transport.cleanup(session)
@@ -448,7 +449,10 @@ public actor RunnerClient {
         await Task {
             for id in pending { try? await self.sendCancel(id) }
             session.child.closeStdin()
-            if await session.child.waitForExit(timeout: .seconds(3)) == nil { session.child.terminate() }
+            if await session.child.waitForExit(timeout: .seconds(3)) == nil {
+                session.child.send(signal: SIGTERM)
+                if await session.child.waitForExit(timeout: .seconds(2)) == nil { session.child.terminate() }
+            }
             await transport.cleanup(session)
         }.value
     }

@@ -293,9 +293,34 @@ enum OlderRunner {
         #expect(run.status == 130, "\(run.stdout)\(run.stderr)")
         #expect(run.stderr.contains("interrupted"), "\(run.stderr)")
         #expect(run.stdout.contains("INTERRUPTED"), "\(run.stdout)")
-        #expect(!Self.running(marker), "the command was stopped, not left to run to its end")
+        #expect(!run.runningAtExit, "the command was stopped, not left to run to its end")
         let left = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
         #expect(left.isEmpty, "the runner's directory was removed: \(left)")
+    }
+
+    /// A local runner too slow to stop within mrctl's 3 s (stopped with SIGSTOP, let go once a SIGTERM is pending
+    /// for it): mrctl sends it SIGTERM, on which it stops the command's process group, before any SIGKILL, which
+    /// would end the runner alone and leave the command running. Fails with an mrctl that went straight to SIGKILL.
+    @Test func aSlowLocalRunnerIsTerminatedNotKilled() throws {
+        let marker = "34.\(Int.random(in: 100_000...999_999))"
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("mr-int-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        var found: (pid: Int32, dir: String)?
+        let run = try Self.interruptMrctl(
+            ["exec", "--host", "local", "--runner", runnerPath, "--", "sleep \(marker)"],
+            marker: marker,
+            environment: ["TMPDIR": tmp]
+        ) {
+            found = Self.runner(of: marker)
+            if let pid = found?.pid { Self.stopUntilTERM(pid) }
+        }
+        let runner = try #require(found, "the runner was found")
+        #expect(run.status == 130, "\(run.stderr)")
+        #expect(!run.runningAtExit, "the command was stopped (mrctl took \(run.seconds) s: \(run.stderr))")
+        #expect(kill(runner.pid, 0) != 0, "the runner is gone")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []).isEmpty)
+        kill(runner.pid, SIGCONT)
     }
 
     /// The same over ssh: the command's process group stops on the host, the runner's directory goes, and the
@@ -316,7 +341,7 @@ enum OlderRunner {
         #expect(run.status == 130, "\(run.stderr)")
         #expect(run.stdout.contains("INTERRUPTED"), "\(run.stdout)")
         #expect(
-            !Self.running(marker),
+            !run.runningAtExit,
             "the command was stopped on the host (mrctl took \(run.seconds) s: \(run.stderr))"
         )
         if let runnerDir { #expect(!FileManager.default.fileExists(atPath: runnerDir), "\(runnerDir) was removed") }
@@ -346,22 +371,25 @@ enum OlderRunner {
             marker: marker
         ) {
             found = Self.runner(of: marker)
-            guard let pid = found?.pid else { return }
-            kill(pid, SIGSTOP)
-            // Let it go only once a SIGTERM waits for it (the tidy-up's), or after 30 s whatever happened.
-            Thread.detachNewThread {
-                let deadline = Date().addingTimeInterval(30)
-                while !Self.hasPendingTERM(pid) && kill(pid, 0) == 0 && Date() < deadline { usleep(10_000) }
-                kill(pid, SIGCONT)
-            }
+            if let pid = found?.pid { Self.stopUntilTERM(pid) }
         }
         let runner = try #require(found, "the runner was found on the host")
         #expect(run.started)
         #expect(run.status == 130, "\(run.stderr)")
-        #expect(!Self.running(marker), "the command was stopped (mrctl took \(run.seconds) s: \(run.stderr))")
+        #expect(!run.runningAtExit, "the command was stopped (mrctl took \(run.seconds) s: \(run.stderr))")
         #expect(kill(runner.pid, 0) != 0, "the runner is gone")
         #expect(!FileManager.default.fileExists(atPath: runner.dir), "\(runner.dir) was removed")
         kill(runner.pid, SIGCONT)  // never leave it stopped, whatever happened
+    }
+
+    /// Stops `pid` (SIGSTOP) and lets it go (SIGCONT) once a SIGTERM is pending for it, or after 30 s.
+    static func stopUntilTERM(_ pid: Int32) {
+        kill(pid, SIGSTOP)
+        Thread.detachNewThread {
+            let deadline = Date().addingTimeInterval(30)
+            while !hasPendingTERM(pid) && kill(pid, 0) == 0 && Date() < deadline { usleep(10_000) }
+            kill(pid, SIGCONT)
+        }
     }
 
     /// Whether a SIGTERM is pending for `pid` (/proc/PID/status, ShdPnd for the process or SigPnd for its thread).
@@ -412,6 +440,14 @@ enum OlderRunner {
 
     static func running(_ marker: String) -> Bool { pid(of: marker) != nil }
 
+    /// Whether `pid` runs (neither gone nor a zombie), from /proc/PID/stat.
+    static func alive(_ pid: Int32) -> Bool {
+        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return false }
+        let text = String(decoding: stat, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return false }
+        return text[text.index(after: close)...].split(separator: " ").first != "Z"
+    }
+
     /// Starts mrctl as a terminal would (signals unblocked: Foundation starts children with them blocked), waits
     /// until `sleep marker` runs, calls `whileRunning`, sends SIGINT, and returns how mrctl ended.
     static func interruptMrctl(
@@ -419,7 +455,7 @@ enum OlderRunner {
         marker: String,
         environment: [String: String] = [:],
         whileRunning: () -> Void
-    ) throws -> (started: Bool, status: Int32, stdout: String, stderr: String, seconds: Double) {
+    ) throws -> (started: Bool, status: Int32, stdout: String, stderr: String, seconds: Double, runningAtExit: Bool) {
         let p = Process()
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
@@ -442,6 +478,12 @@ enum OlderRunner {
         whileRunning()
         let interrupted = Date()
         kill(p.processIdentifier, SIGINT)
+        // Whether the command outlived mrctl, seen the moment mrctl ends (it is then a zombie or gone). Not after
+        // waitUntilExit: Foundation's Process waits there for a socket that every descendant inherits, so a
+        // command left running on this machine would hold it up until its own end, and then be seen gone.
+        let deadline = Date().addingTimeInterval(120)
+        while alive(p.processIdentifier) && Date() < deadline { usleep(5_000) }
+        let runningAtExit = running(marker)
         p.waitUntilExit()
         let seconds = (Date().timeIntervalSince(interrupted) * 100).rounded() / 100
         return (
@@ -449,7 +491,8 @@ enum OlderRunner {
             p.terminationStatus,
             String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
             String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-            seconds
+            seconds,
+            runningAtExit
         )
     }
 }
