@@ -75,11 +75,9 @@ extension Inventory {
             }
             return picked
         }
-        let noMatch = ParseError(
-            file: "--limit",
-            line: 0,
-            reason: "\"\(term)\" matches no host or group of the inventory"
-        )
+        func noMatch() -> ParseError {
+            ParseError(file: "--limit", line: 0, reason: "\"\(term)\" matches no host or group of the inventory")
+        }
         let matches: (String) -> Bool
         if term.hasPrefix("~") {
             let regex: Regex<AnyRegexOutput>
@@ -90,7 +88,7 @@ extension Inventory {
         } else if term.contains("*") || term.contains("?") || term.contains("[") {
             matches = { Self.glob(term, $0) }
         } else {
-            throw noMatch  // a plain name that is neither a group nor a host
+            throw noMatch()  // a plain name that is neither a group nor a host
         }
         var found: [String] = []
         for group in groups.keys.sorted() where matches(group) { found += hosts(in: group) }
@@ -98,7 +96,7 @@ extension Inventory {
         var seen = Set<String>()
         found = found.filter { seen.insert($0).inserted }
         if !found.isEmpty { return found }
-        throw noMatch
+        throw noMatch()
     }
 
     /// A position within the hosts a pattern matches: `[i]` (negative from the end) or `[from:to]`, both ends

@@ -277,7 +277,7 @@ enum OlderRunner {
 /// stopped and exits 130.
 @Suite(.serialized) struct InterruptTests {
     @Test func sigintStopsTheRunningCommandAndCleansUp() throws {
-        let marker = "31.\(Int.random(in: 100_000...999_999))"
+        let marker = uniqueSleep(31)
         // A private TMPDIR: the local transport puts the runner's directory there, and nothing else does.
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("mr-int-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
@@ -302,7 +302,7 @@ enum OlderRunner {
     /// for it): mrctl sends it SIGTERM, on which it stops the command's process group, before any SIGKILL, which
     /// would end the runner alone and leave the command running. Fails with an mrctl that went straight to SIGKILL.
     @Test func aSlowLocalRunnerIsTerminatedNotKilled() throws {
-        let marker = "34.\(Int.random(in: 100_000...999_999))"
+        let marker = uniqueSleep(34)
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("mr-int-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: tmp) }
@@ -327,7 +327,7 @@ enum OlderRunner {
     /// connection mrctl would otherwise keep (--persist) is closed.
     @Test(.enabled(if: geteuid() == 0, "uses the sshd fixture")) func sigintOverSSHStopsEverything() throws {
         let s = try server()
-        let marker = "32.\(Int.random(in: 100_000...999_999))"
+        let marker = uniqueSleep(32)
         var runnerDir: String?
         let run = try Self.interruptMrctl(
             [
@@ -361,7 +361,7 @@ enum OlderRunner {
         throws
     {
         let s = try server()
-        let marker = "33.\(Int.random(in: 100_000...999_999))"
+        let marker = uniqueSleep(33)
         var found: (pid: Int32, dir: String)?
         let run = try Self.interruptMrctl(
             [
@@ -429,47 +429,32 @@ enum OlderRunner {
         return nil
     }
 
-    /// A process's parent, from /proc/PID/stat (the field after the parenthesised name and the state).
+    /// A process's parent, from /proc/PID/stat.
     static func parent(of pid: Int) -> Int? {
-        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
-        let text = String(decoding: stat, as: UTF8.self)
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 1 ? Int(fields[1]) : nil
+        procStat(Int32(pid)).flatMap { $0.count > 1 ? Int($0[1]) : nil }
     }
 
     static func running(_ marker: String) -> Bool { pid(of: marker) != nil }
 
-    /// Whether `pid` runs (neither gone nor a zombie), from /proc/PID/stat.
+    /// Whether `pid` runs (neither gone nor a zombie).
     static func alive(_ pid: Int32) -> Bool {
-        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return false }
-        let text = String(decoding: stat, as: UTF8.self)
-        guard let close = text.lastIndex(of: ")") else { return false }
-        return text[text.index(after: close)...].split(separator: " ").first != "Z"
+        guard let fields = procStat(pid) else { return false }
+        return fields.first != "Z"
     }
 
-    /// Starts mrctl as a terminal would (signals unblocked: Foundation starts children with them blocked), waits
-    /// until `sleep marker` runs, calls `whileRunning`, sends SIGINT, and returns how mrctl ended.
+    /// Starts mrctl as a terminal would (`startWithSignalsUnblocked`), waits until `sleep marker` runs, calls `whileRunning`, sends SIGINT, and returns how mrctl ended.
     static func interruptMrctl(
         _ arguments: [String],
         marker: String,
         environment: [String: String] = [:],
         whileRunning: () -> Void
     ) throws -> (started: Bool, status: Int32, stdout: String, stderr: String, seconds: Double, runningAtExit: Bool) {
-        let p = Process()
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments =
-            [
-                "-c",
-                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
-                mrctlPath,
-            ] + arguments
         let out = Pipe()
         let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
+        let p = try startWithSignalsUnblocked([mrctlPath] + arguments, environment: environment) {
+            $0.standardOutput = out
+            $0.standardError = err
+        }
         var started = false
         for _ in 0..<200 where !started {
             started = running(marker)

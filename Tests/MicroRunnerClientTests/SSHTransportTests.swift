@@ -360,16 +360,8 @@ struct SSHTransportTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-cleanup-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: dir + "/" + name)
-        // Through python, to start it with no signal blocked (Foundation starts children with them blocked, and
-        // a blocked SIGTERM would keep it alive).
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [
-            "-c",
-            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
-            dir + "/" + name, "60",
-        ]
-        try p.run()
+        // With no signal blocked: a blocked SIGTERM would keep it alive.
+        let p = try startWithSignalsUnblocked([dir + "/" + name, "60"])
         // Its pid names the copy once python has exec'd it.
         let deadline = Date().addingTimeInterval(5)
         while (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.processIdentifier)/exe"))

@@ -245,16 +245,40 @@ package func processRunning(withMarker marker: String) -> Bool {
         let text = String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
         if text.contains(marker) && !text.contains("pgrep") {
             // A zombie is gone for our purposes only once reaped; count anything that is not a zombie.
-            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")"),
-                stat[stat.index(close, offsetBy: 2)] == "Z"
-            {
-                continue
-            }
+            if let pid = Int32(pid), procStat(pid)?.first == "Z" { continue }
             return true
         }
     }
     return false
+}
+
+/// The fields of /proc/PID/stat after the parenthesised command name (state first, then the parent's pid, ...);
+/// nil once the process is gone.
+package func procStat(_ pid: Int32) -> [Substring]? {
+    guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+    let text = String(decoding: stat, as: UTF8.self)
+    guard let close = text.lastIndex(of: ")") else { return nil }
+    return text[text.index(after: close)...].split(separator: " ")
+}
+
+/// Starts `argv` as a shell would, with no signal blocked: Foundation's Process starts children with every
+/// signal blocked, so a SIGINT or SIGTERM a test sends would otherwise never arrive.
+package func startWithSignalsUnblocked(
+    _ argv: [String],
+    environment: [String: String] = [:],
+    configure: (Process) -> Void = { _ in }
+) throws -> Process {
+    let p = Process()
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    p.arguments =
+        [
+            "-c",
+            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+        ] + argv
+    configure(p)
+    try p.run()
+    return p
 }
 
 /// A unique marker for `sleep` durations so tests can find their own processes.
