@@ -178,3 +178,61 @@ int __wrap_main(int argc, char **argv) {
 #endif
 int mr_argc(void) { return mr_saved_argc; }
 char *const *mr_argv(void) { return mr_saved_argv; }
+
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+int mr_open_pty(char *slave_path, size_t length) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return -1;
+    if (grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, slave_path, length) != 0) {
+        int saved = errno;
+        close(master);
+        errno = saved;
+        return -1;
+    }
+    return master;
+}
+
+int mr_acquire_controlling_tty(const char *path) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = ioctl(fd, TIOCSCTTY, 0);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+static volatile pid_t forward_to = 0;
+
+static void forward_signal(int sig) {
+    int saved = errno;
+    if (forward_to > 0) kill(forward_to, sig);
+    errno = saved;
+}
+
+int mr_forward_stop_signals(pid_t child) {
+    forward_to = child;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = forward_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    int signals[] = {SIGTERM, SIGINT, SIGHUP};
+    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        if (sigaction(signals[i], &action, NULL) != 0) return -1;
+    }
+    return 0;
+}
+
+int mr_set_not_dumpable(void) {
+#ifdef __linux__
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#else
+    return 0;
+#endif
+}

@@ -136,6 +136,12 @@ package final class Agent: @unchecked Sendable {
             metadata["nonce"] = nonce
         }
         if config.host.rootDirectory != nil { metadata["root_dir"] = "confined" }
+        // Who the runner is, so a controller shows the identity before it changes anything (an extension:
+        // older controllers ignore unknown metadata keys).
+        metadata["uid"] = String(config.host.effectiveUID)
+        if let entry = getpwuid(config.host.effectiveUID), let name = entry.pointee.pw_name {
+            metadata["user"] = String(cString: name)
+        }
         return ReadyMessage(
             version: config.version,
             platform: platform,

@@ -24,6 +24,9 @@ package enum RunnerMain {
           --unsafe-pkg-options    pass pkg.ensure options to the manager as given (they can run programs
                                   as root); without it only an allow-list of options is accepted
           --verbose               diagnostics on stderr
+          --become sudo USER yes|no
+                                  (first) restart this runner as USER through sudo, with a pty as the
+                                  controlling terminal; yes: a password line follows the runner on stdin
           --version               print the version and exit
           --help                  this text
 
@@ -123,6 +126,8 @@ package enum RunnerMain {
 
     /// Runs the runner process and exits.
     package static func main(_ arguments: [String]) -> Never {
+        // Become: this process only starts the real runner under sudo and waits for it.
+        if arguments.count > 1 && arguments[1] == "--become" { BecomeLauncher.main(arguments) }
         // Termination signals are taken by one thread with sigwait from the first instruction on, so a stop
         // request is never lost and never blocked: before the agent exists it ends the process at once (exit
         // 128+signal), after that the worker stops the running command's group and still sends EXIT.

@@ -131,7 +131,7 @@ package enum Spawn {
     }
 
     /// Calls `body` with a NULL-terminated C array of the strings.
-    static func withCStringArray<R>(
+    package static func withCStringArray<R>(
         _ strings: [String],
         _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R
     ) -> R {

@@ -138,6 +138,13 @@ package enum Sys {
         }
     }
 
+    /// waitpid(2) until `pid` ends: its exit status, or 128 + the signal that ended it (as a shell reports it).
+    package static func waitForExit(_ pid: pid_t) throws(SystemError) -> Int32 {
+        var status: Int32 = 0
+        _ = try retrying { c_waitpid(pid, &status) }
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    }
+
     /// Writes all of `bytes`, retrying short writes.
     package static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
         let result = bytes.withUnsafeBytes { raw in Result { () throws(SystemError) in try writeAll(fd, raw) } }
@@ -199,4 +206,5 @@ private func c_ftruncate(_ fd: Int32, _ n: off_t) -> Int32 { ftruncate(fd, n) }
 private func c_read(_ fd: Int32, _ b: UnsafeMutableRawPointer?, _ n: Int) -> Int { read(fd, b, n) }
 private func c_pread(_ fd: Int32, _ b: UnsafeMutableRawPointer?, _ n: Int, _ o: off_t) -> Int { pread(fd, b, n, o) }
 private func c_write(_ fd: Int32, _ b: UnsafeRawPointer, _ n: Int) -> Int { write(fd, b, n) }
+private func c_waitpid(_ pid: pid_t, _ status: inout Int32) -> pid_t { waitpid(pid, &status, 0) }
 private func c_close(_ fd: Int32) -> Int32 { close(fd) }

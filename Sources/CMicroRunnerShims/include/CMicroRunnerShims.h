@@ -71,3 +71,19 @@ int mr_sha256_accelerated(void);
 /// Makes glibc serve allocations of 256 KiB or more with mmap (returned to the kernel when freed) and
 /// trim the heap above 1 MiB, so a multi-megabyte transfer does not leave the RSS high. No-op elsewhere.
 void mr_tune_malloc(void);
+
+#ifndef C_MICRO_RUNNER_SHIMS_H_BECOME
+#define C_MICRO_RUNNER_SHIMS_H_BECOME
+/// A new pseudo-terminal: the master's descriptor (close-on-exec, not a controlling terminal), with the
+/// slave's path written to `slave_path`; -1 with errno on failure.
+int mr_open_pty(char *slave_path, size_t length);
+/// In a new session's leader: opens the terminal at `path` and makes it the controlling terminal
+/// (TIOCSCTTY; ioctl is variadic, which Swift cannot call), then closes that descriptor: the terminal stays
+/// the session's. 0, or -1 with errno.
+int mr_acquire_controlling_tty(const char *path);
+/// SIGTERM, SIGINT and SIGHUP received by this process are sent on to `child` (a plain handler: kill(2) is
+/// async-signal-safe). 0, or -1 with errno.
+int mr_forward_stop_signals(pid_t child);
+/// PR_SET_DUMPABLE 0: other processes of this uid can no longer ptrace this one or open its /proc/PID/fd.
+int mr_set_not_dumpable(void);
+#endif

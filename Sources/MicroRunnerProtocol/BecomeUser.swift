@@ -1,0 +1,26 @@
+/// The user a runner may be restarted as (`micro-runner --become sudo USER ...`), checked by the client before
+/// connecting and by the runner before it calls sudo: one rule in one place.
+package enum BecomeUser {
+    /// A POSIX portable user name (letters, digits, `.`, `_`, `-`, not starting with `-`, at most 32 bytes, a
+    /// trailing `$` as Samba machine accounts have), or `#` and a numeric uid as sudo takes it. Nothing that
+    /// sudo could read as an option or a shell could read as syntax.
+    package static func isValid(_ user: String) -> Bool {
+        let bytes = Array(user.utf8)
+        guard !bytes.isEmpty, bytes.count <= 32 else { return false }
+        if bytes[0] == UInt8(ascii: "#") {
+            return bytes.count > 1 && bytes.dropFirst().allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+        }
+        guard bytes[0] != UInt8(ascii: "-") else { return false }
+        for (i, b) in bytes.enumerated() {
+            let ok =
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "-")
+                || (b == UInt8(ascii: "$") && i == bytes.count - 1)
+            if !ok { return false }
+        }
+        return true
+    }
+
+    /// Whether `user` names root (no directory permissions need opening up for it).
+    package static func isRoot(_ user: String) -> Bool { user == "root" || user == "#0" }
+}
