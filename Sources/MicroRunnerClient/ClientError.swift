@@ -13,6 +13,9 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
 
         /// The transport could not upload or start the runner (ssh failed, host unreachable, key refused).
         public static let transport: Self = "transport"
+        /// The runner could not take the identity asked for (`Become`): sudo missing, the user not allowed, a
+        /// wrong or missing password (one attempt used). Nothing ran on the host.
+        public static let becomeFailed: Self = "become_failed"
         /// The runner did not send READY in time.
         public static let startTimeout: Self = "start_timeout"
         /// The runner's output ended (it exited or was killed) while something was still expected.

@@ -177,6 +177,12 @@ extension RunnerClient {
     /// Writes `bytes` to `path` on the host, in chunks of `chunkSize` (PROTOCOL.md chunked writes) when they
     /// would not fit one line and the runner speaks chunked writes: atomic at the end either way. The chunks go
     /// out pipelined (one round trip); the final answer is checked against all the bytes sent.
+    ///
+    /// To write where the login user may not (a file in `/etc`, owned by root), start the runner as root with
+    /// `Become` (`SSHOptions.become`, `LocalTransport(become:)`): the whole session then writes as root. There
+    /// is no per-write sudo here: our runner refuses `use_sudo` on a write when it is not root, so offering it
+    /// would be a documented path that fails at run time (`FileWriteParams.useSudo` stays on the wire type for
+    /// the Go runner, which writes through sudo itself).
     public func putFile(
         _ bytes: [UInt8],
         to path: String,
@@ -186,9 +192,7 @@ extension RunnerClient {
         backup: Bool = false,
         dryRun: Bool = false,
         chunkSize: Int = 4 << 20,
-        timeout: Duration = .seconds(300),
-        useSudo: Bool = false,
-        sudoPassword: String = ""
+        timeout: Duration = .seconds(300)
     ) async throws -> FileWriteResult {
         let chunked = supports("file.chunked_write") && supports("file.content_base64")
         if bytes.count <= chunkSize || dryRun || !chunked {
@@ -200,8 +204,6 @@ extension RunnerClient {
             p.owner = owner
             p.group = group
             p.backup = backup
-            p.useSudo = useSudo
-            p.sudoPassword = sudoPassword
             return try await writeFile(p, timeout: timeout, dryRun: dryRun)
         }
         let uploadID = "u" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
@@ -220,8 +222,6 @@ extension RunnerClient {
             p.owner = owner
             p.group = group
             p.backup = backup
-            p.useSudo = useSudo
-            p.sudoPassword = sudoPassword
             commands.append(
                 CommandMessage(
                     id: makeID(),

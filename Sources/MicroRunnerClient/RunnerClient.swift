@@ -38,6 +38,9 @@ public enum Answer: Sendable, Equatable {
 public actor RunnerClient {
     /// The transport's name for the host.
     public nonisolated let hostName: String
+    /// The identity the runner was started to take (`Become`), nil when it runs as the login user; READY's
+    /// `metadata["user"]` and `["uid"]` say who it is.
+    public nonisolated var become: Become? { session.become }
     /// READY as the runner sent it (empty until it arrived).
     public private(set) var ready = ReadyMessage(
         version: "",
@@ -158,6 +161,11 @@ public actor RunnerClient {
         outputEnded = true
         let status = await session.child.waitForExit(timeout: .seconds(5))
         let stderr = transport.explain(stderr: await session.child.stderrTextAtEOF())
+        if exit == nil, ready.version.isEmpty, let become = session.become {
+            // Before READY under become: sudo (or the launcher) refused; nothing ran on the host.
+            failAll(ClientError(.becomeFailed, become.explainFailure(host: hostName, stderr: stderr)))
+            return
+        }
         let why =
             exit != nil
             ? "runner on \(hostName) has exited (\(exit!.reason))"
@@ -262,6 +270,16 @@ public actor RunnerClient {
     /// Refuses, before anything is sent, a command the runner cannot serve or would misread.
     func check(_ command: CommandMessage) throws {
         guard ready.capabilities[command.type.rawValue] == true else {
+            // The usual reason on a real fleet: the runner is the login user's, and these need root.
+            let needsRoot: Set<CommandType> = [.pkgEnsure, .serviceReload, .sudoersEnsure, .sshdHarden]
+            if needsRoot.contains(command.type), let uid = ready.metadata["uid"], uid != "0" {
+                let who = ready.metadata["user"].map { "\($0), uid \(uid)" } ?? "uid \(uid)"
+                throw ClientError(
+                    .unsupported,
+                    "\(command.type) needs root, and the runner on \(hostName) runs as \(who): start it as root with "
+                        + "become (mrctl -b/--become, ansible_become=yes; SSHOptions.become in the library)"
+                )
+            }
             throw ClientError(
                 .unsupported,
                 "\(command.type): \(runnerDescription) does not offer it (READY capabilities: false or absent)"

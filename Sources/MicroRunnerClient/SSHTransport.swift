@@ -34,6 +34,8 @@ public struct SSHOptions: Sendable {
     /// Where on the host the runner is put (in a fresh private subdirectory); `nil`: `$TMPDIR` or `/tmp`, and
     /// `~/.cache/micro-runner` when that is mounted noexec.
     public var remoteDirectory: String?
+    /// Run the runner as another user through sudo (see `Become`); nil: as the login user.
+    public var become: Become?
 
     /// Whether sessions to one host share one ssh connection (OpenSSH's ControlMaster).
     public enum ConnectionSharing: Sendable, Equatable {
@@ -228,7 +230,7 @@ public struct SSHTransport: Transport {
         } else {
             words += [String(try chosen.gzipped().count), chosen.sha256].map(Self.shellQuote)
         }
-        words += arguments.map(Self.shellQuote)
+        words += ((try options.become?.runnerArguments() ?? []) + arguments).map(Self.shellQuote)
         let child = try ChildProcess(
             executable: try sshExecutable(),
             arguments: sshArguments(words.joined(separator: " "))
@@ -249,7 +251,8 @@ public struct SSHTransport: Transport {
                 }
                 header = Array("\(try chosen.gzipped().count) \(chosen.sha256)\n".utf8)
             }
-            try await child.send(header + [UInt8](try chosen.gzipped()))
+            // The become password, if any, is the line right after the runner's bytes (BecomeLauncher reads it).
+            try await child.send(header + [UInt8](try chosen.gzipped()) + (options.become?.passwordLine() ?? []))
         } catch is CancellationError {
             // Interrupted during the upload: ssh goes, and with it the remote bootstrap (SIGHUP ends it and its
             // EXIT trap removes the directory).
@@ -262,7 +265,7 @@ public struct SSHTransport: Transport {
             _ = await child.waitForExit(timeout: .seconds(5))
             throw ClientError(.transport, "\(name): \(Self.explain(await child.stderrTextAtEOF(timeout: .seconds(5))))")
         }
-        return RunnerSession(child: child, remoteDirectory: nil)
+        return RunnerSession(child: child, remoteDirectory: nil, become: options.become)
     }
 
     /// ssh's stderr, reduced to what helps: the last non-empty lines.
@@ -293,7 +296,7 @@ public struct SSHTransport: Transport {
             $0.trimmingCharacters(in: .whitespacesAndNewlines)
         }.filter {
             !$0.isEmpty && !$0.hasPrefix("micro-runner-dir:") && !$0.hasPrefix("micro-runner-arch:")
-                && !$0.hasPrefix("micro-runner-note:")
+                && !$0.hasPrefix("micro-runner-note:") && !$0.hasPrefix("micro-runner-become-pid:")
         }
         return lines.suffix(3).joined(separator: "; ").isEmpty ? "ssh failed" : lines.suffix(3).joined(separator: "; ")
     }
@@ -311,6 +314,12 @@ public struct SSHTransport: Transport {
         return found
     }
 
+    /// The become launcher's pid, as it reported on stderr.
+    static func launcherPID(in stderr: String) -> Int? {
+        stderr.split(separator: "\n").last { $0.hasPrefix("micro-runner-become-pid: ") }
+            .flatMap { Int($0.dropFirst("micro-runner-become-pid: ".count)) }
+    }
+
     /// Waits for the session's end; removes the remote directory when the runner could not.
     public func cleanup(_ session: RunnerSession) async {
         let status = await session.child.waitForExit(timeout: .seconds(10))
@@ -320,9 +329,12 @@ public struct SSHTransport: Transport {
         session.child.terminate()
         // After READY, every line the bootstrap prints is in: no need to wait for stderr's end, which a
         // ControlPersist master forked from this ssh holds open (2 s lost on every such tidy-up, measured).
-        let pid = session.runnerPID.withLock { $0 }
-        let stderr = pid != nil ? session.child.stderrText() : await session.child.stderrTextAtEOF()
+        let readyPID = session.runnerPID.withLock { $0 }
+        let stderr = readyPID != nil ? session.child.stderrText() : await session.child.stderrTextAtEOF()
         guard let dir = Self.remoteDirectory(in: stderr) else { return }
+        // A runner of another user (become) cannot be signalled by the login user, but the launcher that waits
+        // for it can, and it sends the signal on through sudo.
+        let pid = Self.launcherPID(in: stderr) ?? readyPID
         let script = Self.cleanupScript(directory: dir, runnerPID: pid)
         if let ssh = try? sshExecutable(), let rm = try? ChildProcess(executable: ssh, arguments: sshArguments(script))
         {

@@ -41,10 +41,13 @@ public final class RunnerSession: Sendable {
     /// The runner's process id on its host, from READY: a cleanup after a lost or killed connection stops the
     /// runner by it (the runner finishes its command when only its stdin closes).
     let runnerPID = Mutex<Int?>(nil)
+    /// The identity the runner was started to take, if not the login user's.
+    let become: Become?
 
-    init(child: ChildProcess, remoteDirectory: String?) {
+    init(child: ChildProcess, remoteDirectory: String?, become: Become? = nil) {
         self.child = child
         self.remoteDirectory = remoteDirectory
+        self.become = become
     }
 }
 
@@ -52,10 +55,13 @@ public final class RunnerSession: Sendable {
 public struct LocalTransport: Transport {
     /// The name reports use (several local transports, e.g. with different runner arguments, can be told apart).
     public let name: String
+    /// Run the runner as another user through sudo (see `Become`); nil: as this process's user.
+    public let become: Become?
 
     /// Creates the transport.
-    public init(name: String = "local") {
+    public init(name: String = "local", become: Become? = nil) {
         self.name = name
+        self.become = become
     }
 
     /// Copies the runner into a private directory and starts it.
@@ -79,8 +85,14 @@ public struct LocalTransport: Transport {
             )
         }
         do {
-            let child = try ChildProcess(executable: target, arguments: arguments)
-            return RunnerSession(child: child, remoteDirectory: dir)
+            let child = try ChildProcess(
+                executable: target,
+                arguments: (try become?.runnerArguments() ?? []) + arguments
+            )
+            if let line = become?.passwordLine(), !line.isEmpty {
+                do { try await child.send(line) } catch { child.terminate() }
+            }
+            return RunnerSession(child: child, remoteDirectory: dir, become: become)
         } catch {
             try? FileManager.default.removeItem(atPath: dir)
             throw error

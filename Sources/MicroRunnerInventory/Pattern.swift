@@ -189,9 +189,16 @@ public struct InventoryHost: Sendable, Equatable {
     public var isLocal: Bool
     /// `ansible_ssh_private_key_file`.
     public var identityFile: String?
-    /// `ansible_become`: exec and file writes through sudo.
+    /// `ansible_become` (`ansible_sudo`): the whole runner runs as `becomeUser` through sudo.
     public var become: Bool
-    /// `ansible_become_password` (`ansible_become_pass`).
+    /// Whether the inventory set `ansible_become` for this host at all: then it wins over mrctl's `-b`, as
+    /// Ansible's connection variables win over its command line.
+    public var becomeDeclared = false
+    /// `ansible_become_user` (`ansible_sudo_user`); nil: the command line's, else root.
+    public var becomeUser: String?
+    /// `ansible_become_method`; nil: the command line's, else sudo.
+    public var becomeMethod: String?
+    /// `ansible_become_password` (`ansible_become_pass`, `ansible_sudo_pass`, `ansible_sudo_password`).
     public var becomePassword: String?
     /// Every variable after precedence (unknown ones are kept and ignored).
     public var variables: [String: String]
@@ -226,6 +233,17 @@ public struct InventoryHost: Sendable, Equatable {
         self.become = become
         self.becomePassword = becomePassword
         self.variables = variables
+    }
+}
+
+extension InventoryHost {
+    /// The become variables other than `ansible_become` and the password, from the host's variables.
+    func withBecome(from vars: [String: String]) -> InventoryHost {
+        var host = self
+        host.becomeDeclared = vars["ansible_become"] != nil || vars["ansible_sudo"] != nil
+        host.becomeUser = vars["ansible_become_user"] ?? vars["ansible_sudo_user"]
+        host.becomeMethod = vars["ansible_become_method"]
+        return host
     }
 }
 
@@ -272,9 +290,16 @@ extension Inventory {
             isLocal: connection == "local",
             identityFile: vars["ansible_ssh_private_key_file"],
             become: Self.truthy(vars["ansible_become"] ?? vars["ansible_sudo"]),
-            becomePassword: vars["ansible_become_password"] ?? vars["ansible_become_pass"] ?? vars["ansible_sudo_pass"],
+            becomePassword: vars["ansible_become_password"] ?? vars["ansible_become_pass"] ?? vars["ansible_sudo_pass"]
+                ?? vars["ansible_sudo_password"],
             variables: vars
-        )
+        ).withBecome(from: vars)
+    }
+
+    /// Whether `value` is an Ansible vault block (`!vault |` in YAML, or its text pasted into INI): mrctl cannot
+    /// decrypt it, and sending it to sudo as a password would cost a failed attempt on every host.
+    public static func isVaultEncrypted(_ value: String) -> Bool {
+        value.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("$ANSIBLE_VAULT;")
     }
 
     /// Ansible's booleans: yes/true/1/on (any case).

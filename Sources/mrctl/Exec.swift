@@ -7,7 +7,7 @@ struct Exec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a command (through /bin/sh unless --argv).")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Run the words as argv directly (PATH lookup, no shell).") var argv = false
-    @Flag(help: "Run with sudo -n.") var sudo = false
+    @Flag(help: "The same as -b/--become: the whole runner runs as root through sudo.") var sudo = false
     @Flag(help: "Print output lines as they come (one host: live; many: prefixed).") var stream = false
     @Option(name: .customLong("env"), help: "KEY=VALUE added to the environment; repeatable.") var env: [String] = []
     @Option(name: .customLong("workdir"), help: "Working directory.") var workDir = ""
@@ -21,7 +21,6 @@ struct Exec: AsyncParsableCommand {
         guard !words.isEmpty else { throw ValidationError("give a command") }
         var params = ExecParams(command: argv ? words[0] : words.joined(separator: " "))
         if argv { params.args = Array(words.dropFirst()) }
-        params.useSudo = sudo
         params.workDir = workDir
         params.streamLines = stream
         for kv in env {
@@ -31,12 +30,9 @@ struct Exec: AsyncParsableCommand {
         let p = params
         let timeout = global.timeout
         let live = stream && !global.json
+        var global = self.global
+        if sudo { global.become = true }
         try await runOnHosts(global) { client in
-            var p = p
-            if let become = HostSettings.become {  // ansible_become on this host
-                p.useSudo = true
-                p.sudoPassword = become.password ?? ""
-            }
             let host = client.hostName
             let streamed = EventCount()
             // Events only when asked for (--stream): a handler makes the client ask the runner to stream.

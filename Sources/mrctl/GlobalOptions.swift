@@ -98,6 +98,24 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "Runner idempotency journal directory on the host (absolute).")
     var stateDir: String?
 
+    @Flag(
+        name: [.customShort("b"), .customLong("become")],
+        help: "Run the whole runner as root (or --become-user) through sudo on every host (Ansible's become)."
+    )
+    var become = false
+
+    @Option(name: .customLong("become-user"), help: "The user to become (default root); implies nothing without -b.")
+    var becomeUser: String?
+
+    @Option(name: .customLong("become-method"), help: "How to become: sudo (the only method offered).")
+    var becomeMethod: String?
+
+    @Flag(
+        name: [.customShort("K"), .customLong("ask-become-pass")],
+        help: "Ask once for sudo's password on the terminal; used for every host that becomes."
+    )
+    var askBecomePass = false
+
     func signer() throws -> Ed25519Signer? {
         try signingKey.map { try Ed25519Signer(keyFile: $0) }
     }
@@ -134,6 +152,63 @@ struct GlobalOptions: ParsableArguments {
         return o
     }
 
+    /// How each target becomes, or nil for none: the inventory's `ansible_become*` variables win over the
+    /// command line, as Ansible's connection variables do; `-K`'s password wins over the inventory's.
+    /// Refuses, before any host is contacted, a vault-encrypted password, an unsupported method or a bad user.
+    func becomes(for targets: [InventoryHost]) throws -> [Become?] {
+        var prompted: String?
+        var result: [Become?] = []
+        for target in targets {
+            let wanted = target.becomeDeclared ? target.become : become
+            guard wanted else {
+                result.append(nil)
+                continue
+            }
+            var password = target.becomePassword
+            if askBecomePass {
+                if prompted == nil { prompted = try Self.askPassword() }
+                password = prompted
+            } else if let p = password, Inventory.isVaultEncrypted(p) {
+                throw ValidationError(
+                    "\(target.name): ansible_become_password is vault-encrypted: decrypt it first or use -K"
+                )
+            }
+            let b = Become(
+                method: Become.Method(rawValue: target.becomeMethod ?? becomeMethod ?? "sudo"),
+                user: target.becomeUser ?? becomeUser ?? "root",
+                password: password
+            )
+            do { try b.check() } catch { throw ValidationError("\(target.name): \(error)") }
+            result.append(b)
+        }
+        return result
+    }
+
+    /// Reads a password from the controlling terminal with echo off, as sudo and Ansible's -K do.
+    static func askPassword() throws -> String {
+        let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw ValidationError("-K/--ask-become-pass needs a terminal to ask on") }
+        defer { close(fd) }
+        var saved = termios()
+        let hasTerminal = tcgetattr(fd, &saved) == 0
+        if hasTerminal {
+            var quiet = saved
+            quiet.c_lflag &= ~tcflag_t(ECHO)
+            tcsetattr(fd, TCSAFLUSH, &quiet)
+        }
+        defer { if hasTerminal { tcsetattr(fd, TCSAFLUSH, &saved) } }
+        let prompt = Array("BECOME password: ".utf8)
+        _ = write(fd, prompt, prompt.count)
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(fd, &byte, 1) == 1 && byte != 0x0A {
+            if byte != 0x0D { line.append(byte) }
+            if line.count > 1024 { break }
+        }
+        _ = write(fd, [0x0A], 1)
+        return String(decoding: line, as: UTF8.self)
+    }
+
     func runnerArguments(signer: Ed25519Signer?) -> [String] {
         var args: [String] = []
         if let ttl { args += ["--ttl", ttl] }
@@ -156,19 +231,17 @@ func runOnHosts(
         try runners?.runners[RunnerSet.localArchitecture] ?? runners?.runners.values.first
         ?? RunnerBinary(path: options.runner ?? RunnerBinary.defaultPath())
     let ssh = options.sshOptionsValue()
-    let transports: [any Transport] = targets.map { target in
-        if target.isLocal { return LocalTransport(name: target.name) }
+    // Become: the whole runner of that host runs as the target user (refused here, before any connection, when
+    // it cannot work: a vault-encrypted password, another method than sudo).
+    let becomes = try options.becomes(for: targets)
+    let transports: [any Transport] = zip(targets, becomes).map { target, become in
+        if target.isLocal { return LocalTransport(name: target.name, become: become) }
         var o = ssh
         if let key = target.identityFile, options.identity == nil { o.identityFile = key }
+        o.become = become
         return SSHTransport(host: target.spec, options: o, runners: runners, name: target.name)
     }
-    // ansible_become: this host's exec and file writes go through sudo (HostSettings.become, read by the
-    // subcommands).
-    var becomeByName: [String: HostSettings.Become] = [:]
-    for target in targets where target.become { becomeByName[target.name] = .init(password: target.becomePassword) }
-    let hostBody: @Sendable (RunnerClient) async throws -> HostReport = { [becomeByName] client in
-        try await HostSettings.$become.withValue(becomeByName[client.hostName]) { try await body(client) }
-    }
+    let hostBody = body
     let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
     let signer = try options.signer()
     var (arguments, forks) = (options.runnerArguments(signer: signer), options.forks)
@@ -248,14 +321,4 @@ final class Interrupts: @unchecked Sendable {
     func stop() {
         for s in sources { s.cancel() }
     }
-}
-
-/// Per-host settings the subcommands read while serving one host.
-enum HostSettings {
-    /// `ansible_become` for the host being served: exec and file writes through sudo.
-    struct Become: Sendable {
-        var password: String?
-    }
-
-    @TaskLocal static var become: Become?
 }

@@ -38,9 +38,7 @@ struct Put: AsyncParsableCommand {
                 group: group,
                 backup: backup,
                 dryRun: dryRun,
-                timeout: .seconds(timeout),
-                useSudo: HostSettings.become != nil,
-                sudoPassword: HostSettings.become?.password ?? ""
+                timeout: .seconds(timeout)
             )
             let changed = r.changed ?? true
             var summary = changed ? (dryRun ? "would write" : "wrote") + " \(bytes.count) bytes" : "unchanged"

@@ -86,7 +86,7 @@ final class Reporter: @unchecked Sendable {
             } else if let c = error as? ClientError {
                 // Unreachable: no connection, no runner in time, or the bootstrap could not start one (noexec,
                 // no hash tool, a bad upload): the host never ran the command.
-                if [.transport, .startTimeout].contains(c.kind)
+                if [.transport, .startTimeout, .becomeFailed].contains(c.kind)
                     || (c.kind == .runnerExited && c.message.contains("micro-runner-bootstrap:"))
                 {
                     unreachable += 1

@@ -198,15 +198,16 @@ struct CLITests {
         #expect(byHost.keys.sorted() == ["box1", "box2", "ctl"])
         #expect(byHost["box1"]?["result"]?["stdout"] == .string("\(SSHServer.user)\n"))
         #expect(byHost["ctl"]?["result"]?["stdout"] == .string("root\n"))
-        // ansible_become: the command goes through sudo. The test user may not use sudo, so sudo's refusal is
-        // what shows that it was asked.
+        // ansible_become: the whole runner starts through sudo. The test user may not use sudo, so sudo's
+        // refusal, before anything ran, is what shows that it was asked (BecomeTests covers users who may).
         let become = try mrctl([
             "exec", "--json", "--runner", runnerPath, "--ssh-config", s.clientConfig, "-i", inventory, "-l", "box-sudo",
             "--", "id", "-un",
         ])
-        let result = become.objects.first?["result"]
-        #expect(result?["exit_code"] != .number("0"), "\(become.stdout)")
-        #expect(result?["stderr"]?.stringValue?.contains("sudo") == true, "\(become.stdout)")
+        let error = become.objects.first?["error"]
+        #expect(become.status == 4, "\(become.stdout)")
+        #expect(error?["code"] == .string("CLIENT_BECOME_FAILED"), "\(become.stdout)")
+        #expect(error?["message"]?.stringValue?.contains("sudo") == true, "\(become.stdout)")
     }
 
     @Test func aSecondCallReusesThePersistentConnection() throws {

@@ -24,7 +24,12 @@ final class SSHServer: @unchecked Sendable {
     ///
     /// `noexecTmp`: sshd (and so every session) runs in a mount namespace of its own where `/tmp` is the same
     /// directory remounted noexec, as on hardened hosts; outside that namespace nothing changes.
-    init(aliases count: Int = 50, maxStartups: Int = 200, noexecTmp: Bool = false) throws {
+    ///
+    /// `become`: the users of `BecomeUsers` may log in (aliases `become-nopw`, `become-pw`, `become-none`), and
+    /// sessions of `mr-become-nopw` get `APT_CONFIG=DIR/apt.conf` and `MICRO_RUNNER_SSHD_CONFIG` naming this
+    /// sshd's own config, which its sudo rule keeps: a test can point apt at a local repository and harden the
+    /// very sshd it goes through.
+    init(aliases count: Int = 50, maxStartups: Int = 200, noexecTmp: Bool = false, become: Bool = false) throws {
         guard geteuid() == 0 else { throw SSHServerError("the sshd fixture needs root (it creates a user)") }
         // The shared fixture is a global, whose deinit never runs: stop the sshds that earlier test processes
         // left (their `owner` is gone), and this process's own when it exits. Never another live run's: a second
@@ -48,6 +53,7 @@ final class SSHServer: @unchecked Sendable {
             if shell("id -u \(name)").status != 0 { shell("useradd --create-home --shell \(path) \(name)") }
             shell("usermod -p '*' --shell \(path) \(name)")
         }
+        if become { try BecomeUsers.create() }
         dir = "/tmp/mr-sshd-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(
             atPath: dir,
@@ -92,6 +98,15 @@ final class SSHServer: @unchecked Sendable {
             awkwardPorts[name] = p
             pretend += "Match LocalPort \(p)\n    \(setting)\n"
         }
+        if become {
+            // sshd.harden validates with `sshd -T`, which refuses a config with `Match LocalPort` blocks ("'lport'
+            // not in connection test specification"): the become sshd is a plain one, one port.
+            pretend = ""
+            archPorts = [:]
+            awkwardPorts = [:]
+            pretend +=
+                "Match User \(BecomeUsers.nopasswd)\n    SetEnv APT_CONFIG=\(dir)/apt.conf MICRO_RUNNER_SSHD_CONFIG=\(dir)/sshd_config\n"
+        }
         let listen = ([port] + archPorts.values + awkwardPorts.values).map { "ListenAddress 127.0.0.1:\($0)" }
         let config = """
             \(listen.joined(separator: "\n"))
@@ -104,7 +119,7 @@ final class SSHServer: @unchecked Sendable {
             StrictModes no
             MaxStartups \(maxStartups)
             MaxSessions 200
-            AllowUsers \(([Self.user] + Self.loginShells.map { "mr-ssh-\($0.0)" }).joined(separator: " "))
+            AllowUsers \(([Self.user] + Self.loginShells.map { "mr-ssh-\($0.0)" } + (become ? BecomeUsers.all : [])).joined(separator: " "))
             Subsystem sftp internal-sftp
             \(pretend)
             """
@@ -120,15 +135,21 @@ final class SSHServer: @unchecked Sendable {
             aliases += "Host h\(i)\n  HostName 127.0.0.1\n  Port \(port)\n  User \(Self.user)\n"
         }
         // arm1, arm2, ...: hosts whose uname -m says aarch64; riscv1: one that says riscv64.
-        for i in 1...4 {
+        for i in 1...4 where !archPorts.isEmpty {
             aliases += "Host arm\(i)\n  HostName 127.0.0.1\n  Port \(archPorts["aarch64"]!)\n  User \(Self.user)\n"
         }
-        aliases += "Host riscv1\n  HostName 127.0.0.1\n  Port \(archPorts["riscv64"]!)\n  User \(Self.user)\n"
+        if let riscv = archPorts["riscv64"] {
+            aliases += "Host riscv1\n  HostName 127.0.0.1\n  Port \(riscv)\n  User \(Self.user)\n"
+        }
         for (name, p) in awkwardPorts {
             aliases += "Host \(name)1\n  HostName 127.0.0.1\n  Port \(p)\n  User \(Self.user)\n"
         }
         for (shellName, _) in Self.loginShells {
             aliases += "Host \(shellName)-user\n  HostName 127.0.0.1\n  Port \(port)\n  User mr-ssh-\(shellName)\n"
+        }
+        for (alias, user) in [("nopw", BecomeUsers.nopasswd), ("pw", BecomeUsers.password), ("none", BecomeUsers.none)]
+        {
+            aliases += "Host become-\(alias)\n  HostName 127.0.0.1\n  Port \(port)\n  User \(user)\n"
         }
         // A host that refuses connections, for failure tests.
         aliases += "Host closed\n  HostName 127.0.0.1\n  Port \(Self.freePort())\n  User \(Self.user)\n"
@@ -180,6 +201,51 @@ final class SSHServer: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
         }
         return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+/// Login users for become tests, each with its own sudo rule in /etc/sudoers.d (validated by visudo before it
+/// is installed; kept between runs like the fixture's other users).
+enum BecomeUsers {
+    /// `NOPASSWD: ALL`, keeping APT_CONFIG and MICRO_RUNNER_SSHD_CONFIG (see `SSHServer.init(become:)`).
+    static let nopasswd = "mr-become-nopw"
+    /// `ALL` with a password, `requiretty`, and sudo's own log at `passwordLog` (one line per failed attempt).
+    static let password = "mr-become-pw"
+    /// No sudo rule at all.
+    static let none = "mr-become-none"
+    static let all = [nopasswd, password, none]
+    static let secret = "correct horse battery"
+    static let passwordLog = "/var/log/mr-become-pw-sudo.log"
+
+    static func create() throws {
+        for user in all {
+            if shell("id -u \(user)").status != 0 { shell("useradd --create-home --shell /bin/sh \(user)") }
+            shell("usermod -p '*' \(user)")
+        }
+        let set = shell("echo \(shellQuoted("\(password):\(secret)")) | chpasswd")
+        guard set.status == 0 else { throw SSHServerError("chpasswd: \(set.output)") }
+        let rules = [
+            nopasswd: """
+            Defaults:\(nopasswd) env_keep += "APT_CONFIG MICRO_RUNNER_SSHD_CONFIG"
+            \(nopasswd) ALL=(ALL:ALL) NOPASSWD: ALL
+
+            """,
+            password: """
+            Defaults:\(password) requiretty
+            Defaults:\(password) logfile=\(passwordLog)
+            \(password) ALL=(ALL:ALL) ALL
+
+            """,
+        ]
+        for (user, rule) in rules {
+            let staged = "/etc/sudoers.d/.\(user).new"
+            try rule.write(toFile: staged, atomically: true, encoding: .utf8)
+            let check = shell("chmod 440 \(staged) && visudo -cqf \(staged) && mv \(staged) /etc/sudoers.d/\(user)")
+            guard check.status == 0 else {
+                unlink(staged)
+                throw SSHServerError("sudoers rule for \(user): \(check.output)")
+            }
+        }
     }
 }
 
