@@ -26,12 +26,6 @@ package final class PackageHandler: CommandHandler {
         return nil
     }
 
-    /// Debian and RPM package names: letters, digits, `+ . _ -`, not starting with `-`.
-    static func validName(_ s: String) -> Bool {
-        guard let f = s.utf8.first, f != 0x2D, s.utf8.count <= 128 else { return false }
-        return s.utf8.allSatisfy { isAlnum($0) || $0 == 0x2B || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }
-    }
-
     /// Versions: letters, digits, `. + ~ : _ -`, not starting with `-`.
     static func validVersion(_ s: String) -> Bool {
         guard let f = s.utf8.first, f != 0x2D, s.utf8.count <= 128 else { return false }
@@ -80,11 +74,6 @@ package final class PackageHandler: CommandHandler {
 
     package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {
         let p = try context.params(PkgEnsureParams.self)
-        guard Self.validName(p.name) else {
-            throw .invalid(
-                "pkg.ensure: name \"\(p.name)\" is not a package name (letters, digits, + . _ -, not starting with -)"
-            )
-        }
         if !p.version.isEmpty && !Self.validVersion(p.version) {
             throw .invalid("pkg.ensure: version \"\(p.version)\" is not a package version")
         }
@@ -98,6 +87,9 @@ package final class PackageHandler: CommandHandler {
         let manager = p.manager.isEmpty ? Self.detect(context.host) : p.manager
         guard let manager else {
             throw RunnerError(.unsupported, "pkg.ensure: no package manager found (apt, dnf, yum, zypper)")
+        }
+        if let why = PackageName.problem(p.name, manager: manager) {
+            throw .invalid("pkg.ensure: name \"\(p.name)\" is not a \(manager) package name: it \(why)")
         }
         if !context.host.rawPackageOptions {
             for option in p.options {
@@ -237,9 +229,9 @@ struct PackageTool {
         }
         let out = try run(
             manager,
-            ["-q"] + options + ["repoquery", "--installed", "--qf", "%{version}-%{release}", "--", name]
+            ["-q"] + options + ["repoquery", "--installed", "--qf", "%{name} %{version}-%{release}", "--", name]
         )
-        return ASCII.lines(out.stdout).last.map { ASCII.string(ASCII.trim($0)) } ?? ""
+        return Self.versionOfExactly(name, in: out)
     }
 
     /// The newest available `version-release`, or "".
@@ -250,9 +242,23 @@ struct PackageTool {
         }
         let out = try run(
             manager,
-            ["-q"] + options + ["repoquery", "--latest-limit", "1", "--qf", "%{version}-%{release}", "--", name]
+            ["-q"] + options + [
+                "repoquery", "--latest-limit", "1", "--qf", "%{name} %{version}-%{release}", "--", name,
+            ]
         )
-        return ASCII.lines(out.stdout).last.map { ASCII.string(ASCII.trim($0)) } ?? ""
+        return Self.versionOfExactly(name, in: out)
+    }
+
+    /// From repoquery lines `NAME VERSION-RELEASE`, the last version of exactly `name`: dnf also matches
+    /// `bash-5.1` as bash at 5.1 and globs, and answers with those packages' names.
+    static func versionOfExactly(_ name: String, in out: ProcessOutcome) -> String {
+        let wanted = Array(name.utf8)
+        var found = ""
+        for line in ASCII.lines(out.stdout) {
+            let fields = ASCII.trim(line).split(separator: 0x20)
+            if fields.count == 2 && fields[0].elementsEqual(wanted) { found = ASCII.string(fields[1]) }
+        }
+        return found
     }
 
     /// Reads zypper's `search -s` table: `S | Name | Type | Version | Arch | Repository`.
@@ -290,6 +296,9 @@ package protocol PackageBackend {
     func install(_ name: String, version: String, downgrade: Bool) throws(RunnerError)
     /// Removes `name`.
     func remove(_ name: String) throws(RunnerError)
+    /// Throws `NOT_FOUND` unless a package has exactly this name (not a pattern or a name-version form of
+    /// another): called before anything is installed under a name that is not installed.
+    func requireExactName(_ name: String) throws(RunnerError)
 }
 
 extension PackageHandler {
@@ -311,6 +320,8 @@ extension PackageHandler {
             try backend.remove(name)
             return result(true, try backend.installed(name), "removed")
         }
+        // Not installed under exactly this name: make sure the manager will not read it as something else.
+        if before.isEmpty { try backend.requireExactName(name) }
         var wanted = version
         if state == "latest" {
             wanted = try backend.latest(name)
@@ -358,6 +369,18 @@ struct AptBackend: PackageBackend {
     func remove(_ name: String) throws(RunnerError) {
         try tool.aptGet(["remove", "--", name], what: "apt-get remove \(name)")
     }
+
+    /// `apt-cache pkgnames` lists names by prefix, never by pattern: one of them must be the name itself.
+    func requireExactName(_ name: String) throws(RunnerError) {
+        guard PackageName.aptMightReadAsPattern(name) else { return }
+        let out = try tool.run("apt-cache", tool.options + ["pkgnames", "--", name])
+        let wanted = Array(name.utf8)
+        if ASCII.lines(out.stdout).contains(where: { Array(ASCII.trim($0)).elementsEqual(wanted) }) { return }
+        throw RunnerError(
+            .notFound,
+            "pkg.ensure: no package is named exactly \(name) (apt would read it as a regular expression)"
+        )
+    }
 }
 
 /// dnf, yum (dnf or classic yum) and zypper.
@@ -382,6 +405,16 @@ struct RPMBackend: PackageBackend {
                 throw tool.failure("\(tool.manager) \(verb[0]) \(spec)", out)
             }
         }
+    }
+
+    /// The repositories' newest version of exactly this name (rpmLatest keeps only lines of that name).
+    func requireExactName(_ name: String) throws(RunnerError) {
+        guard try latest(name).isEmpty else { return }
+        throw RunnerError(
+            .notFound,
+            "pkg.ensure: no package is named exactly \(name) in the configured repositories (\(tool.manager) would "
+                + "read a name-version form as another package at that version)"
+        )
     }
 
     func remove(_ name: String) throws(RunnerError) {

@@ -80,6 +80,34 @@ struct AptPackageTests {
         #expect(a.code == "INVALID_CMD", "\(a.data)")
     }
 
+    /// The second adversarial review: `sudo-` and `openssh-server-` with state present made apt-get plan to
+    /// remove them, and `xterm.+` selected 22 packages by regular expression. Each is refused and changes nothing.
+    @Test func actionSuffixesAndPatternsNeverReachApt() throws {
+        let repo = try AptRepo()
+        let r = try RunnerProcess(environment: repo.environment)
+        _ = try r.next(.ready)
+        let install = try ensure(r, "i", ["name": AptRepo.package])
+        #expect(install.result["action"] == .string("installed"), "\(install.data)")
+        for name in [
+            "\(AptRepo.package)-", "sudo-", "openssh-server-", "mr-test-*", "mr-test-pkg=1.0", "mr-test-pkg/x",
+        ] {
+            for state in ["present", "absent", "latest"] {
+                let a = try ensure(r, "n", ["name": name, "state": state])
+                #expect(a.code == "INVALID_CMD", "\(name) \(state): \(a.data)")
+            }
+        }
+        // Grammatical, but no package has exactly this name: apt would read it as a regular expression.
+        for state in ["present", "latest"] {
+            let a = try ensure(r, "x", ["name": "mr-test-pk.+", "state": state])
+            #expect(a.code == "NOT_FOUND", "\(state): \(a.data)")
+            #expect(a.message.contains("regular expression"), "\(a.message)")
+        }
+        let absent = try ensure(r, "xa", ["name": "mr-test-pk.+", "state": "absent"])
+        #expect(absent.result["action"] == .string("already_absent"), "\(absent.data)")
+        #expect(repo.installed == "1.1", "the real package is untouched")
+        #expect(shell("dpkg-query -W sudo openssh-client").status == 0, "sudo and ssh are still installed")
+    }
+
     @Test func unknownPackageAnswersWithAptsReason() throws {
         let repo = try AptRepo()
         let r = try RunnerProcess(environment: repo.environment)

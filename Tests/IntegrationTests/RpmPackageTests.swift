@@ -109,4 +109,34 @@ struct RpmPackageTests {
         let missing = try ensure("m", ["name": "mr-no-such-package"])
         #expect(missing.type == .error, "\(missing.data)")
     }
+
+    /// dnf reads `mr-test-pkg-1.0` as mr-test-pkg at 1.0 and zypper takes capabilities: a name is only a name.
+    /// Names that are no package install nothing; a name-version form never removes the package it names.
+    @Test(arguments: ["dnf", "yum", "zypper"])
+    func namesThatAreNotExactlyAPackageChangeNothing(_ manager: String) throws {
+        let repo = try RpmRepo()
+        let r = try RunnerProcess(arguments: ["--unsafe-pkg-options"], environment: repo.environment)
+        _ = try r.next(.ready)
+        func ensure(_ id: String, _ params: [String: Any]) throws -> Received {
+            var p = params
+            p["manager"] = manager
+            p["options"] = repo.options(manager)
+            r.sendCommand(id, "pkg.ensure", timeout: 120, params: p)
+            return try r.answer(timeout: 180)
+        }
+        let versioned = try ensure("v", ["name": "mr-test-pkg-1.0"])
+        #expect(versioned.code == "NOT_FOUND", "\(versioned.data)")
+        let none = try ensure("q", ["name": "mr-test-pkg", "state": "absent"])
+        #expect(none.result["action"] == .string("already_absent"), "nothing was installed: \(none.data)")
+        for pattern in ["mr-test-*", "@core", "mr-test-pkg=1.0", "mr-test-pkg-"] {
+            let refused = try ensure("p", ["name": pattern])
+            #expect(refused.code == "INVALID_CMD", "\(pattern): \(refused.data)")
+        }
+        let install = try ensure("i", ["name": "mr-test-pkg"])
+        #expect(install.result["action"] == .string("installed"), "\(install.data)")
+        let removeVersioned = try ensure("rv", ["name": "mr-test-pkg-1.1", "state": "absent"])
+        #expect(removeVersioned.result["action"] == .string("already_absent"), "\(removeVersioned.data)")
+        let still = try ensure("s", ["name": "mr-test-pkg"])
+        #expect(still.result["action"] == .string("already_present"), "mr-test-pkg was not removed: \(still.data)")
+    }
 }

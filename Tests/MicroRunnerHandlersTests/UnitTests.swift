@@ -242,6 +242,45 @@ final class FakePackages: PackageBackend {
         calls.append("remove")
         version = ""
     }
+    /// Whether a package of exactly the name asked for exists (false: a pattern or name-version form).
+    var exists = true
+    func requireExactName(_ name: String) throws(RunnerError) {
+        if !exists { throw RunnerError(.notFound, "no package is named exactly \(name)") }
+    }
+}
+
+/// Package names per manager (PackageName's grammar): every form the second adversarial review used, and the
+/// real names it must keep accepting.
+@Suite struct PackageNameTests {
+    @Test(arguments: [
+        // name, manager, accepted
+        ("openssh-server-", "apt", false), ("sudo-", "apt", false), ("sudo-", "dnf", false),
+        ("xterm.*", "apt", false), ("xterm*", "dnf", false), ("xterm?", "zypper", false), ("[x]term", "apt", false),
+        ("@core", "dnf", false), ("@^minimal", "dnf", false), ("nginx=1.2", "apt", false),
+        ("nginx=1.2", "zypper", false),
+        ("nginx/bookworm", "apt", false), ("nginx:amd64", "apt", false), ("./x.deb", "apt", false),
+        ("/tmp/x.rpm", "dnf", false), ("nginx>1", "zypper", false), ("-y", "apt", false), ("a b", "apt", false),
+        ("", "apt", false), ("x", "apt", false), ("Foo", "apt", false), ("foo_bar", "apt", false),
+        ("nginx", "apt", true), ("libstdc++6", "apt", true), ("g++", "apt", true), ("python3.11", "apt", true),
+        ("xterm.+", "apt", true),  // grammar passes; the exact-name check against apt's index refuses it
+        ("bash-5.1", "dnf", true),  // grammar passes; the exact-name check against the repositories refuses it
+        ("NetworkManager", "dnf", true), ("perl-Data_Dumper", "dnf", true), ("x", "zypper", true),
+    ])
+    func grammar(_ name: String, _ manager: String, _ accepted: Bool) {
+        #expect((PackageName.problem(name, manager: manager) == nil) == accepted, "\(manager) \(name)")
+    }
+
+    @Test func aNameThatIsNoPackageIsNeverInstalled() throws {
+        let fake = FakePackages(installed: "", newest: "5.1")
+        fake.exists = false
+        #expect(throws: RunnerError.self) {
+            _ = try PackageHandler().ensure("bash-5.1", version: "", state: "present", backend: fake, dryRun: false)
+        }
+        #expect(fake.calls.isEmpty, "nothing installed: \(fake.calls)")
+        #expect(throws: RunnerError.self) {
+            _ = try PackageHandler().ensure("xterm.+", version: "", state: "latest", backend: fake, dryRun: true)
+        }
+    }
 }
 
 @Suite struct PackageDecisionTests {
