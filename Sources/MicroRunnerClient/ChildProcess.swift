@@ -29,6 +29,11 @@ final class ChildProcess: @unchecked Sendable {
     private var pidFD: Int32
     private var stderrTail: [UInt8] = []
     private var stdoutPending: [UInt8] = []
+    /// Bytes of whole lines handed to `lines` and not yet taken (`consumed`): past `maxQueuedBytes` stdout is
+    /// not read, so a runner that floods makes ssh, and then itself, wait instead of growing this process.
+    private var queuedBytes = 0
+    /// Why stdout was given up on (a line over `maxLineBytes`), for the client's error.
+    private var stdoutFailureText: String?
     private var stdinCloseRequested = false
     private var status: Int32?
     private let exited = Promise<Int32>()
@@ -36,8 +41,15 @@ final class ChildProcess: @unchecked Sendable {
     /// Writes waiting for the I/O thread, in order; `offset` bytes of the first are written.
     private var writes: [(bytes: [UInt8], done: Promise<Void>)] = []
     private var writeOffset = 0
-    /// Whole stdout lines, without `\n`; finishes at EOF.
+    /// Whole stdout lines, without `\n`; finishes at EOF, or when a line is longer than `maxLineBytes`.
     let lines: AsyncStream<[UInt8]>
+    /// The longest line accepted from a child: 16 MiB, above the 10 MiB of the Go decoder that every runner
+    /// line stays under. A longer one fails the session instead of growing without end (a hostile host once
+    /// took mrctl to 2 GB with one line that never ended).
+    static let maxLineBytes = 16 << 20
+    /// Lines read ahead of the client: 1 MiB. With the 64 KiB read chunk and one line in the client's hands,
+    /// a host holds at most about 1 MiB + 2 lines here however fast it writes.
+    static let maxQueuedBytes = 1 << 20
     private let linesContinuation: AsyncStream<[UInt8]>.Continuation
 
     /// Writing to a child that already exited raises SIGPIPE, which would end the controller; the client
@@ -115,7 +127,7 @@ final class ChildProcess: @unchecked Sendable {
                 stdinFD = -1
             }
             var out: [(Int32, Int16)] = []
-            if stdoutFD >= 0 { out.append((stdoutFD, Int16(POLLIN))) }
+            if stdoutFD >= 0 && queuedBytes < Self.maxQueuedBytes { out.append((stdoutFD, Int16(POLLIN))) }
             if stderrFD >= 0 { out.append((stderrFD, Int16(POLLIN))) }
             if stdinFD >= 0 && !writes.isEmpty { out.append((stdinFD, Int16(POLLOUT))) }
             if pidFD >= 0 && status == nil { out.append((pidFD, Int16(POLLIN))) }
@@ -166,7 +178,8 @@ final class ChildProcess: @unchecked Sendable {
     /// - Returns: the bytes read, and whether the stream ended.
     private func drain(_ fd: Int32, chunk: inout [UInt8], closed: () -> Void) -> (bytes: [UInt8], ended: Bool) {
         var bytes: [UInt8] = []
-        while true {
+        // At most 1 MiB a wake-up: a child that writes as fast as it is read must not grow this without end.
+        while bytes.count < 1 << 20 {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return (bytes, false) }
@@ -176,6 +189,7 @@ final class ChildProcess: @unchecked Sendable {
             }
             bytes += chunk[0..<n]
         }
+        return (bytes, false)
     }
 
     private func readStdout() {
@@ -186,20 +200,43 @@ final class ChildProcess: @unchecked Sendable {
             stdoutFD = -1
         }
         var found: [[UInt8]] = []
-        lock.withLock {
+        let tooLong: Bool = lock.withLock {
             var scan = stdoutPending.count
             stdoutPending += bytes
             var start = 0
             while let nl = stdoutPending[scan...].firstIndex(of: 0x0A) {
+                if nl - start > Self.maxLineBytes { break }
                 found.append(Array(stdoutPending[start..<nl]))
+                queuedBytes += nl - start
                 start = nl + 1
                 scan = start
             }
             if start > 0 { stdoutPending.removeFirst(start) }
+            guard stdoutPending.count > Self.maxLineBytes, stdoutFD >= 0 else { return false }
+            stdoutFailureText =
+                "sent a line longer than \(Self.maxLineBytes) bytes (16 MiB), more than any runner sends"
+            stdoutPending = []
+            close(stdoutFD)
+            stdoutFD = -1
+            return true
         }
         for line in found { linesContinuation.yield(line) }
-        if ended { linesContinuation.finish() }
+        if ended || tooLong { linesContinuation.finish() }
+        if tooLong { terminate() }
     }
+
+    /// The client took a line of `count` bytes from `lines`: reading resumes once under `maxQueuedBytes`.
+    func consumed(_ count: Int) {
+        let resume: Bool = lock.withLock {
+            let wasFull = queuedBytes >= Self.maxQueuedBytes
+            queuedBytes = max(0, queuedBytes - count)
+            return wasFull && queuedBytes < Self.maxQueuedBytes
+        }
+        if resume { ChildIOLoop.shared.wake() }
+    }
+
+    /// Why stdout was given up on, if it was (a line longer than `maxLineBytes`).
+    var stdoutFailure: String? { lock.withLock { stdoutFailureText } }
 
     private func readStderr() {
         var chunk = [UInt8](repeating: 0, count: 4096)

@@ -16,6 +16,9 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
         /// The runner could not take the identity asked for (`Become`): sudo missing, the user not allowed, a
         /// wrong or missing password (one attempt used). Nothing ran on the host.
         public static let becomeFailed: Self = "become_failed"
+        /// The runner did not answer a command within its timeout and a grace of 30 s (it flooded the session
+        /// with events, or went silent): the session was ended.
+        public static let answerTimeout: Self = "answer_timeout"
         /// The runner did not send READY in time.
         public static let startTimeout: Self = "start_timeout"
         /// The runner's output ended (it exited or was killed) while something was still expected.

@@ -52,7 +52,8 @@ public actor RunnerClient {
     )
     /// EXIT, once it arrived.
     public private(set) var exit: ExitMessage?
-    /// Every EVENT of this session, in order (bounded: the newest 4096 are kept if nobody reads).
+    /// Every EVENT of this session, in order, bounded in bytes: if nobody reads, the newest 256 are kept, each
+    /// message cut to 4 KiB (about 1 MiB a host at most). A command's own `onEvent` gets every event whole.
     public nonisolated let events: AsyncStream<EventMessage>
 
     let session: RunnerSession
@@ -77,7 +78,7 @@ public actor RunnerClient {
         self.signer = signer
         (events, eventsContinuation) = AsyncStream.makeStream(
             of: EventMessage.self,
-            bufferingPolicy: .bufferingNewest(4096)
+            bufferingPolicy: .bufferingNewest(Self.bufferedEvents)
         )
     }
 
@@ -156,9 +157,14 @@ public actor RunnerClient {
     /// Reads the runner's output until it ends; dispatches each line.
     func pump() async {
         for await line in session.child.lines {
+            session.child.consumed(line.count)
             receive(line)
         }
         outputEnded = true
+        if let failure = session.child.stdoutFailure {
+            failAll(ClientError(.protocolViolation, "the runner on \(hostName) \(failure); the session was ended"))
+            return
+        }
         let status = await session.child.waitForExit(timeout: .seconds(5))
         let stderr = transport.explain(stderr: await session.child.stderrTextAtEOF())
         if exit == nil, ready.version.isEmpty, let become = session.become {
@@ -207,7 +213,7 @@ public actor RunnerClient {
         case .event:
             guard let e = try? decoder.decode(EventMessage.self, from: envelope.data) else { return }
             eventHandlers[e.commandID]?(e)
-            eventsContinuation.yield(e)
+            eventsContinuation.yield(Self.bounded(e))
         case .done:
             guard let d = try? decoder.decode(DoneMessage.self, from: envelope.data) else { return }
             resolve(d.commandID, .done(d))
@@ -226,6 +232,23 @@ public actor RunnerClient {
         default:
             break
         }
+    }
+
+    /// How many events `events` keeps for a reader that does not keep up.
+    static let bufferedEvents = 256
+    /// The longest event message `events` keeps (a command's `onEvent` gets it whole).
+    static let bufferedMessageBytes = 4096
+
+    /// `event` with its message cut to `bufferedMessageBytes` (on a UTF-8 boundary), marked when cut.
+    static func bounded(_ event: EventMessage) -> EventMessage {
+        guard event.message.utf8.count > bufferedMessageBytes else { return event }
+        var cut = event
+        var end = event.message.utf8.index(event.message.utf8.startIndex, offsetBy: bufferedMessageBytes)
+        while end > event.message.utf8.startIndex && end.samePosition(in: event.message.unicodeScalars) == nil {
+            end = event.message.utf8.index(before: end)
+        }
+        cut.message = String(event.message[..<end]) + " …[cut: \(event.message.utf8.count) bytes]"
+        return cut
     }
 
     private func resolve(_ id: String, _ answer: Answer) {
@@ -322,7 +345,33 @@ public actor RunnerClient {
             waiters[command.id] = nil
             throw error
         }
-        return try await promise.value()
+        return try await answer(promise, command)
+    }
+
+    /// How long after a command's own timeout its answer may still take: the runner answers `TIMEOUT` itself
+    /// about 0.5 s after the deadline (TERM, then KILL), and a 16 MiB answer crosses a slow link well within.
+    static let answerGrace: Duration = .seconds(30)
+
+    /// Waits for `command`'s answer, at most its timeout and `answerGrace`: a runner that keeps the session
+    /// busy without answering (a flood of EVENTs, or nothing) is ended, and the command fails, instead of
+    /// holding the caller past what it asked for.
+    private func answer(_ promise: Promise<Answer>, _ command: CommandMessage) async throws -> Answer {
+        let limit = Duration.seconds(max(1, command.timeout)) + Self.answerGrace
+        let name = hostName
+        do {
+            return try await promise.value(
+                timeout: limit,
+                orFail: ClientError(
+                    .answerTimeout,
+                    "the runner on \(name) did not answer \(command.id) within \(limit) (its timeout and 30 s); the session was ended"
+                )
+            )
+        } catch let error as ClientError where error.kind == .answerTimeout {
+            waiters[command.id] = nil
+            eventHandlers[command.id] = nil
+            await abort()
+            throw error
+        }
     }
 
     /// Sends several commands and returns their answers in order.
@@ -372,8 +421,8 @@ public actor RunnerClient {
         }
         try await session.child.send(bytes)
         var answers: [Answer] = []
-        for promise in promises {
-            answers.append(try await promise.value())
+        for (promise, command) in zip(promises, commands) {
+            answers.append(try await answer(promise, command))
         }
         return answers
     }

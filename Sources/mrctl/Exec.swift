@@ -30,6 +30,7 @@ struct Exec: AsyncParsableCommand {
         let p = params
         let timeout = global.timeout
         let live = stream && !global.json
+        let raw = global.raw
         var global = self.global
         if sudo { global.become = true }
         try await runOnHosts(global) { client in
@@ -38,7 +39,10 @@ struct Exec: AsyncParsableCommand {
             // Events only when asked for (--stream): a handler makes the client ask the runner to stream.
             let showEvent: @Sendable (EventMessage) -> Void = { event in
                 streamed.increment()
-                if live { print("[\(host)] \(event.message)") }
+                if live {
+                    let line = "[\(host)] \(event.message)"
+                    print(raw ? line : TerminalText.visible(line))
+                }
             }
             let r = try await client.exec(p, timeout: .seconds(timeout), onEvent: p.streamLines ? showEvent : nil)
             var text = r.stdout

@@ -89,6 +89,12 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .customLong("no-color"), help: "No colours.")
     var noColor = false
 
+    @Flag(
+        help:
+            "Print hosts' output and messages as they came, escape sequences included (default: control characters shown as \\xHH)."
+    )
+    var raw = false
+
     @Option(
         name: .customLong("signing-key"),
         help: "Sign every command with this Ed25519 key (mrctl keygen); the runner then refuses unsigned ones."
@@ -242,7 +248,7 @@ func runOnHosts(
         return SSHTransport(host: target.spec, options: o, runners: runners, name: target.name)
     }
     let hostBody = body
-    let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count)
+    let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count, raw: options.raw)
     let signer = try options.signer()
     var (arguments, forks) = (options.runnerArguments(signer: signer), options.forks)
     // A soft limit of 256 descriptors once failed 19 of 100 hosts with "Too many open files": raise it, and

@@ -31,7 +31,7 @@ struct InventoryCommand: ParsableCommand {
             throw ValidationError(error.description)
         }
         if graph {
-            print(inv.graph(), terminator: "")
+            print(TerminalText.visible(inv.graph()), terminator: "")
             return
         }
         var hosts: [(key: String, value: JSONValue)] = []

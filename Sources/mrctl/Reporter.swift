@@ -20,6 +20,8 @@ struct HostReport: Sendable {
 final class Reporter: @unchecked Sendable {
     let json: Bool
     let color: Bool
+    /// `--raw`: host-controlled text printed as it came (escape sequences and all).
+    let raw: Bool
     let total: Int
     let progress: Bool
     var done = 0
@@ -31,14 +33,19 @@ final class Reporter: @unchecked Sendable {
     /// Hosts that could not be reached or never started a runner (the exit status tells them apart).
     var unreachable = 0
 
-    init(json: Bool, color: Bool, total: Int) {
+    init(json: Bool, color: Bool, total: Int, raw: Bool = false) {
         self.json = json
+        self.raw = raw
         self.color = color && !json && isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         self.total = total
         self.progress = !json && total > 1 && isatty(2) == 1
     }
 
     func paint(_ text: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+
+    /// Host-controlled text (output, messages, host names) as it may reach the terminal: control characters
+    /// made visible unless `--raw` (`--json` is escaped by JSON itself).
+    func shown(_ text: String) -> String { raw ? text : TerminalText.visible(text) }
 
     func report(_ outcome: HostOutcome<HostReport>) {
         done += 1
@@ -61,8 +68,8 @@ final class Reporter: @unchecked Sendable {
                     !r.ok
                     ? paint("FAILED", "31;1") : r.changed == true ? paint("CHANGED", "33;1") : paint("OK", "32;1")
                 clearProgress()
-                print("\(paint(outcome.host, "1"))  \(status)  \(r.summary)  (\(duration)s)")
-                var text = r.text
+                print("\(paint(shown(outcome.host), "1"))  \(status)  \(shown(r.summary))  (\(duration)s)")
+                var text = shown(r.text)
                 while text.hasSuffix("\n") { text.removeLast() }
                 if !text.isEmpty {
                     print(
@@ -104,7 +111,7 @@ final class Reporter: @unchecked Sendable {
             if !json {
                 clearProgress()
                 print(
-                    "\(paint(outcome.host, "1"))  \(paint("FAILED", "31;1"))  \(e["code"]!.stringValue!): \(e["message"]!.stringValue!)  (\(duration)s)"
+                    "\(paint(shown(outcome.host), "1"))  \(paint("FAILED", "31;1"))  \(shown(e["code"]!.stringValue!)): \(shown(e["message"]!.stringValue!))  (\(duration)s)"
                 )
             }
         }
@@ -131,9 +138,9 @@ final class Reporter: @unchecked Sendable {
         )
         if !failedHosts.isEmpty {
             // Named, so the next run can be pointed at them (`--host` each, or a file for --inventory).
-            let shown = failedHosts.prefix(20).joined(separator: " ")
+            let names = failedHosts.prefix(20).map(shown).joined(separator: " ")
             let more = failedHosts.count > 20 ? " (and \(failedHosts.count - 20) more)" : ""
-            print("failed: \(shown)\(more)")
+            print("failed: \(names)\(more)")
         }
     }
 }
