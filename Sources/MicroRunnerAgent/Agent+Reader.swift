@@ -57,15 +57,27 @@ extension Agent {
         case .command:
             do {
                 let command = try WireDecoder().decode(CommandMessage.self, from: envelope.data)
-                // Weighed by what the parsed command keeps in memory, not by its wire bytes (a line of small
-                // values takes ~12x its size once parsed).
-                let weight = command.params.retainedBytesEstimate + (command.metadata?.count ?? 0) * 64 + 512
+                // Names are checked before the command is kept anywhere: a 15 MiB id, type or key is refused
+                // here, not after waiting in the queue.
+                do throws(RunnerError) {
+                    try command.validateNames()
+                } catch {
+                    let id = command.id.utf8.count <= CommandMessage.maxNameBytes ? command.id : nil
+                    queue.push(.reject(error, commandID: id))
+                    return
+                }
+                // Weighed by what the parsed params keep in memory (a line of small values takes ~12x its size
+                // once parsed) plus the whole line: metadata, signature and every other field count too (30
+                // queued 15 MiB lines with the bulk in metadata once took the runner to 451 MB).
+                let weight = command.params.retainedBytesEstimate + bytes.count + 512
                 queue.push(.command(command, rawParams: envelope.rawParams, size: weight))
             } catch {
                 queue.push(
                     .reject(
-                        .invalid("CMD: data.\(error)"),
-                        commandID: envelope.data["id"]?.stringValue
+                        .invalid("CMD: data.\(RunnerError.echo(error.description, maxBytes: 4096))"),
+                        commandID: envelope.data["id"]?.stringValue.flatMap {
+                            $0.utf8.count <= CommandMessage.maxNameBytes ? $0 : nil
+                        }
                     )
                 )
             }
@@ -94,7 +106,9 @@ extension Agent {
         default:
             queue.push(
                 .reject(
-                    .invalid("unknown message type \"\(envelope.type)\" (this runner accepts CMD and CANCEL)"),
+                    .invalid(
+                        "unknown message type \"\(RunnerError.echo(envelope.type.rawValue))\" (this runner accepts CMD and CANCEL)"
+                    ),
                     commandID: nil
                 )
             )

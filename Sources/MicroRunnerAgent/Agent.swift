@@ -327,8 +327,10 @@ package final class Agent: @unchecked Sendable {
             ErrorMessage(
                 commandID: commandID.flatMap { $0.isEmpty ? nil : $0 },
                 code: error.code,
-                message: error.message,
-                details: error.details.isEmpty ? nil : error.details,
+                // Bounded whatever path built it: no answer line grows with its input.
+                message: RunnerError.echo(error.message, maxBytes: RunnerError.maxMessageBytes),
+                details: error.details.isEmpty
+                    ? nil : error.details.mapValues { RunnerError.echo($0, maxBytes: RunnerError.maxMessageBytes) },
                 retryable: error.retryable,
                 retryAfter: error.retryAfter
             )

@@ -135,7 +135,45 @@ package final class SudoersHandler: CommandHandler {
             return (st.st_mode & S_IFMT) == S_IFDIR
                 ? "names a directory (sudo would allow every program in it)" : "does not name a regular file"
         }
+        return trustProblem(program)
+    }
+
+    /// Why the program at `path` could be changed by someone other than root, or nil: it must be a regular file
+    /// owned by root and writable by no group or other, and every directory on the way to it, along the path as
+    /// written and along the path it resolves to, owned by root and not writable by others (sudo's own
+    /// `secure_path` reasoning). A rule for a file its grantee can rewrite grants everything: the second review
+    /// installed one for a script the grantee owned, edited it, and ran it as uid 0.
+    package static func trustProblem(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return "cannot be resolved: \(errnoText(errno))" }
+        let real = String(cString: resolved)
+        free(resolved)
+        var st = stat()
+        guard stat(real, &st) == 0 else { return "cannot be read: \(errnoText(errno))" }
+        if st.st_uid != 0 { return "is owned by uid \(st.st_uid), not root: its owner could change what it runs" }
+        if st.st_mode & 0o022 != 0 {
+            return
+                "is writable by its group or by others (mode \(octal(st.st_mode & 0o7777))): they could change what it runs"
+        }
+        for walked in [path, real] {
+            // Every directory above the file, "/" first, as the path names it (a symlinked directory is checked
+            // as the symlink's own directory and, through `real`, as what it points to).
+            let bytes = Array(walked.utf8)
+            for end in bytes.indices where bytes[end] == 0x2F {
+                let prefix = end == 0 ? "/" : String(decoding: bytes[..<end], as: UTF8.self)
+                var d = stat()
+                guard lstat(prefix, &d) == 0 else { return "cannot check \(prefix): \(errnoText(errno))" }
+                if d.st_uid != 0 { return "lies under \(prefix), which is owned by uid \(d.st_uid), not root" }
+                if (d.st_mode & S_IFMT) == S_IFDIR && d.st_mode & 0o002 != 0 {
+                    return "lies under \(prefix), which others may write (mode \(octal(d.st_mode & 0o7777)))"
+                }
+            }
+        }
         return nil
+    }
+
+    static func octal(_ mode: mode_t) -> String {
+        let text = String(UInt32(mode), radix: 8)
+        return String(repeating: "0", count: max(0, 4 - text.count)) + text
     }
 
     /// Validates `candidate` with `visudo -cf` in a file sudo ignores, then renames it into place.

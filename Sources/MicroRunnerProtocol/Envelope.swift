@@ -52,7 +52,7 @@ public struct Envelope: Sendable {
         case nil, .null?: break
         case .string(let t)?:
             guard Timestamp.parse(t) != nil else {
-                throw RunnerError.invalid("envelope \"timestamp\" is not RFC 3339: \(t)")
+                throw RunnerError.invalid("envelope \"timestamp\" is not RFC 3339: \(RunnerError.echo(t))")
             }
             timestamp = t
         case let other?:

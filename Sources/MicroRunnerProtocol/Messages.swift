@@ -201,12 +201,8 @@ public struct CommandMessage: Sendable, Equatable {
     /// string would silently cut it: what is checked and signed must be what runs).
     /// - Throws: `RunnerError` `INVALID_CMD` naming the field.
     public func validate() throws(RunnerError) {
-        if id.isEmpty { throw .invalid("CMD has no \"id\"") }
-        try Self.checkName(id, "id")
+        try validateNames()
         let shownID = id
-        if type.rawValue.isEmpty { throw .invalid("CMD \(shownID) has no \"type\"") }
-        try Self.checkName(type.rawValue, "type")
-        if let idempotencyKey { try Self.checkName(idempotencyKey, "idempotency_key") }
         if timeout <= 0 { throw .invalid("CMD \(shownID): \"timeout\" must be an integer number of seconds > 0") }
         if timeout > Self.maxTimeout {
             throw .invalid("CMD \(shownID): \"timeout\" \(timeout) is above the limit of \(Self.maxTimeout) seconds")
@@ -214,7 +210,6 @@ public struct CommandMessage: Sendable, Equatable {
         guard case .object = params else {
             throw .invalid("CMD \(shownID): \"params\" must be an object, found \(params.kindName)")
         }
-        if let earlier = metadata?["run_if_succeeded"] { try Self.checkName(earlier, "metadata.run_if_succeeded") }
         if let where_ = Self.firstNUL(in: params, path: "params") {
             throw .invalid(
                 "CMD \(shownID): \(where_) holds U+0000 (NUL), which cannot be passed on; the CMD was refused"
@@ -224,6 +219,18 @@ public struct CommandMessage: Sendable, Equatable {
             throw .invalid("CMD \(shownID): metadata holds U+0000 (NUL); the CMD was refused")
         }
         if let signature, signature.utf8.contains(0) { throw .invalid("CMD \(shownID): signature holds U+0000 (NUL)") }
+    }
+
+    /// The checks that need no parsing of params: id, type, idempotency key, `run_if_succeeded` and signature
+    /// each at most 256 bytes and free of control characters. The reader runs them before a command is queued.
+    public func validateNames() throws(RunnerError) {
+        if id.isEmpty { throw .invalid("CMD has no \"id\"") }
+        try Self.checkName(id, "id")
+        if type.rawValue.isEmpty { throw .invalid("CMD \(id) has no \"type\"") }
+        try Self.checkName(type.rawValue, "type")
+        if let idempotencyKey { try Self.checkName(idempotencyKey, "idempotency_key") }
+        if let earlier = metadata?["run_if_succeeded"] { try Self.checkName(earlier, "metadata.run_if_succeeded") }
+        if let signature { try Self.checkName(signature, "signature") }
     }
 
     /// Checks an id-like name: at most 256 bytes, no control characters (U+0000-U+001F, U+007F).

@@ -37,4 +37,24 @@ public struct RunnerError: Error, Sendable, CustomStringConvertible {
 
     /// An `INVALID_CMD` error.
     public static func invalid(_ message: String) -> RunnerError { RunnerError(.invalidCommand, message) }
+
+    /// The longest text an answer repeats from its input (a type, a timestamp, an id): answers quote to
+    /// explain, and a 12 MiB echo once broke the promise that every line stays under the Go decoder's 10 MiB.
+    public static let maxEchoBytes = 256
+
+    /// The longest message or detail value an ERROR carries; longer ones are cut with a marker. Partial output
+    /// of a timed-out command travels in details and is already cut at 64 KiB.
+    public static let maxMessageBytes = 1 << 20
+
+    /// `text` as an answer may repeat it: whole up to `maxBytes`, else its start (on a UTF-8 boundary) and
+    /// how long it was.
+    public static func echo(_ text: String, maxBytes: Int = maxEchoBytes) -> String {
+        let utf8 = text.utf8
+        guard utf8.count > maxBytes else { return text }
+        var end = utf8.index(utf8.startIndex, offsetBy: maxBytes)
+        while end > utf8.startIndex && end.samePosition(in: text.unicodeScalars) == nil {
+            end = utf8.index(before: end)
+        }
+        return String(text[..<end]) + "…(\(utf8.count) bytes)"
+    }
 }

@@ -495,6 +495,53 @@ func answers(_ r: RunnerProcess, count: Int, timeout: TimeInterval = 60) throws 
         #expect(replay["metadata"]?["result_truncated"] == .string("true"))
     }
 
+    /// Round 2: the queue's bound weighed only params, so 30 queued 15 MiB commands with the bulk in metadata
+    /// took the runner to 451 MB. Every byte of a queued line counts now.
+    @Test func queuedLinesAreWeighedWhole() throws {
+        let r = try RunnerProcess()
+        let pid = try #require(try r.next(.ready)["pid"]?.intValue)
+        r.sendCommand("sleeper", "exec", params: ["command": "sleep 8"])
+        let bulk = String(repeating: "m", count: 15 << 20)
+        for i in 0..<30 {
+            r.send(
+                #"{"type":"CMD","data":{"id":"m\#(i)","type":"exec","timeout":5,"params":{"command":"true"},"metadata":{"note":"\#(bulk)"}}}"#
+            )
+        }
+        let all = try answers(r, count: 31, timeout: 120)
+        #expect(all.values.filter { $0.type == .done }.count == 31)
+        let hwm = try Self.status(pid, "VmHWM")
+        #expect(hwm < 160 << 10, "peak RSS \(hwm >> 10) MiB (451 MB before)")
+    }
+
+    /// Round 2: answers echoed input in full (12.6 MB ERROR lines). Each kind of bad line at the largest size the
+    /// runner reads gets an answer of a few KiB, and the runner goes on.
+    @Test func everyKindOfBadLineAtFullSizeGetsASmallAnswer() throws {
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        let big = String(repeating: "z", count: 15 << 20)
+        let lines = [
+            #"{"type":"\#(big)","data":{}}"#,
+            #"{"type":"CMD","timestamp":"\#(big)","data":{"id":"t","type":"exec","timeout":5,"params":{"command":"true"}}}"#,
+            #"{"type":"CMD","data":{"id":"\#(big)","type":"exec","timeout":5,"params":{"command":"true"}}}"#,
+            #"{"type":"CMD","data":{"id":"y","type":"\#(big)","timeout":5,"params":{"command":"true"}}}"#,
+            #"{"type":"CMD","data":{"id":"k","type":"exec","timeout":5,"idempotency_key":"\#(big)","params":{"command":"true"}}}"#,
+            #"{"type":"CMD","data":{"id":"s","type":"exec","timeout":5,"signature":"\#(big)","params":{"command":"true"}}}"#,
+            #"{"type":"CMD","data":{"id":"o","type":"exec","timeout":"\#(big)","params":{"command":"true"}}}"#,
+            #"{"type":"CMD","data":{"id":"u","type":"no.such.type","timeout":5,"params":{"command":"\#(big)"}}}"#,
+            #"{"type":"CANCEL","data":{"command_id":"\#(big)"}}"#,
+            #"{"type":"CMD","data":{"id":"j","type":"exec","timeout":5,"params":{"command":"\#(big)"#,
+        ]
+        for line in lines { r.send(line) }
+        for _ in lines {
+            let a = try r.answer(timeout: 60)
+            #expect(a.type == .error, "\(a.data)")
+        }
+        let longest = r.allRawLines.map(\.utf8.count).max() ?? 0
+        #expect(longest < 64 << 10, "longest answer \(longest) bytes")
+        r.sendCommand("after", "exec", params: ["command": "echo alive", "capture_out": true])
+        #expect(try r.answer().result["stdout"] == .string("alive\n"))
+    }
+
     static func status(_ pid: Int, _ field: String) throws -> Int {
         let text = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { $0.hasPrefix(field + ":") })

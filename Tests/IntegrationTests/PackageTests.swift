@@ -81,16 +81,18 @@ struct AptPackageTests {
     }
 
     /// The second adversarial review: `sudo-` and `openssh-server-` with state present made apt-get plan to
-    /// remove them, and `xterm.+` selected 22 packages by regular expression. Each is refused and changes nothing.
+    /// remove them, and `xterm.+` selected 22 packages by regular expression. The same forms of the test's own
+    /// package are refused and change nothing.
     @Test func actionSuffixesAndPatternsNeverReachApt() throws {
         let repo = try AptRepo()
         let r = try RunnerProcess(environment: repo.environment)
         _ = try r.next(.ready)
         let install = try ensure(r, "i", ["name": AptRepo.package])
         #expect(install.result["action"] == .string("installed"), "\(install.data)")
-        for name in [
-            "\(AptRepo.package)-", "sudo-", "openssh-server-", "mr-test-*", "mr-test-pkg=1.0", "mr-test-pkg/x",
-        ] {
+        // The review's own examples were sudo- and openssh-server-; this test uses its own package, so that a
+        // runner that regressed removes nothing this machine needs (a run against the old runner here did
+        // remove openssh-server). PackageNameTests covers the review's names without running apt.
+        for name in ["\(AptRepo.package)-", "mr-test-*", "mr-test-pkg=1.0", "mr-test-pkg/x", "mr-test-pkg:all"] {
             for state in ["present", "absent", "latest"] {
                 let a = try ensure(r, "n", ["name": name, "state": state])
                 #expect(a.code == "INVALID_CMD", "\(name) \(state): \(a.data)")
@@ -105,7 +107,6 @@ struct AptPackageTests {
         let absent = try ensure(r, "xa", ["name": "mr-test-pk.+", "state": "absent"])
         #expect(absent.result["action"] == .string("already_absent"), "\(absent.data)")
         #expect(repo.installed == "1.1", "the real package is untouched")
-        #expect(shell("dpkg-query -W sudo openssh-client").status == 0, "sudo and ssh are still installed")
     }
 
     @Test func unknownPackageAnswersWithAptsReason() throws {

@@ -216,6 +216,47 @@ struct SudoersTests {
         #expect(sudoAs("/usr/bin/bash -c id").status != 0, "the user has no sudo rights")
     }
 
+    /// The second adversarial review installed a rule for a script its grantee owned, edited it, and ran it as
+    /// uid 0. A command file anyone but root can change, or one under a directory others can write, is refused.
+    @Test func aCommandFileOthersCanRewriteIsRefused() throws {
+        defer { try? FileManager.default.removeItem(atPath: Self.rule) }
+        let home = "/home/\(Self.user)"
+        let dir = "/tmp/mr-sudoers-\(UUID().uuidString.prefix(8))"
+        let safeDir = "/root/mr-sudoers-\(UUID().uuidString.prefix(8))"
+        defer {
+            try? FileManager.default.removeItem(atPath: dir)
+            try? FileManager.default.removeItem(atPath: safeDir)
+            unlink("\(home)/mr-tool.sh")
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: safeDir, withIntermediateDirectories: false)
+        chmod(dir, 0o777)
+        chmod(safeDir, 0o755)
+        func script(_ path: String, owner: String = "root", mode: String) {
+            shell("printf '#!/bin/sh\\nid -u\\n' > \(path) && chown \(owner) \(path) && chmod \(mode) \(path)")
+        }
+        script("\(home)/mr-tool.sh", owner: Self.user, mode: "0755")  // the grantee's own file
+        script("\(safeDir)/world-writable.sh", mode: "0777")  // root's, but anyone may rewrite it
+        script("\(safeDir)/group-writable.sh", mode: "0775")
+        script("\(dir)/in-open-dir.sh", mode: "0755")  // root's 0755, in a directory anyone may write
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        for command in [
+            "\(home)/mr-tool.sh", "\(safeDir)/world-writable.sh", "\(safeDir)/group-writable.sh",
+            "\(dir)/in-open-dir.sh",
+        ] {
+            r.sendCommand("w", "sudoers.ensure", params: ["user": Self.user, "commands": [command], "no_passwd": true])
+            let a = try r.answer()
+            #expect(a.code == "INVALID_CMD", "\(command): \(a.data)")
+            #expect(!FileManager.default.fileExists(atPath: Self.rule), "\(command): nothing installed")
+        }
+        #expect(sudoAs("\(home)/mr-tool.sh").status != 0, "the grantee cannot run its own file as root")
+        // A root-owned 0755 file in root's directories is a command.
+        script("\(safeDir)/good.sh", mode: "0755")
+        r.sendCommand("g", "sudoers.ensure", params: ["user": Self.user, "commands": ["\(safeDir)/good.sh"]])
+        #expect(try r.answer().type == .done)
+    }
+
     /// With `use_sudo` and a password, from a runner that is not root, TIMEOUT and CANCEL stop the whole root
     /// command, background children included (the runner cannot signal root processes itself).
     @Test func sudoWithAPasswordIsStoppedWholeOnTimeoutAndCancel() throws {
