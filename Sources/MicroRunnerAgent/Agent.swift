@@ -11,6 +11,9 @@ package struct AgentConfiguration: Sendable {
     package var ttlSeconds: Double = 600
     /// Path of the runner's own executable, removed at exit unless `keepBinary`.
     package var selfPath: String?
+    /// Device and inode of the executable this process started from (stat of /proc/self/exe at start): at exit
+    /// the path is unlinked only while it still names that file, never a new binary moved there since.
+    package var selfIdentity: (device: UInt64, inode: UInt64)?
     /// Skip the self-delete (development).
     package var keepBinary = false
     /// Longest accepted input line (never less than 10 MiB, the Go peer's limit).
@@ -342,8 +345,16 @@ package final class Agent: @unchecked Sendable {
         for handler in handlers.values { handler.cleanUpAtExit() }
         var deleted = false
         if !config.keepBinary, let path = config.selfPath {
-            deleted = unlink(path) == 0
-            if !deleted && config.verbose { log("cannot remove \(path): \(errnoText(errno))") }
+            var now = stat()
+            if let identity = config.selfIdentity, lstat(path, &now) == 0,
+                UInt64(now.st_dev) != identity.device || UInt64(now.st_ino) != identity.inode
+            {
+                // Replaced while running (an in-place upgrade with mv): the new file is not this runner's.
+                log("\(path) is no longer this runner's executable (replaced while it ran); left in place")
+            } else {
+                deleted = unlink(path) == 0
+                if !deleted && config.verbose { log("cannot remove \(path): \(errnoText(errno))") }
+            }
         }
         send(
             .exit,

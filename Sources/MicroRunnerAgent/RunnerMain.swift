@@ -146,6 +146,10 @@ package enum RunnerMain {
                 agent.terminate(signal: received)
             }
         }
+        // Not dumpable: a command running as the runner's own user could otherwise open /proc/RUNNER/fd/1 and
+        // write protocol lines to the controller (a forged DONE reached it before the real one), or ptrace it.
+        // Commands are exec'd programs, dumpable again; only the runner's own /proc entries close.
+        _ = mr_set_not_dumpable()
         // A controller that closes the pipe must not kill the runner before it stops its children.
         signal(SIGPIPE, SIG_IGN)
         // Multi-megabyte buffers (file content, output) come from mmap and go back to the kernel when
@@ -160,6 +164,8 @@ package enum RunnerMain {
             exit(request.code)
         }
         config.selfPath = executablePath()
+        var exe = stat()
+        if stat("/proc/self/exe", &exe) == 0 { config.selfIdentity = (UInt64(exe.st_dev), UInt64(exe.st_ino)) }
 
         let agent: Agent
         do {

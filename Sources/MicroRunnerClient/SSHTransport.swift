@@ -346,14 +346,18 @@ public struct SSHTransport: Transport {
     /// The remote command that tidies up after a session whose ssh was killed (a runner too slow to exit after
     /// an interrupt) or lost: the runner, which would finish its command now that only its stdin closed, is
     /// stopped with SIGTERM (it then stops the command's process group) and given 5 s to go, and its directory
-    /// is removed. The pid is used only while it still names this runner's executable, never a process that
-    /// took the number over. One line without `!` or backslashes, run by `/bin/sh` whatever the login shell
+    /// is removed. The pid is used only while it still names this runner's executable (or, where that cannot be
+    /// read because the runner made itself non-dumpable, while the process is named micro-runner), never a
+    /// process that took the number over. One line without `!` or backslashes, run by `/bin/sh` whatever the login shell
     /// (see `bootstrap`); the directory is its argument.
     package static func cleanupScript(directory: String, runnerPID: Int?) -> String {
         var script = "d=$1; "
         if let pid = runnerPID {
+            // The runner is not dumpable (its /proc/PID/exe is unreadable to its own user), the become launcher is:
+            // the executable's path when it can be read, else the process's name.
             script +=
-                "p=\(pid); if [ \"$(readlink /proc/$p/exe 2>/dev/null)\" = \"$d/micro-runner\" ]; then kill -TERM $p; "
+                "p=\(pid); e=$(readlink /proc/$p/exe 2>/dev/null); c=$(cat /proc/$p/comm 2>/dev/null); "
+                + "if [ \"$e\" = \"$d/micro-runner\" ] || { [ -z \"$e\" ] && [ \"$c\" = micro-runner ]; }; then kill -TERM $p; "
                 + "i=0; while [ $i -lt 50 ] && kill -0 $p 2>/dev/null; do sleep 0.1; i=$((i + 1)); done; fi; "
         }
         script += "rm -rf -- \"$d\""

@@ -62,6 +62,22 @@ import Testing
         #expect(r.allRawLines.allSatisfy { (try? Envelope.parse(line: Array($0.utf8))) != nil })
     }
 
+    /// Round 2: the self-delete removed whatever was at the runner's path at exit, so an in-place upgrade with
+    /// mv while an old runner ran lost the new binary. Only the file this runner started from is removed.
+    @Test func aBinaryMovedOverTheRunnerIsNotDeleted() throws {
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        let upgrade = r.binary + ".new"
+        try "#!/bin/sh\necho the new version\n".write(toFile: upgrade, atomically: false, encoding: .utf8)
+        #expect(rename(upgrade, r.binary) == 0)
+        r.closeStdin()
+        #expect(try r.next(.exit)["self_deleted"] == .bool(false))
+        _ = try r.waitForExit()
+        #expect((try? String(contentsOfFile: r.binary, encoding: .utf8)) == "#!/bin/sh\necho the new version\n")
+        #expect(r.stderrText().contains("no longer this runner's executable"), "\(r.stderrText())")
+        unlink(r.binary)
+    }
+
     @Test func keepFlagLeavesTheBinary() throws {
         let r = try RunnerProcess(arguments: ["--keep"])
         _ = try r.next(.ready)

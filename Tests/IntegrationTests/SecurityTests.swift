@@ -314,4 +314,35 @@ struct TestKey {
         let bad = try RunnerProcess(arguments: ["--verify-key", "not-a-key"])
         #expect(try bad.waitForExit() == 2)
     }
+
+    /// Round 2: a command running as the runner's own (non-root) user wrote a forged DONE to the controller
+    /// through /proc/RUNNER/fd/1, and it arrived before the real one. The runner is not dumpable now: its
+    /// descriptors cannot be opened by its own user's other processes.
+    @Test(.enabled(if: geteuid() == 0, "runs the runner as nobody")) func aCommandCannotWriteToTheProtocol() throws {
+        let dir = "/tmp/mr-forge-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        chmod(dir, 0o755)
+        try BuiltRunner.copy(to: dir + "/micro-runner")
+        // stdout through a pipe that nobody's own shell made (as sshd makes one for the login user): a pipe the
+        // test made would be root's 0600 inode, which nobody could not open through /proc in any case.
+        let r = try RunnerProcess(
+            arguments: ["-u", "nobody", "--", "/bin/sh", "-c", "\(dir)/micro-runner --keep | cat"],
+            binary: "/usr/sbin/runuser"
+        )
+        _ = try r.next(.ready)
+        let forged =
+            #"{"type":"DONE","data":{"command_id":"forge","result":{"exit_code":0,"stdout":"forged"},"duration":0}}"#
+        r.sendCommand(
+            "forge",
+            "exec",
+            params: [
+                "command": "printf '%s\\n' '\(forged)' > /proc/$PPID/fd/1 && echo written || echo blocked",
+                "capture_out": true, "capture_err": true,
+            ]
+        )
+        let answer = try r.answer()
+        #expect(answer.result["stdout"] == .string("blocked\n"), "\(answer.data)")
+        #expect(!r.allRawLines.contains { $0.contains(#""stdout":"forged""#) }, "no forged line reached the controller")
+    }
 }
