@@ -40,16 +40,36 @@ extension RunnerClient {
     }
 
     /// `exec`. A non-zero exit status is a result, not an error.
+    ///
+    /// `dryRun`: the runner checks the command and answers without running it (`skipped` is true), as Ansible's
+    /// check mode skips shell and command tasks; a runner that does not list the `dry_run` extension would run
+    /// it for real, so it is refused here (`.unsupported`) before anything is sent.
     public func exec(
         _ params: ExecParams,
         timeout: Duration = .seconds(300),
+        dryRun: Bool = false,
         onEvent: (@Sendable (EventMessage) -> Void)? = nil
     ) async throws -> ExecResult {
         var params = params
         // A handler for events means the caller wants the lines as they come: ask for them (a runner that does
         // not stream ignores it, and its final output still arrives in the result).
         if onEvent != nil { params.streamLines = true }
-        return try await run(.exec, params, as: ExecResult.self, timeout: timeout, onEvent: onEvent)
+        let result = try await run(
+            .exec,
+            params,
+            as: ExecResult.self,
+            timeout: timeout,
+            dryRun: dryRun,
+            onEvent: onEvent
+        )
+        // A runner that claims dry_run but ran it anyway (no `skipped`) is caught: what came back must match.
+        if dryRun && result.skipped != true {
+            throw ClientError(
+                .verificationFailed,
+                "exec: \(runnerDescription) was asked for a dry run and did not say it skipped the command"
+            )
+        }
+        return result
     }
 
     /// Several `exec`s in order, typed: the CMDs are built here and each answer comes back decoded.
@@ -63,7 +83,8 @@ extension RunnerClient {
         _ commands: [ExecParams],
         stopOnFailure: Bool = false,
         pipelined: Bool = true,
-        timeout: Duration = .seconds(300)
+        timeout: Duration = .seconds(300),
+        dryRun: Bool = false
     ) async throws -> [Result<ExecResult, CommandError>] {
         var messages: [CommandMessage] = []
         for params in commands {
@@ -72,7 +93,8 @@ extension RunnerClient {
                     id: makeID(),
                     type: .exec,
                     timeout: Self.wireSeconds(timeout),
-                    params: WireEncoder().encodeToValue(params)
+                    params: WireEncoder().encodeToValue(params),
+                    dryRun: dryRun
                 )
             )
         }
@@ -89,11 +111,19 @@ extension RunnerClient {
         return try answers.map { answer -> Result<ExecResult, CommandError> in
             switch answer {
             case .done(let done):
+                let result: ExecResult
                 do {
-                    return .success(try WireDecoder().decode(ExecResult.self, from: done.result))
+                    result = try WireDecoder().decode(ExecResult.self, from: done.result)
                 } catch {
                     throw ClientError(.protocolViolation, "exec result from \(hostName): \(error)")
                 }
+                if dryRun && result.skipped != true {
+                    throw ClientError(
+                        .verificationFailed,
+                        "exec: \(runnerDescription) was asked for a dry run and did not say it skipped the command"
+                    )
+                }
+                return .success(result)
             case .error(let e): return .failure(CommandError(e))
             }
         }

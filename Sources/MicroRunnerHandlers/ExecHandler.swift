@@ -24,6 +24,11 @@ package final class ExecHandler: CommandHandler {
             throw .invalid("exec: env key \"\(key)\" is not a variable name (it is empty or holds \"=\")")
         }
 
+        // A dry run never runs a command: its effects cannot be predicted (PROTOCOL.md; Ansible's check mode
+        // skips shell and command tasks the same way). Everything above was still checked.
+        if context.command.dryRun {
+            return encodeResult(ExecResult(exitCode: 0, stdout: "", stderr: "", duration: 0, skipped: true))
+        }
         var executable: String
         var argv: [String]
         if !p.args.isEmpty {

@@ -374,12 +374,35 @@ public struct Inventory: Sendable {
 
     /// The host's variables with Ansible's precedence: `all`, then parent groups before child groups (deeper
     /// wins; at one depth, alphabetical order, the later winning), then the host's own.
+    ///
+    /// Aliases are folded into their canonical names within each scope before scopes are merged
+    /// (`ansible_ssh_user` is `ansible_user`): a host's `ansible_ssh_user` wins over a group's `ansible_user`,
+    /// as in Ansible, where the scope decides and not the spelling.
     public func variables(of host: String) -> [String: String] {
         var vars: [String: String] = [:]
         for group in precedence where members[group]?.contains(host) == true {
-            vars.merge(groups[group]?.vars ?? [:]) { $1 }
+            vars.merge(Self.canonical(groups[group]?.vars ?? [:])) { $1 }
         }
-        vars.merge(hostVars[host] ?? [:]) { $1 }
+        vars.merge(Self.canonical(hostVars[host] ?? [:])) { $1 }
         return vars
+    }
+
+    /// Ansible's alias names of connection and become variables, and the name each stands for.
+    public static let aliases: [String: String] = [
+        "ansible_ssh_host": "ansible_host", "ansible_ssh_port": "ansible_port", "ansible_ssh_user": "ansible_user",
+        "ansible_sudo": "ansible_become", "ansible_sudo_user": "ansible_become_user",
+        "ansible_become_pass": "ansible_become_password", "ansible_sudo_pass": "ansible_become_password",
+        "ansible_sudo_password": "ansible_become_password", "ansible_private_key_file": "ansible_ssh_private_key_file",
+    ]
+
+    /// `vars` with every alias under its canonical name; where one scope sets both, the canonical one wins.
+    public static func canonical(_ vars: [String: String]) -> [String: String] {
+        guard vars.keys.contains(where: { aliases[$0] != nil }) else { return vars }
+        var out: [String: String] = [:]
+        for (key, value) in vars where aliases[key] != nil {
+            out[aliases[key]!] = value
+        }
+        for (key, value) in vars where aliases[key] == nil { out[key] = value }
+        return out
     }
 }

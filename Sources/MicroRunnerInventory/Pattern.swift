@@ -240,33 +240,42 @@ extension InventoryHost {
     /// The become variables other than `ansible_become` and the password, from the host's variables.
     func withBecome(from vars: [String: String]) -> InventoryHost {
         var host = self
-        host.becomeDeclared = vars["ansible_become"] != nil || vars["ansible_sudo"] != nil
-        host.becomeUser = vars["ansible_become_user"] ?? vars["ansible_sudo_user"]
+        host.becomeDeclared = vars["ansible_become"] != nil
+        host.becomeUser = vars["ansible_become_user"]
         host.becomeMethod = vars["ansible_become_method"]
+        host.become = Inventory.truthy(vars["ansible_become"])
+        host.becomePassword = vars["ansible_become_password"]
         return host
     }
 }
 
 extension Inventory {
-    /// The hosts `pattern` selects, resolved for connecting.
+    /// The hosts `pattern` selects, resolved for connecting; `extraVariables` (`-e`) win over everything, as
+    /// Ansible's extra vars do.
     /// - Throws: `ParseError` for a pattern that matches nothing or a variable that does not parse.
-    public func targets(_ pattern: String = "all") throws -> [InventoryHost] {
-        try select(pattern).map { try target($0) }
+    public func targets(_ pattern: String = "all", extraVariables: [String: String] = [:]) throws -> [InventoryHost] {
+        try select(pattern).map { try target($0, extraVariables: extraVariables) }
     }
 
     /// One host, resolved for connecting.
-    public func target(_ name: String) throws -> InventoryHost {
-        let vars = variables(of: name)
+    public func target(_ name: String, extraVariables: [String: String] = [:]) throws -> InventoryHost {
+        try Self.resolve(name, variables: variables(of: name).merging(Self.canonical(extraVariables)) { $1 })
+    }
+
+    /// A host named `name` with these (canonical) variables, resolved for connecting: what an inventory line
+    /// says, or what `--host NAME -e ansible_user=...` says.
+    public static func resolve(_ name: String, variables vars: [String: String]) throws -> InventoryHost {
         // mrctl's own one-host-per-line files name hosts as user@host:port.
         if (name.contains("@") || name.contains(":")) && vars["ansible_host"] == nil,
             let spec = try? HostSpec(parsing: name)
         {
             var host = InventoryHost(spec)
             host.variables = vars
-            return host
+            if spec.user == nil, let user = vars["ansible_user"] { host.spec.user = user }
+            return host.withBecome(from: vars)
         }
         var port: Int?
-        if let p = vars["ansible_port"] ?? vars["ansible_ssh_port"] {
+        if let p = vars["ansible_port"] {
             guard let n = Int(p), (1...65535).contains(n) else {
                 throw ParseError(file: "inventory", line: 0, reason: "\(name): ansible_port \"\(p)\" is not a port")
             }
@@ -282,16 +291,11 @@ extension Inventory {
         }
         return InventoryHost(
             name: name,
-            spec: HostSpec(
-                user: vars["ansible_user"] ?? vars["ansible_ssh_user"],
-                host: vars["ansible_host"] ?? vars["ansible_ssh_host"] ?? name,
-                port: port
-            ),
+            spec: HostSpec(user: vars["ansible_user"], host: vars["ansible_host"] ?? name, port: port),
             isLocal: connection == "local",
             identityFile: vars["ansible_ssh_private_key_file"],
-            become: Self.truthy(vars["ansible_become"] ?? vars["ansible_sudo"]),
-            becomePassword: vars["ansible_become_password"] ?? vars["ansible_become_pass"] ?? vars["ansible_sudo_pass"]
-                ?? vars["ansible_sudo_password"],
+            become: Self.truthy(vars["ansible_become"]),
+            becomePassword: vars["ansible_become_password"],
             variables: vars
         ).withBecome(from: vars)
     }

@@ -71,6 +71,8 @@ public struct ExecResult: Sendable, Equatable {
     public var stdoutTruncated: Bool?
     /// **ext**
     public var stderrTruncated: Bool?
+    /// **ext** `dry_run`: the command was not run (a dry run never runs exec: its effects cannot be predicted).
+    public var skipped: Bool?
 
     /// Creates an exec result.
     public init(
@@ -80,7 +82,8 @@ public struct ExecResult: Sendable, Equatable {
         duration: Double,
         signal: String? = nil,
         stdoutTruncated: Bool? = nil,
-        stderrTruncated: Bool? = nil
+        stderrTruncated: Bool? = nil,
+        skipped: Bool? = nil
     ) {
         self.exitCode = exitCode
         self.stdout = stdout
@@ -89,6 +92,7 @@ public struct ExecResult: Sendable, Equatable {
         self.signal = signal
         self.stdoutTruncated = stdoutTruncated
         self.stderrTruncated = stderrTruncated
+        self.skipped = skipped
     }
 }
 
@@ -297,6 +301,7 @@ extension ExecResult: WireCodable {
         signal = try f.optionalString("signal")
         stdoutTruncated = try f.optionalBool("stdout_truncated")
         stderrTruncated = try f.optionalBool("stderr_truncated")
+        skipped = try f.optionalBool("skipped")
     }
 
     /// Writes the wire object.
@@ -308,6 +313,7 @@ extension ExecResult: WireCodable {
         o.set("signal", signal)
         o.set("stdout_truncated", stdoutTruncated)
         o.set("stderr_truncated", stderrTruncated)
+        o.set("skipped", skipped)
     }
 }
 

@@ -11,14 +11,14 @@ struct Exec: AsyncParsableCommand {
     @Flag(help: "Print output lines as they come (one host: live; many: prefixed).") var stream = false
     @Option(name: .customLong("env"), help: "KEY=VALUE added to the environment; repeatable.") var env: [String] = []
     @Option(name: .customLong("workdir"), help: "Working directory.") var workDir = ""
-    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.") var words: [String]
+    // .remaining: options are options wherever they stand (`mrctl exec uptime -b -l web`); anything dash-led
+    // that is no mrctl option is an error, never host text; after `--` every word is the command's.
+    @Argument(parsing: .remaining, help: "The command and its arguments (after --, words may start with -).")
+    var words: [String] = []
 
     func run() async throws {
-        // The words are passed through as they are, so `--help` would otherwise run on the hosts; after `--`
-        // it does (`mrctl exec -- --help`).
-        if let first = self.words.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(self) }
-        let words = self.words.first == "--" ? Array(self.words.dropFirst()) : self.words
-        guard !words.isEmpty else { throw ValidationError("give a command") }
+        guard !self.words.isEmpty || global.listHosts else { throw ValidationError("give a command") }
+        let words = self.words.isEmpty ? ["true"] : self.words
         var params = ExecParams(command: argv ? words[0] : words.joined(separator: " "))
         if argv { params.args = Array(words.dropFirst()) }
         params.workDir = workDir
@@ -31,6 +31,7 @@ struct Exec: AsyncParsableCommand {
         let timeout = global.timeout
         let live = stream && !global.json
         let raw = global.raw
+        let dryRun = global.dryRun
         var global = self.global
         if sudo { global.become = true }
         try await runOnHosts(global) { client in
@@ -44,7 +45,21 @@ struct Exec: AsyncParsableCommand {
                     print(raw ? line : TerminalText.visible(line))
                 }
             }
-            let r = try await client.exec(p, timeout: .seconds(timeout), onEvent: p.streamLines ? showEvent : nil)
+            let r = try await client.exec(
+                p,
+                timeout: .seconds(timeout),
+                dryRun: dryRun,
+                onEvent: p.streamLines ? showEvent : nil
+            )
+            if r.skipped == true {
+                // As Ansible's check mode reports shell and command tasks: nothing ran.
+                return HostReport(
+                    ok: true,
+                    changed: false,
+                    result: WireEncoder().encodeToValue(r),
+                    summary: "skipped (dry run)"
+                )
+            }
             var text = r.stdout
             if !r.stderr.isEmpty { text += (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + r.stderr }
             if text.hasSuffix("\n") { text.removeLast() }

@@ -24,10 +24,44 @@ struct GlobalOptions: ParsableArguments {
     )
     var limit: String?
 
-    @Option(help: "How many hosts run at once.")
+    @Option(name: [.customShort("f"), .long], help: "How many hosts run at once.")
     var forks = 10
 
-    @Flag(help: "Report what would change; change nothing.")
+    @Option(
+        name: [.customShort("u"), .customLong("user")],
+        help: "Log in as this user where the host or inventory names none (Ansible's -u; ansible_user wins)."
+    )
+    var user: String?
+
+    @Option(
+        name: [.customShort("e"), .customLong("extra-vars")],
+        help:
+            "Variables for every host, winning over the inventory's: key=value pairs or a JSON object (ansible_* connection and become variables are used); repeatable."
+    )
+    var extraVars: [String] = []
+
+    @Option(
+        name: [.customShort("T"), .customLong("connect-timeout")],
+        help: "Seconds to connect to a host (Ansible's -T; --timeout is the command's)."
+    )
+    var connectTimeout = 10
+
+    @Flag(name: .customLong("list-hosts"), help: "List the hosts that would run, and run nothing.")
+    var listHosts = false
+
+    @Flag(name: [.customShort("o"), .customLong("one-line")], help: "One line per host (output joined with \\n).")
+    var oneLine = false
+
+    @Flag(
+        name: [.customShort("D"), .customLong("diff")],
+        help: "Show what changes in files (put shows a unified diff whenever the runner computed one)."
+    )
+    var diff = false
+
+    @Flag(
+        name: [.customLong("dry-run"), .customShort("C"), .customLong("check")],
+        help: "Report what would change; change nothing (exec and script lines are skipped, as Ansible's --check does)."
+    )
     var dryRun = false
 
     @Flag(help: "One JSON object per host on stdout.")
@@ -129,10 +163,17 @@ struct GlobalOptions: ParsableArguments {
     /// Where to run: `--host` values, then the inventory's hosts that `--limit` selects; this machine when
     /// neither is given.
     func targets() throws -> [InventoryHost] {
-        var targets: [InventoryHost] = try hosts.map { InventoryHost(try HostSpec(parsing: $0)) }
+        let extra = try Self.parseExtraVars(extraVars)
+        var targets: [InventoryHost] = try hosts.map { text in
+            let spec = try HostSpec(parsing: text)
+            if spec.isLocal || extra.isEmpty { return InventoryHost(spec) }
+            do { return try Inventory.resolve(text, variables: Inventory.canonical(extra)) } catch let error
+                as Inventory.ParseError
+            { throw ValidationError(error.description) }
+        }
         if let inventory {
             do {
-                targets += try Inventory(path: inventory).targets(limit ?? "all")
+                targets += try Inventory(path: inventory).targets(limit ?? "all", extraVariables: extra)
             } catch let error as Inventory.ParseError {
                 throw ValidationError(error.description)
             }
@@ -140,7 +181,70 @@ struct GlobalOptions: ParsableArguments {
             throw ValidationError("--limit selects from an inventory: give one with -i/--inventory")
         }
         if targets.isEmpty && inventory == nil { targets = [InventoryHost(HostSpec(host: "local"))] }
+        // -u: the login for hosts that name none (Ansible: ansible_user and user@host win over -u).
+        if let user {
+            for i in targets.indices where !targets[i].isLocal && targets[i].spec.user == nil {
+                targets[i].spec.user = user
+            }
+        }
         return targets
+    }
+
+    /// `-e` values: `key=value` words (quotes group a value with spaces) or a JSON object of strings, numbers
+    /// and booleans. `@FILE` is refused rather than read as a variable.
+    static func parseExtraVars(_ values: [String]) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for value in values {
+            let text = value.trimmingCharacters(in: .whitespaces)
+            if text.hasPrefix("@") { throw ValidationError("-e @FILE is not supported: give key=value or JSON") }
+            if text.hasPrefix("{") {
+                guard case .object(let object)? = try? JSONReader().parse(Array(text.utf8)) else {
+                    throw ValidationError("-e: not a JSON object: \(text)")
+                }
+                for (key, v) in object.members {
+                    switch v {
+                    case .string(let s): out[key] = s
+                    case .number(let n): out[key] = n
+                    case .bool(let b): out[key] = b ? "true" : "false"
+                    default: throw ValidationError("-e: \(key) must be a string, number or boolean")
+                    }
+                }
+                continue
+            }
+            for word in try words(text) {
+                guard let eq = word.firstIndex(of: "="), eq != word.startIndex else {
+                    throw ValidationError("-e needs key=value (or a JSON object), not \(word)")
+                }
+                out[String(word[..<eq])] = String(word[word.index(after: eq)...])
+            }
+        }
+        return out
+    }
+
+    /// Splits on spaces outside single or double quotes, removing the quotes (as Ansible's key=value parser).
+    static func words(_ text: String) throws -> [String] {
+        var words: [String] = []
+        var current = ""
+        var quote: Character?
+        var inWord = false
+        for c in text {
+            if let q = quote {
+                if c == q { quote = nil } else { current.append(c) }
+            } else if c == "'" || c == "\"" {
+                quote = c
+                inWord = true
+            } else if c == " " || c == "\t" {
+                if inWord { words.append(current) }
+                current = ""
+                inWord = false
+            } else {
+                current.append(c)
+                inWord = true
+            }
+        }
+        if quote != nil { throw ValidationError("-e: unterminated quote in \(text)") }
+        if inWord { words.append(current) }
+        return words
     }
 
     func sshOptionsValue() -> SSHOptions {
@@ -150,6 +254,7 @@ struct GlobalOptions: ParsableArguments {
         o.knownHostsFile = knownHosts
         o.extraOptions = sshOptions
         o.remoteDirectory = remoteTmp
+        o.connectTimeout = connectTimeout
         if persist > 0, let dir = try? SSHOptions.persistentDirectory() {
             o.sharing = .persistent(directory: dir, persist: persist)
         }
@@ -230,6 +335,12 @@ func runOnHosts(
     _ body: @escaping @Sendable (RunnerClient) async throws -> HostReport
 ) async throws {
     let targets = try options.targets()
+    if options.listHosts {
+        // As Ansible's --list-hosts: what would run, and nothing runs.
+        print("  hosts (\(targets.count)):")
+        for t in targets { print("    \(TerminalText.visible(t.name))") }
+        return
+    }
     // --runner: that binary for every host. Otherwise the set scripts/build-runner made, and each host gets the
     // runner for its own architecture.
     let runners: RunnerSet? = options.runner == nil ? try? RunnerSet(directory: RunnerSet.defaultDirectory()) : nil
@@ -248,7 +359,13 @@ func runOnHosts(
         return SSHTransport(host: target.spec, options: o, runners: runners, name: target.name)
     }
     let hostBody = body
-    let reporter = Reporter(json: options.json, color: !options.noColor, total: transports.count, raw: options.raw)
+    let reporter = Reporter(
+        json: options.json,
+        color: !options.noColor,
+        total: transports.count,
+        raw: options.raw,
+        oneLine: options.oneLine
+    )
     let signer = try options.signer()
     var (arguments, forks) = (options.runnerArguments(signer: signer), options.forks)
     // A soft limit of 256 descriptors once failed 19 of 100 hosts with "Too many open files": raise it, and

@@ -22,6 +22,8 @@ final class Reporter: @unchecked Sendable {
     let color: Bool
     /// `--raw`: host-controlled text printed as it came (escape sequences and all).
     let raw: Bool
+    /// `-o`: the host's text on its own line, newlines shown as `\n` (Ansible's one-line output).
+    let oneLine: Bool
     let total: Int
     let progress: Bool
     var done = 0
@@ -33,9 +35,10 @@ final class Reporter: @unchecked Sendable {
     /// Hosts that could not be reached or never started a runner (the exit status tells them apart).
     var unreachable = 0
 
-    init(json: Bool, color: Bool, total: Int, raw: Bool = false) {
+    init(json: Bool, color: Bool, total: Int, raw: Bool = false, oneLine: Bool = false) {
         self.json = json
         self.raw = raw
+        self.oneLine = oneLine
         self.color = color && !json && isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         self.total = total
         self.progress = !json && total > 1 && isatty(2) == 1
@@ -68,8 +71,15 @@ final class Reporter: @unchecked Sendable {
                     !r.ok
                     ? paint("FAILED", "31;1") : r.changed == true ? paint("CHANGED", "33;1") : paint("OK", "32;1")
                 clearProgress()
-                print("\(paint(shown(outcome.host), "1"))  \(status)  \(shown(r.summary))  (\(duration)s)")
                 var text = shown(r.text)
+                if oneLine {
+                    while text.hasSuffix("\n") { text.removeLast() }
+                    let joined = text.isEmpty ? "" : " | " + text.replacingOccurrences(of: "\n", with: "\\n")
+                    print("\(paint(shown(outcome.host), "1")) | \(status) | \(shown(r.summary))\(joined)")
+                    text = ""
+                } else {
+                    print("\(paint(shown(outcome.host), "1"))  \(status)  \(shown(r.summary))  (\(duration)s)")
+                }
                 while text.hasSuffix("\n") { text.removeLast() }
                 if !text.isEmpty {
                     print(

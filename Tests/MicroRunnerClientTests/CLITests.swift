@@ -321,7 +321,7 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(atPath: file) }
         for pipeline in [false, true] {
             let run = try mrctl(
-                ["script", "--json", "--runner", runnerPath] + (pipeline ? [] : ["--no-pipeline"]) + [file]
+                ["script", "--lines", "--json", "--runner", runnerPath] + (pipeline ? [] : ["--no-pipeline"]) + [file]
             )
             #expect(run.status == 1)
             let results = run.objects.first?["result"]
@@ -333,5 +333,103 @@ struct CLITests {
             #expect(items.count == (pipeline ? 3 : 2))
             if pipeline { #expect(items.last?["code"] == .string("CANCELLED")) }
         }
+    }
+
+    /// `script` runs the file as one script, as Ansible's script module does: cd, variables, if/fi and heredocs
+    /// carry from line to line; its #! line picks the interpreter; arguments after --; a failure's stderr shows.
+    @Test func scriptRunsTheFileAsOneScript() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-whole-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+        cd \(dir)
+        greeting=hello
+        if [ -d . ]; then echo "$greeting from $(pwd) with $1 and $2"; fi
+        cat <<EOF
+        heredoc says $greeting
+        EOF
+        echo "the reason it failed" >&2
+        exit 3
+        """.write(toFile: dir + "/deploy.sh", atomically: true, encoding: .utf8)
+        let run = try mrctl([
+            "script", "--runner", runnerPath, "--no-color", dir + "/deploy.sh", "--", "one", "two words",
+        ])
+        #expect(run.status == 1, "\(run.stdout) \(run.stderr)")
+        #expect(run.stdout.contains("hello from \(dir) with one and two words"), "\(run.stdout)")
+        #expect(run.stdout.contains("heredoc says hello"), "\(run.stdout)")
+        #expect(run.stdout.contains("the reason it failed") && run.stdout.contains("rc=3"), "\(run.stdout)")
+        try "#!/usr/bin/env python3\nimport sys\nprint('python got', sys.argv[1:])\n".write(
+            toFile: dir + "/tool.py",
+            atomically: true,
+            encoding: .utf8
+        )
+        let python = try mrctl(["script", "--runner", runnerPath, dir + "/tool.py", "--", "x"])
+        #expect(python.status == 0 && python.stdout.contains("python got ['x']"), "\(python.stdout) \(python.stderr)")
+        #expect(shell("ls /tmp/mrctl-script.* 2>/dev/null").output.isEmpty, "the host's copy is removed")
+    }
+
+    /// A dry run never runs an exec or a script line anywhere: `--dry-run`, `-C` and `--check` all skip them, as
+    /// Ansible's check mode skips shell and command tasks.
+    @Test func aDryRunRunsNoCommand() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-dry-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let marker = dir + "/ran"
+        try "touch \(marker)\n".write(toFile: dir + "/s.sh", atomically: true, encoding: .utf8)
+        for args in [
+            ["exec", "--dry-run", "--", "touch", marker], ["exec", "-C", "--", "touch \(marker)"],
+            ["exec", "--check", "--argv", "--", "touch", marker], ["script", "--dry-run", dir + "/s.sh"],
+            ["script", "--lines", "--check", dir + "/s.sh"],
+        ] {
+            let run = try mrctl([args[0], "--runner", runnerPath] + args.dropFirst())
+            #expect(run.status == 0, "\(args): \(run.stdout) \(run.stderr)")
+            #expect(run.stdout.contains("skipped (dry run)"), "\(args): \(run.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: marker), "\(args) ran the command")
+        }
+    }
+
+    /// Ansible's flags are mrctl's options wherever they stand; anything dash-led that is no option is an error,
+    /// never text for the hosts' shell, and never swallows what follows (-i once became host text, and the
+    /// command ran here).
+    @Test func optionsAreNeverHostText() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-flags-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let marker = dir + "/ran"
+        let unknown = try mrctl(["exec", "--runner", runnerPath, "touch", marker, "--bogus"])
+        #expect(unknown.status == 64 && unknown.stderr.contains("--bogus"), "\(unknown.stderr)")
+        let dashed = try mrctl(["exec", "--runner", runnerPath, "touch", marker, "-z"])
+        #expect(dashed.status == 64, "\(dashed.stdout) \(dashed.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        // Options after the command are options: -f, -o and -e (an unreachable inventory host proves -i was read).
+        try "nowhere ansible_host=127.0.0.1 ansible_port=1\n".write(
+            toFile: dir + "/inv",
+            atomically: true,
+            encoding: .utf8
+        )
+        let late = try mrctl(["exec", "--runner", runnerPath, "touch", marker, "-f", "2", "-o", "-i", dir + "/inv"])
+        #expect(late.status == 4, "the inventory's host was tried: \(late.stdout) \(late.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: marker), "nothing ran on this machine")
+        let listed = try mrctl(["exec", "--list-hosts", "-i", dir + "/inv", "-e", "ansible_port=2"])
+        #expect(listed.status == 0 && listed.stdout.contains("hosts (1):") && listed.stdout.contains("nowhere"))
+        // After --, words are the command's, dashes and all.
+        let words = try mrctl(["exec", "--runner", runnerPath, "--", "echo", "-n", "--bogus"])
+        #expect(words.status == 0 && words.stdout.contains("--bogus"), "\(words.stdout)")
+    }
+
+    /// -u, -e and -T against the loopback sshd: -u fills in the login, -e's ansible_user wins over it.
+    @Test func ansibleConnectionFlags() throws {
+        let s = try server()
+        let base = [
+            "exec", "--runner", runnerPath, "--known-hosts", s.knownHosts, "--identity", s.clientKey, "-T", "5",
+            "--host", "127.0.0.1:\(s.port)",
+        ]
+        let withUser = try mrctl(base + ["-u", SSHServer.user, "--json", "--", "id", "-un"])
+        #expect(withUser.objects.first?["result"]?["stdout"] == .string("\(SSHServer.user)\n"), "\(withUser.stdout)")
+        let extra = try mrctl(base + ["-u", "nobody", "-e", "ansible_user=mr-ssh-bash", "--json", "--", "id", "-un"])
+        #expect(
+            extra.objects.first?["result"]?["stdout"] == .string("mr-ssh-bash\n"),
+            "\(extra.stdout) \(extra.stderr)"
+        )
     }
 }

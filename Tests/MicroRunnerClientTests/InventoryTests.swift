@@ -181,6 +181,34 @@ let yamlInventory = """
         }
     }
 
+    /// Scope decides, not spelling: a host's `ansible_ssh_user` wins over its group's `ansible_user` (mrctl
+    /// connected as the group's user), and so for host and port; `-e` wins over both.
+    @Test func aliasesTakeTheirScopesPrecedence() throws {
+        let inv = try Inventory(
+            ini: """
+                [web]
+                w1 ansible_ssh_user=hostuser ansible_ssh_host=10.0.0.9 ansible_ssh_port=2201 ansible_sudo=yes
+                w2
+
+                [web:vars]
+                ansible_user=groupuser
+                ansible_host=10.0.0.1
+                ansible_port=22
+                ansible_become=no
+                """
+        )
+        let w1 = try inv.target("w1")
+        #expect(w1.spec.user == "hostuser" && w1.spec.host == "10.0.0.9" && w1.spec.port == 2201)
+        #expect(w1.become && w1.becomeDeclared)
+        let w2 = try inv.target("w2")
+        #expect(w2.spec.user == "groupuser" && w2.spec.port == 22 && !w2.become)
+        let extra = try inv.target(
+            "w1",
+            extraVariables: ["ansible_ssh_user": "extrauser", "ansible_become_user": "db"]
+        )
+        #expect(extra.spec.user == "extrauser" && extra.becomeUser == "db")
+    }
+
     @Test func aMalformedLineNamesTheFileAndLine() {
         do {
             _ = try Inventory(ini: "[web]\nweb1 ansible_port\n", file: "hosts.ini")

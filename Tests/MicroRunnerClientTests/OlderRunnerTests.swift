@@ -241,7 +241,7 @@ enum OlderRunner {
         // script: one command at a time, stopping at the first failure.
         let script = old.file("script.sh")
         try "echo one\nfalse\ntouch \(old.file("after"))\n".write(toFile: script, atomically: true, encoding: .utf8)
-        let run = try mrctl(["script", "--host", "local", "--runner", old.path, script], environment: env)
+        let run = try mrctl(["script", "--lines", "--host", "local", "--runner", old.path, script], environment: env)
         #expect(run.status == 1)
         #expect(!FileManager.default.fileExists(atPath: old.file("after")))
         // --help is help, not a command for the hosts.
