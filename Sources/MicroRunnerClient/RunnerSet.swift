@@ -30,14 +30,39 @@ public struct RunnerSet: Sendable {
     /// `scripts/install-cli` installs), else `.build/runner` in the current directory.
     public static func defaultDirectory() -> String {
         if let dir = ProcessInfo.processInfo.environment["MICRO_RUNNER_DIR"], !dir.isEmpty { return dir }
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let beside = me.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("runner").path
-        if FileManager.default.fileExists(atPath: beside) { return beside }
-        // scripts/install-cli: PREFIX/bin/mrctl and PREFIX/lib/micro-runner/<arch>/micro-runner.
-        let installed = me.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("lib/micro-runner").path
-        if FileManager.default.fileExists(atPath: installed) { return installed }
+        if let found = besideExecutable() { return found }
         return FileManager.default.currentDirectoryPath + "/.build/runner"
+    }
+
+    /// The runners that belong with this program, found from where the program is, whatever the working
+    /// directory: `.build/runner` above a build folder (`.build/release/mrctl`, whose real path is
+    /// `.build/<triple>/release/mrctl`), or `PREFIX/lib/micro-runner` beside `PREFIX/bin/mrctl` (scripts/install-cli).
+    /// The path as invoked and the real one (/proc/self/exe) are both tried: `.build/release` is a symlink.
+    static func besideExecutable() -> String? {
+        var starts: [URL] = []
+        let invoked = URL(fileURLWithPath: CommandLine.arguments[0])
+        if CommandLine.arguments[0].contains("/") { starts.append(invoked.deletingLastPathComponent()) }
+        if let real = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            starts.append(URL(fileURLWithPath: real).deletingLastPathComponent())
+        }
+        starts.append(invoked.resolvingSymlinksInPath().deletingLastPathComponent())
+        for start in starts {
+            var dir = start.standardizedFileURL
+            for _ in 0..<3 {
+                let parent = dir.deletingLastPathComponent()
+                if dir.lastPathComponent == ".build" || parent.lastPathComponent == ".build" {
+                    let build = dir.lastPathComponent == ".build" ? dir : parent
+                    let runners = build.appendingPathComponent("runner").path
+                    if FileManager.default.fileExists(atPath: runners) { return runners }
+                }
+                let installed = parent.appendingPathComponent("lib/micro-runner").path
+                if dir.lastPathComponent == "bin" && FileManager.default.fileExists(atPath: installed) {
+                    return installed
+                }
+                dir = parent
+            }
+        }
+        return nil
     }
 
     /// This machine's architecture, by GOARCH name.

@@ -63,6 +63,7 @@ struct Exec: AsyncParsableCommand {
             var text = r.stdout
             if !r.stderr.isEmpty { text += (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + r.stderr }
             if text.hasSuffix("\n") { text.removeLast() }
+            text += r.cutNotice
             return HostReport(
                 ok: r.exitCode == 0,
                 changed: nil,
@@ -71,6 +72,7 @@ struct Exec: AsyncParsableCommand {
                 // returned rather than nothing.
                 text: live && streamed.value > 0 ? "" : text,
                 summary: "rc=\(r.exitCode)" + (r.signal.map { " \($0)" } ?? "")
+                    + (r.cutNotice.isEmpty ? "" : " (output cut)")
             )
         }
     }

@@ -320,9 +320,22 @@ struct GlobalOptions: ParsableArguments {
         return String(decoding: line, as: UTF8.self)
     }
 
-    func runnerArguments(signer: Ed25519Signer?) -> [String] {
+    func runnerArguments(signer: Ed25519Signer?) throws -> [String] {
         var args: [String] = []
-        if let ttl { args += ["--ttl", ttl] }
+        // The runner's lifetime must outlast the longest command it is sent: with the default 10 minutes, a
+        // command given --timeout 900 was killed at 600 s. So the TTL defaults to the timeout and a minute more
+        // when that is longer, and a --ttl shorter than --timeout is refused.
+        if let ttl {
+            guard let seconds = GoDuration.parse(ttl) else {
+                throw ValidationError("--ttl needs a duration like 10m or 90s, not \(ttl)")
+            }
+            if seconds < Double(timeout) {
+                throw ValidationError("--ttl \(ttl) is shorter than --timeout \(timeout): the runner would end first")
+            }
+            args += ["--ttl", ttl]
+        } else if timeout + 60 > 600 {
+            args += ["--ttl", "\(timeout + 60)s"]
+        }
         if let signer { args += ["--verify-key", signer.publicKeyBase64] }
         if let stateDir { args += ["--state-dir", stateDir] }
         return args
@@ -367,7 +380,7 @@ func runOnHosts(
         oneLine: options.oneLine
     )
     let signer = try options.signer()
-    var (arguments, forks) = (options.runnerArguments(signer: signer), options.forks)
+    var (arguments, forks) = (try options.runnerArguments(signer: signer), options.forks)
     // A soft limit of 256 descriptors once failed 19 of 100 hosts with "Too many open files": raise it, and
     // run fewer hosts at once (saying so) when even the hard limit is too small.
     let fileLimit = OpenFileLimit.raise()
@@ -409,10 +422,9 @@ func runOnHosts(
     }
     reporter.finish()
     if let signal = interrupts.received { throw ExitCode(128 + signal) }
-    // As Ansible does, failures and unreachable hosts are told apart, bit by bit: 1 when a command failed on a
-    // host, 4 when a host could not be reached or started, 5 when both happened.
-    let commandFailures = reporter.failed - reporter.unreachable
-    let status = (commandFailures > 0 ? 1 : 0) | (reporter.unreachable > 0 ? 4 : 0)
+    // Ansible's exit codes, measured against ansible-core: 2 when a host failed, 4 when a host could not be
+    // reached (also when others failed: unreachable wins), 0 otherwise.
+    let status = reporter.unreachable > 0 ? 4 : (reporter.failed > 0 ? 2 : 0)
     if status != 0 { throw ExitCode(Int32(status)) }
 }
 

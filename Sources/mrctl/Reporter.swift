@@ -16,6 +16,19 @@ struct HostReport: Sendable {
     var summary: String = ""
 }
 
+extension ExecResult {
+    /// What an exec's text shows after its output when the runner cut it: never a silent cut.
+    var cutNotice: String {
+        var cut: [String] = []
+        if stdoutTruncated == true { cut.append("stdout") }
+        if stderrTruncated == true { cut.append("stderr") }
+        guard !cut.isEmpty else { return "" }
+        return
+            "\n[output cut: \(cut.joined(separator: " and ")) went past the runner's capture limit (4 MiB a stream); "
+            + "--stream shows every line as it comes, or redirect the command's output to a file on the host]"
+    }
+}
+
 /// Prints results as hosts finish: coloured lines and a progress line on a terminal, JSON lines otherwise.
 final class Reporter: @unchecked Sendable {
     let json: Bool

@@ -101,6 +101,7 @@ struct Script: AsyncParsableCommand {
             var out = r.stdout
             if !r.stderr.isEmpty { out += (out.isEmpty || out.hasSuffix("\n") ? "" : "\n") + r.stderr }
             if out.hasSuffix("\n") { out.removeLast() }
+            out += r.cutNotice
             return HostReport(
                 ok: r.exitCode == 0,
                 changed: nil,

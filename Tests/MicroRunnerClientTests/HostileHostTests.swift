@@ -94,7 +94,7 @@ enum HostileRunner {
     /// One line that never ends took mrctl to 1.2-2 GB in 12 s; now the host fails at 16 MiB.
     @Test func aLineThatNeverEndsFailsTheHostWithBoundedMemory() throws {
         let (run, rss, seconds) = try HostileRunner.mrctl(mode: "endless-line")
-        #expect(run.status == 1, "\(run.stdout) \(run.stderr)")
+        #expect(run.status == 2, "\(run.stdout) \(run.stderr)")
         #expect(run.stdout.contains("line longer than 16777216 bytes"), "\(run.stdout)")
         #expect(rss < 96 * 1024, "peak RSS \(rss / 1024) MiB")
         #expect(seconds < 20, "took \(seconds) s")
@@ -105,7 +105,7 @@ enum HostileRunner {
     /// did not stop it before).
     @Test func aFloodOfEventsWithoutAnAnswerIsBoundedAndTimesOut() throws {
         let (run, rss, seconds) = try HostileRunner.mrctl(mode: "event-flood", arguments: ["--timeout", "1"])
-        #expect(run.status == 1, "\(run.stdout) \(run.stderr)")
+        #expect(run.status == 2, "\(run.stdout) \(run.stderr)")
         #expect(run.stdout.contains("CLIENT_ANSWER_TIMEOUT"), "\(run.stdout.prefix(2000))")
         #expect(rss < 64 * 1024, "peak RSS \(rss / 1024) MiB")
         #expect(seconds < 45, "took \(seconds) s")

@@ -465,6 +465,10 @@ struct SSHTransportTests {
         ("h1: Connection closed by remote host", true),
         ("h1: Permission denied (publickey)", false),
         ("h1: ssh: connect to host 10.0.0.1 port 22: Connection refused", false),
+        // A reset after the handshake is a broken connection, not a busy server: reported at once, never
+        // retried for 12 s and blamed on --forks.
+        ("h1: client_loop: send disconnect: Connection reset by peer", false),
+        ("h1: Read from remote host 127.0.0.1: Connection reset by peer", false),
     ])
     func busyServerIsRecognised(_ message: String, _ busy: Bool) {
         #expect(Fleet.isBusyServer(ClientError(.transport, message)) == busy)
