@@ -67,6 +67,10 @@ public actor RunnerClient {
     /// The session was closed to stop a command (a runner without CANCEL): closing it again is not an error.
     private var endedByCancel = false
     private var closed = false
+    /// The last lines the host printed before READY that are not the protocol (a ForceCommand's or nologin's
+    /// refusal, "Please login as the user ubuntu"): quoted when the session ends without READY. At most 3 lines
+    /// of 512 bytes.
+    private var textBeforeReady: [String] = []
     private var nextID = 0
     /// Signs each CMD when set (see `CommandSigner`).
     var signer: (any CommandSigning)?
@@ -172,6 +176,21 @@ public actor RunnerClient {
             failAll(ClientError(.becomeFailed, become.explainFailure(host: hostName, stderr: stderr)))
             return
         }
+        if exit == nil, ready.version.isEmpty {
+            // The host ended the session before the runner said READY: what it printed is the reason (sshd's
+            // ForceCommand, nologin and cloud images print their refusals on stdout, and ssh's own on stderr).
+            let said = textBeforeReady.isEmpty ? "" : "the host said: " + textBeforeReady.joined(separator: " / ")
+            let both = [said, stderr == "no message on stderr" || stderr == "ssh failed" ? "" : stderr]
+                .filter { !$0.isEmpty }.joined(separator: "; ")
+            failAll(
+                ClientError(
+                    .transport,
+                    "\(hostName): the session ended before the runner started (status \(status.map(String.init) ?? "unknown")): "
+                        + (both.isEmpty ? stderr : both)
+                )
+            )
+            return
+        }
         let why =
             exit != nil
             ? "runner on \(hostName) has exited (\(exit!.reason))"
@@ -196,7 +215,14 @@ public actor RunnerClient {
         do {
             envelope = try Envelope.parse(line: line, keepRawParams: false)
         } catch {
-            // Not the protocol: a shell banner, or a runner writing garbage. Say so and keep reading.
+            // Not the protocol: a shell banner, a host's refusal, or a runner writing garbage. Say so, keep the
+            // host's last words before READY for the error, and keep reading.
+            if ready.version.isEmpty {
+                let text = String(decoding: line.prefix(512), as: UTF8.self).trimmingCharacters(
+                    in: .whitespacesAndNewlines
+                )
+                if !text.isEmpty { textBeforeReady = Array((textBeforeReady + [text]).suffix(3)) }
+            }
             eventsContinuation.yield(
                 EventMessage(commandID: "", level: .warn, message: "unparseable line from runner: \(error.message)")
             )

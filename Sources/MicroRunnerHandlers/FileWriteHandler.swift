@@ -150,7 +150,13 @@ package final class FileWriteHandler: CommandHandler {
         if let st = existing {
             switch st.st_mode & S_IFMT {
             case S_IFREG: break
-            case S_IFDIR: throw .invalid("file.write: \(path): is a directory")
+            case S_IFDIR:
+                // Said in details too, so a controller can put the file inside as scp does without reading text.
+                throw RunnerError(
+                    .invalidCommand,
+                    "file.write: \(path): is a directory",
+                    details: ["target_kind": "directory"]
+                )
             case S_IFLNK:
                 throw RunnerError(
                     .conflict,

@@ -26,20 +26,32 @@ struct Put: AsyncParsableCommand {
             guard let m = FileMode(mode) else { throw ValidationError("--mode must be octal, e.g. 0644, not \(mode)") }
             fileMode = m
         }
+        // As scp and Ansible's copy: a destination ending in / is a directory, and so is one that turns out to
+        // be a directory on the host; the file goes inside it, under its own name.
+        let name = URL(fileURLWithPath: source).lastPathComponent
+        let named = destination.hasSuffix("/") ? destination + name : destination
         let (dest, mode, owner, group, backup, dryRun, timeout) = (
-            destination, fileMode, self.owner, self.group, self.backup, global.dryRun, global.timeout
+            named, fileMode, self.owner, self.group, self.backup, global.dryRun, global.timeout
         )
         try await runOnHosts(global) { client in
-            let r = try await client.putFile(
-                bytes,
-                to: dest,
-                mode: mode,
-                owner: owner,
-                group: group,
-                backup: backup,
-                dryRun: dryRun,
-                timeout: .seconds(timeout)
-            )
+            func put(_ path: String) async throws -> FileWriteResult {
+                try await client.putFile(
+                    bytes,
+                    to: path,
+                    mode: mode,
+                    owner: owner,
+                    group: group,
+                    backup: backup,
+                    dryRun: dryRun,
+                    timeout: .seconds(timeout)
+                )
+            }
+            let r: FileWriteResult
+            do {
+                r = try await put(dest)
+            } catch let error as CommandError where error.error.details?["target_kind"] == "directory" {
+                r = try await put(dest + "/" + name)
+            }
             let changed = r.changed ?? true
             var summary = changed ? (dryRun ? "would write" : "wrote") + " \(bytes.count) bytes" : "unchanged"
             if let b = r.backupPath { summary += ", backup \(b)" }

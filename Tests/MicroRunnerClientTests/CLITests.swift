@@ -475,4 +475,41 @@ struct CLITests {
             #expect(p.terminationStatus == 0, "\(program): \(text)")
         }
     }
+
+    /// The host's own refusal reaches the operator: a ForceCommand's and nologin's words, printed on stdout
+    /// before any runner started, used to end as "ssh failed".
+    @Test func theHostsOwnRefusalIsQuoted() throws {
+        let s = try server()
+        for (host, words) in [
+            ("refusing1", "Please login as the user ubuntu"), ("nologin1", "This account is currently not available"),
+        ] {
+            let run = try mrctl([
+                "exec", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", host, "--", "true",
+            ])
+            #expect(run.status == 4, "\(host): \(run.stdout) \(run.stderr)")
+            #expect(run.stdout.contains(words), "\(host): \(run.stdout)")
+        }
+    }
+
+    /// As scp and Ansible's copy do: into a directory that exists on the host, or a destination ending in /,
+    /// the file goes inside under its own name.
+    @Test func putIntoADirectoryPutsTheFileInside() throws {
+        let s = try server()
+        let dir = "/tmp/mr-put-dir-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+        shell("chown -R \(SSHServer.user) \(dir)")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = NSTemporaryDirectory() + "mr-put-src-\(getpid()).txt"
+        try "inside\n".write(toFile: source, atomically: true, encoding: .utf8)
+        defer { unlink(source) }
+        let name = URL(fileURLWithPath: source).lastPathComponent
+        for destination in [dir, dir + "/sub/"] {
+            let run = try mrctl([
+                "put", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h21", source, destination,
+            ])
+            #expect(run.status == 0, "\(destination): \(run.stdout) \(run.stderr)")
+            let landed = destination.hasSuffix("/") ? destination + name : destination + "/" + name
+            #expect((try? String(contentsOfFile: landed, encoding: .utf8)) == "inside\n", "\(landed)")
+        }
+    }
 }

@@ -93,6 +93,12 @@ final class SSHServer: @unchecked Sendable {
             ("slow", "ForceCommand sleep 120"),
             ("noisy", #"ForceCommand printf 'Welcome to this host'; exec /bin/sh -c "$SSH_ORIGINAL_COMMAND""#),
             ("noexec", "SetEnv TMPDIR=\(Self.noexecDirectory)"),
+            // Hosts that refuse in their own words, on stdout, as cloud images and nologin do.
+            (
+                "refusing",
+                "ForceCommand echo Please login as the user ubuntu rather than the user mr-ssh-test.; exit 142"
+            ),
+            ("nologin", "ForceCommand /usr/sbin/nologin"),
         ] {
             let p = Self.freePort()
             awkwardPorts[name] = p
