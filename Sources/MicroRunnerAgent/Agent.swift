@@ -11,8 +11,8 @@ package struct AgentConfiguration: Sendable {
     package var ttlSeconds: Double = 600
     /// Path of the runner's own executable, removed at exit unless `keepBinary`.
     package var selfPath: String?
-    /// Device and inode of the executable this process started from (stat of /proc/self/exe at start): at exit
-    /// the path is unlinked only while it still names that file, never a new binary moved there since.
+    /// Device and inode of the file at `selfPath` when the runner started: at exit the path is unlinked only
+    /// while it still names that file, never a new binary moved there since.
     package var selfIdentity: (device: UInt64, inode: UInt64)?
     /// Skip the self-delete (development).
     package var keepBinary = false
@@ -52,7 +52,8 @@ package final class Agent: @unchecked Sendable {
     /// The extensions of PROTOCOL.md this runner speaks, advertised in READY.
     package static let extensions = [
         "cancel", "dry_run", "exec.stdin", "exec.max_output_bytes", "exec.signal", "file.content_base64",
-        "file.chunked_write", "file.read_offset", "file.changed", "signatures", "idempotency", "run_if_succeeded",
+        "file.chunked_write", "file.read_offset", "file.changed", "file.digest", "signatures", "idempotency",
+        "run_if_succeeded",
     ]
 
     /// The handlers the runner ships with.

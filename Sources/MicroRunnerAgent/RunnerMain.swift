@@ -164,8 +164,12 @@ package enum RunnerMain {
             exit(request.code)
         }
         config.selfPath = executablePath()
+        // The file at that path as the runner starts (not stat of /proc/self/exe, which under qemu-user names
+        // the emulator): at exit the path is removed only while it is still this file.
         var exe = stat()
-        if stat("/proc/self/exe", &exe) == 0 { config.selfIdentity = (UInt64(exe.st_dev), UInt64(exe.st_ino)) }
+        if let path = config.selfPath, lstat(path, &exe) == 0 {
+            config.selfIdentity = (UInt64(exe.st_dev), UInt64(exe.st_ino))
+        }
 
         let agent: Agent
         do {

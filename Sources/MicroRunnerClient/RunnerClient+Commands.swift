@@ -186,20 +186,24 @@ extension RunnerClient {
     func verify(_ result: FileWriteResult, wrote bytes: [UInt8], to path: String) throws {
         var h = Crypto.SHA256()
         h.update(bytes)
-        let want = h.finalizeHex()
+        try verify(result, size: bytes.count, sha256: h.finalizeHex(), to: path)
+    }
+
+    /// The same check against a size and SHA-256 known without holding the bytes (a streamed put).
+    func verify(_ result: FileWriteResult, size: Int, sha256 want: String, to path: String) throws {
         var got = result.checksum.lowercased()
         if got.hasPrefix("sha256:") { got.removeFirst(7) }
         let unchanged = result.changed == false
-        if !unchanged && result.bytesWritten != bytes.count {
+        if !unchanged && result.bytesWritten != size {
             throw ClientError(
                 .verificationFailed,
-                "file.write \(path): \(runnerDescription) wrote \(result.bytesWritten) of \(bytes.count) bytes; the file is not what was sent"
+                "file.write \(path): \(runnerDescription) wrote \(result.bytesWritten) of \(size) bytes; the file is not what was sent"
             )
         }
         if got != want {
             throw ClientError(
                 .verificationFailed,
-                "file.write \(path): \(runnerDescription) reports checksum \(got.isEmpty ? "(none)" : got), not the \(want) of the \(bytes.count) bytes sent"
+                "file.write \(path): \(runnerDescription) reports checksum \(got.isEmpty ? "(none)" : got), not the \(want) of the \(size) bytes sent"
             )
         }
     }

@@ -374,6 +374,26 @@ public actor RunnerClient {
         return try await answer(promise, command)
     }
 
+    /// Sends `command` and returns the promise of its answer without waiting for it (a pipeline keeps several
+    /// in flight and waits for them in order with `awaitAnswer`).
+    func startSending(_ command: CommandMessage) async throws -> Promise<Answer> {
+        try check(command)
+        let line = try encode(command)
+        let promise = try register(command.id, nil)
+        do {
+            try await session.child.send(line)
+        } catch {
+            waiters[command.id] = nil
+            throw error
+        }
+        return promise
+    }
+
+    /// The answer to a command `startSending` sent, within its timeout and `answerGrace`.
+    func awaitAnswer(_ promise: Promise<Answer>, _ command: CommandMessage) async throws -> Answer {
+        try await answer(promise, command)
+    }
+
     /// How long after a command's own timeout its answer may still take: the runner answers `TIMEOUT` itself
     /// about 0.5 s after the deadline (TERM, then KILL), and a 16 MiB answer crosses a slow link well within.
     static let answerGrace: Duration = .seconds(30)

@@ -200,15 +200,24 @@ public struct FileReadParams: Sendable, Equatable {
     public var maxBytes: Int
     /// **ext**: first byte to read.
     public var offset: Int
+    /// **ext** `file.digest`: no content, only the whole file's size, SHA-256 (`file_checksum`) and metadata:
+    /// what a controller asks before sending a file, so an unchanged one is not sent at all.
+    public var digestOnly: Bool
 
     /// The default and largest useful `max_bytes`.
     public static let defaultMaxBytes = 10 * 1024 * 1024
 
     /// Creates file.read parameters.
-    public init(path: String, maxBytes: Int = FileReadParams.defaultMaxBytes, offset: Int = 0) {
+    public init(
+        path: String,
+        maxBytes: Int = FileReadParams.defaultMaxBytes,
+        offset: Int = 0,
+        digestOnly: Bool = false
+    ) {
         self.path = path
         self.maxBytes = maxBytes
         self.offset = offset
+        self.digestOnly = digestOnly
     }
 }
 
@@ -232,6 +241,8 @@ public struct FileReadResult: Sendable, Equatable {
     public var encoding: String?
     /// **ext**: where the returned bytes start.
     public var offset: Int?
+    /// **ext** `file.digest`: the SHA-256 of the whole file, when `digest_only` asked for it.
+    public var fileChecksum: String?
 
     /// Creates a file.read result.
     public init(
@@ -243,7 +254,8 @@ public struct FileReadResult: Sendable, Equatable {
         checksum: String,
         truncated: Bool,
         encoding: String? = nil,
-        offset: Int? = nil
+        offset: Int? = nil,
+        fileChecksum: String? = nil
     ) {
         self.content = content
         self.size = size
@@ -254,6 +266,7 @@ public struct FileReadResult: Sendable, Equatable {
         self.truncated = truncated
         self.encoding = encoding
         self.offset = offset
+        self.fileChecksum = fileChecksum
     }
 }
 
@@ -384,13 +397,15 @@ extension FileReadParams: WireCodable {
         let requested = try f.int("max_bytes")
         maxBytes = requested > 0 ? requested : Self.defaultMaxBytes
         offset = try f.int("offset")
+        digestOnly = try f.bool("digest_only")
     }
 
-    /// Writes the wire object.
+    /// Writes the wire object (`digest_only` only when set: an older runner never sees it).
     public func encode(to o: inout WireObject) {
         o.set("path", path)
         o.set("max_bytes", maxBytes)
         o.set("offset", offset)
+        if digestOnly { o.set("digest_only", true) }
     }
 }
 
@@ -406,6 +421,7 @@ extension FileReadResult: WireCodable {
         truncated = try f.bool("truncated")
         encoding = try f.optionalString("encoding")
         offset = try f.optionalInt("offset")
+        fileChecksum = try f.optionalString("file_checksum")
     }
 
     /// Writes the wire object.
@@ -419,5 +435,6 @@ extension FileReadResult: WireCodable {
         o.set("truncated", truncated)
         o.set("encoding", encoding)
         o.set("offset", offset)
+        o.set("file_checksum", fileChecksum)
     }
 }

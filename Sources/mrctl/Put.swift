@@ -17,10 +17,10 @@ struct Put: AsyncParsableCommand {
     @Argument(help: "Absolute path on the host.") var destination: String
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: source) else {
-            throw ValidationError("cannot read \(source)")
-        }
-        let bytes = [UInt8](data)
+        // Read once through SHA-256 for every host (4 MiB at a time), then streamed from disk to each host that
+        // does not already have these bytes: a 1 GiB put no longer holds the file, let alone several copies.
+        let local: LocalFileDigest
+        do { local = try LocalFileDigest(path: source) } catch { throw ValidationError("cannot read \(source)") }
         var fileMode: FileMode?
         if !mode.isEmpty {
             guard let m = FileMode(mode) else { throw ValidationError("--mode must be octal, e.g. 0644, not \(mode)") }
@@ -36,7 +36,7 @@ struct Put: AsyncParsableCommand {
         try await runOnHosts(global) { client in
             func put(_ path: String) async throws -> FileWriteResult {
                 try await client.putFile(
-                    bytes,
+                    contentsOf: local,
                     to: path,
                     mode: mode,
                     owner: owner,
@@ -53,7 +53,7 @@ struct Put: AsyncParsableCommand {
                 r = try await put(dest + "/" + name)
             }
             let changed = r.changed ?? true
-            var summary = changed ? (dryRun ? "would write" : "wrote") + " \(bytes.count) bytes" : "unchanged"
+            var summary = changed ? (dryRun ? "would write" : "wrote") + " \(local.size) bytes" : "unchanged"
             if let b = r.backupPath { summary += ", backup \(b)" }
             return HostReport(
                 ok: true,

@@ -51,42 +51,50 @@ enum HostileRunner {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try script.write(toFile: dir + "/runner", atomically: true, encoding: .utf8)
         chmod(dir + "/runner", 0o755)
-        // python waits for mrctl and reports its ru_maxrss: Foundation's Process does not give rusage.
-        let driver = """
-            import os, sys, time
-            start = time.time()
-            pid = os.fork()
-            if pid == 0:
-                out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                err = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                os.dup2(out, 1)
-                os.dup2(err, 2)
-                os.execv(sys.argv[3], sys.argv[3:])
-            _, status, usage = os.wait4(pid, 0)
-            print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, time.time() - start)
-            """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments =
-            [
-                "-c", driver, dir + "/out", dir + "/err", mrctlPath, "exec", "--host", "local", "--runner",
-                dir + "/runner",
-            ]
-            + arguments + ["--", "true"]
-        p.environment = ProcessInfo.processInfo.environment.merging(["HOSTILE_MODE": mode]) { $1 }
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let report = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        let fields = report.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-        guard fields.count == 3, let status = Int32(fields[0]), let rss = Int(fields[1]),
-            let seconds = Double(fields[2])
-        else { throw TestFailure("driver said: \(report)") }
-        let out = (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? ""
-        let err = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
-        return (CLIRun(status: status, stdout: out, stderr: err), rss, seconds)
+        return try mrctlMeasured(
+            ["exec", "--host", "local", "--runner", dir + "/runner"] + arguments + ["--", "true"],
+            environment: ["HOSTILE_MODE": mode]
+        )
     }
+}
+
+/// mrctl run to its end, with its peak RSS (KiB, from wait4: Foundation's Process gives no rusage) and how long
+/// it took.
+func mrctlMeasured(
+    _ arguments: [String],
+    environment: [String: String] = [:]
+) throws -> (CLIRun, maxRSSKiB: Int, seconds: Double) {
+    let dir = NSTemporaryDirectory() + "mr-measured-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let driver = """
+        import os, sys, time
+        start = time.time()
+        pid = os.fork()
+        if pid == 0:
+            out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            err = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            os.execv(sys.argv[3], sys.argv[3:])
+        _, status, usage = os.wait4(pid, 0)
+        print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, time.time() - start)
+        """
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    p.arguments = ["-c", driver, dir + "/out", dir + "/err", mrctlPath] + arguments
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    try p.run()
+    let report = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    let fields = report.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+    guard fields.count == 3, let status = Int32(fields[0]), let rss = Int(fields[1]), let seconds = Double(fields[2])
+    else { throw TestFailure("driver said: \(report)") }
+    let out = (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
+    return (CLIRun(status: status, stdout: out, stderr: err), rss, seconds)
 }
 
 /// The second adversarial review: the controller's memory and terminal are as precious as the host's.

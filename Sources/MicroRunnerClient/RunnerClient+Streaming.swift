@@ -1,0 +1,164 @@
+import Foundation
+import MicroRunnerCrypto
+import MicroRunnerProtocol
+
+/// A local file's size and SHA-256, read once (in 4 MiB reads, memory flat) and shared by every host it goes to.
+public struct LocalFileDigest: Sendable, Equatable {
+    /// The file's path.
+    public var path: String
+    /// Its size in bytes.
+    public var size: Int
+    /// Its SHA-256, lowercase hex.
+    public var sha256: String
+
+    /// Reads `path` through SHA-256.
+    /// - Throws: `ClientError` `.usage` when it cannot be read.
+    public init(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw ClientError(.usage, "cannot read \(path)")
+        }
+        defer { try? handle.close() }
+        var hash = Crypto.SHA256()
+        var size = 0
+        while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty {
+            chunk.withUnsafeBytes { hash.update($0) }
+            size += chunk.count
+        }
+        self.path = path
+        self.size = size
+        self.sha256 = hash.finalizeHex()
+    }
+}
+
+extension RunnerClient {
+    /// What the host has at `path`, without its content: size, SHA-256 (`fileChecksum`), mode, owner and group;
+    /// nil when there is no file there. One round trip, however large the file (the runner hashes it in place).
+    /// - Throws: `ClientError` `.unsupported` for a runner without the `file.digest` extension (an older one
+    ///   would answer with up to 10 MiB of content instead).
+    public func fileDigest(_ path: String, timeout: Duration = .seconds(300)) async throws -> FileReadResult? {
+        guard supports("file.digest") else {
+            throw ClientError(.unsupported, "file.read \(path): \(runnerDescription) does not speak file.digest")
+        }
+        do {
+            let r = try await readFile(FileReadParams(path: path, digestOnly: true), timeout: timeout)
+            guard r.fileChecksum != nil else {
+                throw ClientError(.protocolViolation, "file.read \(path): no file_checksum in a digest answer")
+            }
+            return r
+        } catch let error as CommandError where error.code == .notFound {
+            return nil
+        }
+    }
+
+    /// Puts a local file on the host, streamed from disk: never more than `window` chunks of `chunkSize` in
+    /// flight, so memory stays flat for any size. Before anything is sent the host's copy is asked for
+    /// (`file.digest`): when it already has these bytes with the mode asked for, and no owner or group is
+    /// asked, nothing is sent and the result says `changed: false`. A dry run answers from that comparison
+    /// alone for a file too large for one line, and otherwise as `putFile(_:to:)` does (with a diff).
+    ///
+    /// The final answer is checked against the local size and SHA-256, as every write is.
+    public func putFile(
+        contentsOf local: LocalFileDigest,
+        to path: String,
+        mode: FileMode? = nil,
+        owner: String = "",
+        group: String = "",
+        backup: Bool = false,
+        dryRun: Bool = false,
+        chunkSize: Int = 4 << 20,
+        window: Int = 4,
+        timeout: Duration = .seconds(300)
+    ) async throws -> FileWriteResult {
+        // A digest that cannot be had (a directory there, a file it may not read) decides nothing: the write
+        // that follows says what is wrong.
+        if supports("file.digest"), let there = (try? await fileDigest(path, timeout: timeout)) ?? nil,
+            there.fileChecksum == local.sha256, there.size == local.size,
+            mode.map({ there.mode == $0.description }) ?? true, owner.isEmpty, group.isEmpty
+        {
+            return FileWriteResult(bytesWritten: 0, created: false, checksum: local.sha256, changed: false)
+        }
+        let chunked = supports("file.chunked_write") && supports("file.content_base64")
+        if dryRun && local.size > chunkSize && supports("file.digest") {
+            // Known to differ (or to be missing) from the digest: no need to send a gigabyte to say so.
+            return FileWriteResult(bytesWritten: local.size, created: false, checksum: local.sha256, changed: true)
+        }
+        guard local.size > chunkSize && chunked && !dryRun else {
+            guard let data = FileManager.default.contents(atPath: local.path) else {
+                throw ClientError(.usage, "cannot read \(local.path)")
+            }
+            return try await putFile(
+                [UInt8](data),
+                to: path,
+                mode: mode,
+                owner: owner,
+                group: group,
+                backup: backup,
+                dryRun: dryRun,
+                chunkSize: chunkSize,
+                timeout: timeout
+            )
+        }
+        guard let handle = FileHandle(forReadingAtPath: local.path) else {
+            throw ClientError(.usage, "cannot read \(local.path)")
+        }
+        defer { try? handle.close() }
+        let uploadID = "u" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let chain = supports("run_if_succeeded")
+        var inFlight: [(Promise<Answer>, CommandMessage)] = []
+        var offset = 0
+        var previous: String?
+        var last: DoneMessage?
+        var hash = Crypto.SHA256()
+        while offset < local.size {
+            let chunk = try handle.read(upToCount: min(chunkSize, local.size - offset)) ?? Data()
+            guard !chunk.isEmpty else {
+                throw ClientError(.usage, "\(local.path) ended at \(offset) of \(local.size) bytes while it was sent")
+            }
+            chunk.withUnsafeBytes { hash.update($0) }
+            let end = offset + chunk.count
+            var p = FileWriteParams(
+                path: path,
+                contentBase64: chunk.base64EncodedString(),
+                mode: mode?.description ?? "",
+                uploadID: uploadID,
+                offset: offset,
+                final: end == local.size
+            )
+            p.owner = owner
+            p.group = group
+            p.backup = backup
+            var command = CommandMessage(
+                id: makeID(),
+                type: .fileWrite,
+                timeout: Self.wireSeconds(timeout),
+                params: WireEncoder().encodeToValue(p)
+            )
+            // Each chunk runs only if the one before succeeded: a failure stops the upload exactly.
+            if chain, let previous { command.metadata = ["run_if_succeeded": previous] }
+            previous = command.id
+            inFlight.append((try await startSending(command), command))
+            offset = end
+            if inFlight.count >= max(1, window) {
+                let (promise, sent) = inFlight.removeFirst()
+                last = try await awaitAnswer(promise, sent).result()
+            }
+        }
+        for (promise, sent) in inFlight { last = try await awaitAnswer(promise, sent).result() }
+        // The file changed under us while it was sent: what arrived is not what was hashed before.
+        guard hash.finalizeHex() == local.sha256 else {
+            throw ClientError(
+                .usage,
+                "\(local.path) changed while it was sent; the host has its new bytes, not the old"
+            )
+        }
+        guard let last else { throw ClientError(.protocolViolation, "file.write \(path): no answer") }
+        let result: FileWriteResult
+        do {
+            result = try WireDecoder().decode(FileWriteResult.self, from: last.result)
+        } catch {
+            throw ClientError(.protocolViolation, "file.write result from \(hostName): \(error)")
+        }
+        try verify(result, size: local.size, sha256: local.sha256, to: path)
+        return result
+    }
+}

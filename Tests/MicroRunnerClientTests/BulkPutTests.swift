@@ -1,0 +1,72 @@
+import Foundation
+import MicroRunnerClient
+import MicroRunnerTestSupport
+import Testing
+
+/// `put` of large files: streamed from disk in chunks with a bounded window, verified by size and SHA-256, and
+/// not sent at all when the host already has the bytes (asked with `file.digest` first).
+@Suite(.serialized) struct BulkPutTests {
+    /// A runner that logs every line it is sent to `log` (a copy of the real runner behind `tee`), so a test can
+    /// see what crossed the wire.
+    static func loggingRunner(in dir: String) throws -> (runner: String, log: String) {
+        let log = dir + "/sent.log"
+        // Its own copy, kept (--keep): the runner deletes the file it runs from at exit.
+        try BuiltRunner.copy(to: dir + "/real-runner")
+        try "#!/bin/sh\ntee -a \(log) | \(dir)/real-runner --keep \"$@\"\n".write(
+            toFile: dir + "/runner",
+            atomically: true,
+            encoding: .utf8
+        )
+        chmod(dir + "/runner", 0o755)
+        return (dir + "/runner", log)
+    }
+
+    static func sentWrites(_ log: String) -> Int {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.contains(#""type":"file.write""#) }.count
+    }
+
+    @Test func aLargeFileIsStreamedVerifiedAndNotResentWhenUnchanged() throws {
+        let dir = NSTemporaryDirectory() + "mr-bulk-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (runner, log) = try Self.loggingRunner(in: dir)
+        let source = dir + "/source.bin"
+        let target = dir + "/target.bin"
+        // 48 MiB of random bytes: 12 chunks of 4 MiB, more than the window of 4.
+        shell("head -c \(48 << 20) /dev/urandom > \(source)")
+
+        let (first, rss, _) = try mrctlMeasured(["put", "--runner", runner, "--host", "local", source, target])
+        #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
+        #expect(shell("cmp \(source) \(target)").status == 0, "the host's copy is byte for byte the file")
+        #expect(Self.sentWrites(log) == 12, "12 chunks: \(Self.sentWrites(log))")
+        // The file is never held whole: 48 MiB as base64 lines would be ~130 MB with copies.
+        #expect(rss < 96 << 10, "peak RSS \(rss >> 10) MiB")
+
+        // Same bytes, new mtime: asked, not sent.
+        shell("touch \(source)")
+        let before = Self.sentWrites(log)
+        let again = try mrctl(["put", "--runner", runner, "--host", "local", source, target])
+        #expect(again.status == 0 && again.stdout.contains("unchanged"), "\(again.stdout)")
+        #expect(Self.sentWrites(log) == before, "nothing was sent for an unchanged file")
+        #expect(shell("grep -c digest_only \(log)").output.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+
+        // One byte changed in the middle: sent again, and the host has it.
+        shell("printf 'X' | dd of=\(source) bs=1 seek=\(24 << 20) conv=notrunc 2>/dev/null")
+        let changed = try mrctl(["put", "--runner", runner, "--host", "local", source, target])
+        #expect(changed.status == 0 && changed.stdout.contains("wrote \(48 << 20) bytes"), "\(changed.stdout)")
+        #expect(shell("cmp \(source) \(target)").status == 0)
+        #expect(Self.sentWrites(log) == before + 12)
+
+        // A dry run of a large changed file answers from the digest: nothing sent, nothing changed.
+        shell("printf 'Y' | dd of=\(source) bs=1 seek=\(24 << 20) conv=notrunc 2>/dev/null")
+        let dry = try mrctl(["put", "--dry-run", "--runner", runner, "--host", "local", source, target])
+        #expect(dry.status == 0 && dry.stdout.contains("would write"), "\(dry.stdout)")
+        #expect(Self.sentWrites(log) == before + 12, "a dry run sent no content")
+        #expect(shell("cmp -s \(source) \(target)").status != 0, "the host's file was not changed")
+        #expect(
+            (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.contains(".mr-") }.isEmpty == true,
+            "no staging file left"
+        )
+    }
+}
