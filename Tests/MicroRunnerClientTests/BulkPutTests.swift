@@ -70,3 +70,22 @@ import Testing
         )
     }
 }
+
+/// The typed calls for the system command types, through the library alone (a root runner here).
+@Suite(.enabled(if: geteuid() == 0, "a root runner")) struct TypedSystemCallTests {
+    @Test func packageAndSudoersAreTypedCalls() async throws {
+        let runner = try RunnerBinary(path: runnerPath)
+        try await RunnerClient.withRunner(transport: LocalTransport(), runner: runner) { client in
+            let absent = try await client.package("mr-no-such-package-typed", state: .absent)
+            #expect(absent.action == "already_absent" && !absent.changed)
+            let rule = try await client.sudoers(
+                user: "mr-typed-test",
+                commands: ["/usr/bin/true"],
+                noPassword: true,
+                dryRun: true
+            )
+            #expect(rule.changed && rule.action == "created")
+            #expect(!FileManager.default.fileExists(atPath: rule.filePath), "a dry run installs nothing")
+        }
+    }
+}
