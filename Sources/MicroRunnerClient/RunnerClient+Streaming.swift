@@ -162,3 +162,89 @@ extension RunnerClient {
         return result
     }
 }
+
+extension RunnerClient {
+    /// Copies a file from the host to `localPath`, window by window (one `file.read` of at most 10 MiB in memory
+    /// at a time), into a private temporary file beside `localPath` that replaces it only once complete and
+    /// verified: its size and SHA-256 must equal the host's whole-file digest (`file.digest`, asked after the
+    /// last window; a runner without it has each window's checksum checked instead). A file that changed on the
+    /// host while it was read fails, and nothing is left behind.
+    /// - Returns: the host file's metadata (size, mode, owner, group, SHA-256 in `fileChecksum` when known).
+    public func fetchFile(
+        _ path: String,
+        to localPath: String,
+        timeout: Duration = .seconds(300)
+    ) async throws -> FileReadResult {
+        let directory = URL(fileURLWithPath: localPath).deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var template = Array((localPath + ".mrctl-fetch.XXXXXX").utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else {
+            throw ClientError(.usage, "cannot create a file beside \(localPath): \(String(cString: strerror(errno)))")
+        }
+        let staging = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        var done = false
+        defer {
+            try? handle.close()
+            if !done { unlink(staging) }
+        }
+        var hash = Crypto.SHA256()
+        var offset = 0
+        var last: FileReadResult
+        while true {
+            let r = try await readFile(FileReadParams(path: path, offset: offset), timeout: timeout)
+            let bytes: Data
+            if r.encoding == "base64" {
+                guard let d = Data(base64Encoded: r.content) else {
+                    throw ClientError(.protocolViolation, "file.read from \(hostName): content is not base64")
+                }
+                bytes = d
+            } else {
+                bytes = Data(r.content.utf8)
+            }
+            var window = Crypto.SHA256()
+            bytes.withUnsafeBytes { window.update($0) }
+            guard window.finalizeHex() == r.checksum.lowercased() else {
+                throw ClientError(
+                    .verificationFailed,
+                    "file.read \(path) from \(hostName): a window's checksum is wrong"
+                )
+            }
+            bytes.withUnsafeBytes { hash.update($0) }
+            try handle.write(contentsOf: bytes)
+            offset += bytes.count
+            last = r
+            if !r.truncated { break }
+            if bytes.isEmpty {
+                throw ClientError(
+                    .protocolViolation,
+                    "file.read \(path) from \(hostName): an empty window before the end"
+                )
+            }
+        }
+        let got = hash.finalizeHex()
+        if supports("file.digest"), let whole = try await fileDigest(path, timeout: timeout) {
+            guard whole.fileChecksum == got, whole.size == offset else {
+                throw ClientError(
+                    .verificationFailed,
+                    "\(path) on \(hostName) changed while it was read (\(offset) bytes read, SHA-256 \(got); now "
+                        + "\(whole.size) bytes, \(whole.fileChecksum ?? "?")); nothing was saved"
+                )
+            }
+            last = whole
+        } else {
+            last.fileChecksum = got
+        }
+        try handle.synchronize()
+        guard rename(staging, localPath) == 0 else {
+            throw ClientError(
+                .usage,
+                "cannot move the fetched file to \(localPath): \(String(cString: strerror(errno)))"
+            )
+        }
+        done = true
+        last.size = offset
+        return last
+    }
+}

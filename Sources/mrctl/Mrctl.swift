@@ -10,7 +10,7 @@ struct Mrctl: AsyncParsableCommand {
         abstract: "Run commands on hosts through micro-runner: agentless, over ssh, or on this machine.",
         subcommands: [
             Ping.self, Exec.self, Script.self, Keygen.self, Put.self, Read.self, Pkg.self, Service.self, Sudoers.self,
-            SshdHarden.self, InventoryCommand.self,
+            SshdHarden.self, InventoryCommand.self, Fetch.self,
         ]
     )
 }

@@ -512,4 +512,29 @@ struct CLITests {
             #expect((try? String(contentsOfFile: landed, encoding: .utf8)) == "inside\n", "\(landed)")
         }
     }
+
+    /// `fetch` (Ansible's): each host's file lands under DEST/HOST/PATH, byte for byte, verified by SHA-256.
+    @Test func fetchSavesEachHostsFileVerified() throws {
+        let s = try server()
+        let dir = "/tmp/mr-fetch-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir + "/dest", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        chmod(dir, 0o755)
+        shell("head -c \(20 << 20) /dev/urandom > \(dir)/data.bin && chmod 644 \(dir)/data.bin")
+        let run = try mrctl([
+            "fetch", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h22", "--host", "h23",
+            dir + "/data.bin", dir + "/dest",
+        ])
+        #expect(run.status == 0, "\(run.stdout) \(run.stderr)")
+        for host in ["h22", "h23"] {
+            #expect(shell("cmp \(dir)/data.bin \(dir)/dest/\(host)\(dir)/data.bin").status == 0, "\(host)")
+        }
+        let leftovers = shell("find \(dir)/dest -name '*.mrctl-fetch.*'").output
+        #expect(leftovers.isEmpty, "no staging file left: \(leftovers)")
+        let missing = try mrctl([
+            "fetch", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h22", dir + "/none",
+            dir + "/dest",
+        ])
+        #expect(missing.status == 2 && missing.stdout.contains("NOT_FOUND"), "\(missing.stdout)")
+    }
 }
