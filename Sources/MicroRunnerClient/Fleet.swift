@@ -127,12 +127,13 @@ public enum Fleet {
 
     /// Whether `error` is an ssh connection the server closed before the runner started (busy, not broken).
     package static func isBusyServer(_ error: any Error) -> Bool {
-        guard let e = error as? ClientError, e.kind == .transport || e.kind == .runnerExited else { return false }
+        guard let e = error as? ClientError else { return false }
+        if e.kind == .busy { return true }
+        guard e.kind == .transport || e.kind == .runnerExited else { return false }
         // Only a refusal before the key exchange is MaxStartups ("kex_exchange_identification: read: Connection
         // reset by peer", "Connection closed by remote host"); a reset at any other time is a broken connection,
         // reported at once instead of retried for 12 s and blamed on --forks.
-        return e.message.contains("kex_exchange_identification")
-            || e.message.contains("Connection closed by remote host")
+        return ClientError.sshFailureKind(e.message) == .busy
     }
 }
 

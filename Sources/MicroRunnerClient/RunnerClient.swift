@@ -182,9 +182,13 @@ public actor RunnerClient {
             let said = textBeforeReady.isEmpty ? "" : "the host said: " + textBeforeReady.joined(separator: " / ")
             let both = [said, stderr == "no message on stderr" || stderr == "ssh failed" ? "" : stderr]
                 .filter { !$0.isEmpty }.joined(separator: "; ")
+            let rawStderr = await session.child.stderrTextAtEOF()
+            let kind: ClientError.Kind =
+                rawStderr.contains("micro-runner-bootstrap:")
+                ? .bootstrap : !textBeforeReady.isEmpty ? .refusedByHost : ClientError.sshFailureKind(rawStderr)
             failAll(
                 ClientError(
-                    .transport,
+                    kind,
                     "\(hostName): the session ended before the runner started (status \(status.map(String.init) ?? "unknown")): "
                         + (both.isEmpty ? stderr : both)
                 )

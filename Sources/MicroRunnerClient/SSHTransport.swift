@@ -263,7 +263,8 @@ public struct SSHTransport: Transport {
         } catch {
             // ssh exited before reading: its stderr says why (refused key, unreachable host...).
             _ = await child.waitForExit(timeout: .seconds(5))
-            throw ClientError(.transport, "\(name): \(Self.explain(await child.stderrTextAtEOF(timeout: .seconds(5))))")
+            let stderr = await child.stderrTextAtEOF(timeout: .seconds(5))
+            throw ClientError(ClientError.sshFailureKind(stderr), "\(name): \(Self.explain(stderr))")
         }
         return RunnerSession(child: child, remoteDirectory: nil, become: options.become)
     }
@@ -288,8 +289,8 @@ public struct SSHTransport: Transport {
                 + "can be an attack; if the change is expected, remove the old key with ssh-keygen -R HOST and connect again"
         }
         if stderr.contains("Host key verification failed") && stderr.contains("host key is known for") {
-            return "the host key is not in known_hosts (ssh refuses unknown hosts); check it and add it, or run "
-                + "with --accept-new-host-keys to record keys of new hosts"
+            return "the host key is not in known_hosts (ssh refuses unknown hosts); check it and add it, or record "
+                + "keys of new hosts (mrctl --accept-new-host-keys; SSHOptions.hostKeyChecking = .acceptNew)"
         }
         // ssh ends its lines with \r\n when it has a terminal: split on both.
         let lines = stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).map {

@@ -116,11 +116,7 @@ final class Reporter: @unchecked Sendable {
             } else if let c = error as? ClientError {
                 // Unreachable: no connection, no runner in time, or the bootstrap could not start one (noexec,
                 // no hash tool, a bad upload): the host never ran the command.
-                if [.transport, .startTimeout, .becomeFailed].contains(c.kind)
-                    || (c.kind == .runnerExited && c.message.contains("micro-runner-bootstrap:"))
-                {
-                    unreachable += 1
-                }
+                if c.isUnreachable { unreachable += 1 }
                 e["code"] = .string("CLIENT_\(c.kind.rawValue.uppercased())")
                 e["message"] = .string(c.message)
             } else if error is CancellationError {

@@ -502,3 +502,54 @@ struct SSHTransportTests {
         }
     }
 }
+
+/// The error kinds a program switches on, each against the real failure over the loopback sshd.
+@Suite(.serialized, .enabled(if: geteuid() == 0, "uses the sshd fixture")) struct ErrorKindTests {
+    func kind(_ host: String, _ configure: (inout SSHOptions) -> Void = { _ in }) async throws -> ClientError.Kind? {
+        let s = try server()
+        var o = SSHOptions()
+        o.configFile = s.clientConfig
+        configure(&o)
+        do {
+            try await RunnerClient.withRunner(
+                transport: SSHTransport(host: HostSpec(host: host), options: o),
+                runner: try RunnerBinary(path: runnerPath),
+                startTimeout: .seconds(30)
+            ) { _ in }
+            return nil
+        } catch let error as ClientError {
+            #expect(error.isUnreachable, "\(error)")
+            return error.kind
+        }
+    }
+
+    @Test func eachFailureHasItsKind() async throws {
+        let s = try server()
+        let dir = NSTemporaryDirectory() + "mr-kinds-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        shell("ssh-keygen -q -t ed25519 -N '' -f \(dir)/stranger")
+        try "".write(toFile: dir + "/empty_known_hosts", atomically: true, encoding: .utf8)
+        try "Host nowhere\n  HostName nosuchhost.invalid\n".write(
+            toFile: dir + "/cfg",
+            atomically: true,
+            encoding: .utf8
+        )
+
+        #expect(try await kind("nowhere") { $0.configFile = dir + "/cfg" } == .unreachable)
+        #expect(try await kind("closed") == .unreachable)
+        #expect(
+            try await kind("127.0.0.1") {
+                $0.configFile = nil
+                $0.identityFile = dir + "/stranger"
+                $0.knownHostsFile = s.knownHosts
+                $0.extraOptions = ["Port=\(s.port)", "User=\(SSHServer.user)"]
+            } == .authentication
+        )
+        #expect(try await kind("h25") { $0.knownHostsFile = dir + "/empty_known_hosts" } == .hostKey)
+        #expect(try await kind("refusing1") == .refusedByHost)
+        #expect(
+            Fleet.isBusyServer(ClientError(.busy, "h1: kex_exchange_identification: read: Connection reset by peer"))
+        )
+    }
+}
