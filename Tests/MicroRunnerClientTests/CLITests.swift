@@ -163,8 +163,8 @@ struct CLITests {
         ])
         #expect(run.status == 4, "an unreachable host: 4, as Ansible")
         #expect(run.stdout.contains("failed: closed"), "\(run.stdout)")
-        // A command that fails is 2 and both kinds together 4, as ansible-core 2.19 answers for the same situations
-        // (measured once; this machine has no ansible to run beside it): unreachable wins.
+        // A command that fails is 2 and both kinds together 4, as ansible-core 2.19.14 answered for the same
+        // situations (measured once, see the README): unreachable wins.
         let failed = try mrctl([
             "exec", "--runner", runnerPath, "--ssh-config", s.clientConfig, "--host", "h13", "--", "false",
         ])
