@@ -71,6 +71,38 @@ import Testing
     }
 }
 
+/// Ctrl-C in the middle of a large put: the old file stays whole and no staging file is left.
+@Suite(.serialized) struct InterruptedPutTests {
+    @Test func anInterruptedPutLeavesTheOldFile() throws {
+        let dir = NSTemporaryDirectory() + "mr-cut-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "the old content\n".write(toFile: dir + "/target", atomically: true, encoding: .utf8)
+        shell("head -c \(256 << 20) /dev/urandom > \(dir)/big.bin")
+        let p = try startWithSignalsUnblocked([
+            mrctlPath, "put", "--runner", runnerPath, "--host", "local", dir + "/big.bin", dir + "/target",
+        ]) {
+            $0.standardOutput = FileHandle.nullDevice
+            $0.standardError = FileHandle.nullDevice
+        }
+        // Wait until the upload is under way (its staging file exists beside the target), then interrupt.
+        var staging = false
+        for _ in 0..<600 where !staging {
+            staging = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains {
+                $0.contains(".mr-")
+            }
+            if !staging { usleep(20_000) }
+        }
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        #expect(staging, "the upload had started")
+        #expect(p.terminationStatus == 130)
+        #expect((try? String(contentsOfFile: dir + "/target", encoding: .utf8)) == "the old content\n")
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.contains(".mr-") }
+        #expect(left.isEmpty, "left behind: \(left)")
+    }
+}
+
 /// The typed calls for the system command types, through the library alone (a root runner here).
 @Suite(.enabled(if: geteuid() == 0, "a root runner")) struct TypedSystemCallTests {
     @Test func packageAndSudoersAreTypedCalls() async throws {
