@@ -1,6 +1,7 @@
 import CMicroRunnerShims
 import Foundation
 import MicroRunnerSystem
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -233,6 +234,34 @@ final class ChildProcess: @unchecked Sendable {
             return wasFull && queuedBytes < Self.maxQueuedBytes
         }
         if resume { ChildIOLoop.shared.wake() }
+    }
+
+    /// The last `count` non-empty stdout lines (each cut to 512 bytes) of a child that is ending, read until its
+    /// stdout closes or `timeout` passes: what a host printed before it closed a session nobody read yet (a
+    /// ForceCommand's refusal arrives on stdout while the upload is still being written).
+    func lastLines(_ count: Int, timeout: Duration) async -> [String] {
+        await withTaskGroup(of: [String]?.self) { group in
+            group.addTask { [self] in
+                var kept: [String] = []
+                for await line in lines {
+                    consumed(line.count)
+                    let text = String(decoding: line.prefix(512), as: UTF8.self)
+                        .trimmingCharacters(in: .whitespacesAndNewlines)
+                    if !text.isEmpty { kept = Array((kept + [text]).suffix(count)) }
+                }
+                return kept
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            var result: [String] = []
+            while let finished = await group.next() {
+                if let finished { result = finished }
+                group.cancelAll()
+            }
+            return result
+        }
     }
 
     /// Why stdout was given up on, if it was (a line longer than `maxLineBytes`).

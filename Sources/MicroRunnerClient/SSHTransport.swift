@@ -264,6 +264,15 @@ public struct SSHTransport: Transport {
             // ssh exited before reading: its stderr says why (refused key, unreachable host...).
             _ = await child.waitForExit(timeout: .seconds(5))
             let stderr = await child.stderrTextAtEOF(timeout: .seconds(5))
+            // A host that refuses in its own words (ForceCommand, nologin) says so on stdout, often before the
+            // upload could be written: those words are the reason, not "ssh failed".
+            let said = await child.lastLines(3, timeout: .seconds(2)).filter { !$0.hasPrefix("{") }
+            if !said.isEmpty {
+                throw ClientError(
+                    .refusedByHost,
+                    "\(name): the session ended before the runner started: the host said: \(said.joined(separator: " / "))"
+                )
+            }
             throw ClientError(ClientError.sshFailureKind(stderr), "\(name): \(Self.explain(stderr))")
         }
         return RunnerSession(child: child, remoteDirectory: nil, become: options.become)
