@@ -347,6 +347,10 @@ func runOnHosts(
     _ options: GlobalOptions,
     _ body: @escaping @Sendable (RunnerClient) async throws -> HostReport
 ) async throws {
+    // Multi-megabyte buffers (file chunks as base64 lines, outputs) from mmap, returned to the kernel when freed:
+    // glibc's sliding mmap threshold otherwise moves them into a heap that does not shrink (the runner does
+    // the same at start).
+    LargeBuffers.returnToTheKernelWhenFreed()
     let targets = try options.targets()
     if options.listHosts {
         // As Ansible's --list-hosts: what would run, and nothing runs.
