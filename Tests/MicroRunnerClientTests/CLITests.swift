@@ -270,7 +270,7 @@ struct CLITests {
         #expect(byHost["h7"]?["ok"] == .bool(true))
         #expect(byHost["h7"]?["result"]?["stdout"] == .string("hi\n"))
         #expect(byHost["closed"]?["ok"] == .bool(false))
-        #expect(byHost["closed"]?["error"]?["code"] == .string("CLIENT_TRANSPORT"))
+        #expect(byHost["closed"]?["error"]?["code"] == .string("CLIENT_UNREACHABLE"), "a refused port is unreachable")
     }
 
     @Test func putIsIdempotentAndDryRunShowsADiff() throws {

@@ -296,7 +296,7 @@ struct SSHTransportTests {
             ) { _ in }
             Issue.record("connected despite a wrong host key")
         } catch let error as ClientError {
-            #expect(error.kind == .transport || error.kind == .runnerExited)
+            #expect(error.kind == .hostKey, "\(error)")
             #expect(error.message.contains("host key") || error.message.contains("HOST IDENTIFICATION"), "\(error)")
         }
     }
