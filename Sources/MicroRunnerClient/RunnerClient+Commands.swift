@@ -241,27 +241,19 @@ extension RunnerClient {
             return try await writeFile(p, timeout: timeout, dryRun: dryRun)
         }
         let uploadID = "u" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let target = ChunkTarget(path: path, mode: mode, owner: owner, group: group, backup: backup)
         var commands: [CommandMessage] = []
         var offset = 0
         while offset < bytes.count {
             let end = min(bytes.count, offset + chunkSize)
-            var p = FileWriteParams(
-                path: path,
-                contentBase64: Data(bytes[offset..<end]).base64EncodedString(),
-                mode: mode?.description ?? "",
-                uploadID: uploadID,
-                offset: offset,
-                final: end == bytes.count
-            )
-            p.owner = owner
-            p.group = group
-            p.backup = backup
             commands.append(
-                CommandMessage(
-                    id: makeID(),
-                    type: .fileWrite,
-                    timeout: Self.wireSeconds(timeout),
-                    params: WireEncoder().encodeToValue(p)
+                chunkCommand(
+                    Data(bytes[offset..<end]),
+                    of: target,
+                    upload: uploadID,
+                    at: offset,
+                    final: end == bytes.count,
+                    timeout: timeout
                 )
             )
             offset = end
@@ -272,6 +264,43 @@ extension RunnerClient {
         let result = try WireDecoder().decode(FileWriteResult.self, from: last.result)
         try verify(result, wrote: bytes, to: path)
         return result
+    }
+
+    /// Where and how a chunked upload lands.
+    struct ChunkTarget {
+        var path: String
+        var mode: FileMode?
+        var owner: String
+        var group: String
+        var backup: Bool
+    }
+
+    /// The `file.write` CMD for one chunk of a chunked upload (PROTOCOL.md chunked writes).
+    func chunkCommand(
+        _ chunk: Data,
+        of target: ChunkTarget,
+        upload uploadID: String,
+        at offset: Int,
+        final: Bool,
+        timeout: Duration
+    ) -> CommandMessage {
+        var p = FileWriteParams(
+            path: target.path,
+            contentBase64: chunk.base64EncodedString(),
+            mode: target.mode?.description ?? "",
+            uploadID: uploadID,
+            offset: offset,
+            final: final
+        )
+        p.owner = target.owner
+        p.group = target.group
+        p.backup = target.backup
+        return CommandMessage(
+            id: makeID(),
+            type: .fileWrite,
+            timeout: Self.wireSeconds(timeout),
+            params: WireEncoder().encodeToValue(p)
+        )
     }
 
     /// `file.read` of one window.

@@ -104,6 +104,7 @@ extension RunnerClient {
         }
         defer { try? handle.close() }
         let uploadID = "u" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let target = ChunkTarget(path: path, mode: mode, owner: owner, group: group, backup: backup)
         let chain = supports("run_if_succeeded")
         var inFlight: [(Promise<Answer>, CommandMessage)] = []
         var offset = 0
@@ -117,22 +118,13 @@ extension RunnerClient {
             }
             chunk.withUnsafeBytes { hash.update($0) }
             let end = offset + chunk.count
-            var p = FileWriteParams(
-                path: path,
-                contentBase64: chunk.base64EncodedString(),
-                mode: mode?.description ?? "",
-                uploadID: uploadID,
-                offset: offset,
-                final: end == local.size
-            )
-            p.owner = owner
-            p.group = group
-            p.backup = backup
-            var command = CommandMessage(
-                id: makeID(),
-                type: .fileWrite,
-                timeout: Self.wireSeconds(timeout),
-                params: WireEncoder().encodeToValue(p)
+            var command = chunkCommand(
+                chunk,
+                of: target,
+                upload: uploadID,
+                at: offset,
+                final: end == local.size,
+                timeout: timeout
             )
             // Each chunk runs only if the one before succeeded: a failure stops the upload exactly.
             if chain, let previous { command.metadata = ["run_if_succeeded": previous] }

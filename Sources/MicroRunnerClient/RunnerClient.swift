@@ -170,7 +170,8 @@ public actor RunnerClient {
             return
         }
         let status = await session.child.waitForExit(timeout: .seconds(5))
-        let stderr = transport.explain(stderr: await session.child.stderrTextAtEOF())
+        let rawStderr = await session.child.stderrTextAtEOF()
+        let stderr = transport.explain(stderr: rawStderr)
         if exit == nil, ready.version.isEmpty, let become = session.become {
             // Before READY under become: sudo (or the launcher) refused; nothing ran on the host.
             failAll(ClientError(.becomeFailed, become.explainFailure(host: hostName, stderr: stderr)))
@@ -182,7 +183,6 @@ public actor RunnerClient {
             let said = textBeforeReady.isEmpty ? "" : "the host said: " + textBeforeReady.joined(separator: " / ")
             let both = [said, stderr == "no message on stderr" || stderr == "ssh failed" ? "" : stderr]
                 .filter { !$0.isEmpty }.joined(separator: "; ")
-            let rawStderr = await session.child.stderrTextAtEOF()
             let kind: ClientError.Kind =
                 rawStderr.contains("micro-runner-bootstrap:")
                 ? .bootstrap : !textBeforeReady.isEmpty ? .refusedByHost : ClientError.sshFailureKind(rawStderr)

@@ -35,47 +35,60 @@ struct Exec: AsyncParsableCommand {
         var global = self.global
         if sudo { global.become = true }
         try await runOnHosts(global) { client in
-            let host = client.hostName
-            let streamed = EventCount()
-            // Events only when asked for (--stream): a handler makes the client ask the runner to stream.
-            let showEvent: @Sendable (EventMessage) -> Void = { event in
-                streamed.increment()
-                if live {
-                    let line = "[\(host)] \(event.message)"
-                    print(raw ? line : TerminalText.visible(line))
-                }
-            }
-            let r = try await client.exec(
-                p,
-                timeout: .seconds(timeout),
-                dryRun: dryRun,
-                onEvent: p.streamLines ? showEvent : nil
-            )
-            if r.skipped == true {
-                // As Ansible's check mode reports shell and command tasks: nothing ran.
-                return HostReport(
-                    ok: true,
-                    changed: false,
-                    result: WireEncoder().encodeToValue(r),
-                    summary: "skipped (dry run)"
-                )
-            }
-            var text = r.stdout
-            if !r.stderr.isEmpty { text += (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + r.stderr }
-            if text.hasSuffix("\n") { text.removeLast() }
-            text += r.cutNotice
-            return HostReport(
-                ok: r.exitCode == 0,
-                changed: nil,
-                result: WireEncoder().encodeToValue(r),
-                // A runner that does not stream (the Go original) sends no EVENTs: then print the output it
-                // returned rather than nothing.
-                text: live && streamed.value > 0 ? "" : text,
-                summary: "rc=\(r.exitCode)" + (r.signal.map { " \($0)" } ?? "")
-                    + (r.cutNotice.isEmpty ? "" : " (output cut)")
-            )
+            try await execReport(client, p, timeout: timeout, dryRun: dryRun, live: live, raw: raw)
         }
     }
+}
+
+/// One exec on one host as mrctl reports it (exec and script alike): lines printed as they come when `live`,
+/// `skipped (dry run)` for a dry run, else the output with stderr after stdout and a notice when the runner cut
+/// it.
+func execReport(
+    _ client: RunnerClient,
+    _ p: ExecParams,
+    timeout: Int,
+    dryRun: Bool,
+    live: Bool,
+    raw: Bool
+) async throws -> HostReport {
+    let host = client.hostName
+    let streamed = EventCount()
+    // Events only when asked for (--stream): a handler makes the client ask the runner to stream.
+    let showEvent: @Sendable (EventMessage) -> Void = { event in
+        streamed.increment()
+        if live {
+            let line = "[\(host)] \(event.message)"
+            print(raw ? line : TerminalText.visible(line))
+        }
+    }
+    let r = try await client.exec(
+        p,
+        timeout: .seconds(timeout),
+        dryRun: dryRun,
+        onEvent: p.streamLines ? showEvent : nil
+    )
+    if r.skipped == true {
+        // As Ansible's check mode reports shell and command tasks: nothing ran.
+        return HostReport(
+            ok: true,
+            changed: false,
+            result: WireEncoder().encodeToValue(r),
+            summary: "skipped (dry run)"
+        )
+    }
+    var text = r.stdout
+    if !r.stderr.isEmpty { text += (text.isEmpty || text.hasSuffix("\n") ? "" : "\n") + r.stderr }
+    if text.hasSuffix("\n") { text.removeLast() }
+    text += r.cutNotice
+    return HostReport(
+        ok: r.exitCode == 0,
+        changed: nil,
+        result: WireEncoder().encodeToValue(r),
+        // A runner that does not stream (the Go original) sends no EVENTs: then print the output it returned
+        // rather than nothing.
+        text: live && streamed.value > 0 ? "" : text,
+        summary: "rc=\(r.exitCode)" + (r.signal.map { " \($0)" } ?? "") + (r.cutNotice.isEmpty ? "" : " (output cut)")
+    )
 }
 
 /// Counts EVENTs from the client's callback (which may run on another thread).

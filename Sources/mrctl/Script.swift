@@ -75,40 +75,7 @@ struct Script: AsyncParsableCommand {
                     "script: the runner on \(client.hostName) cannot take a command's stdin (exec.stdin); use --lines"
                 )
             }
-            let host = client.hostName
-            let streamed = EventCount()
-            let showEvent: @Sendable (EventMessage) -> Void = { event in
-                streamed.increment()
-                if live {
-                    let line = "[\(host)] \(event.message)"
-                    print(raw ? line : TerminalText.visible(line))
-                }
-            }
-            let r = try await client.exec(
-                p,
-                timeout: .seconds(timeout),
-                dryRun: dryRun,
-                onEvent: p.streamLines ? showEvent : nil
-            )
-            if r.skipped == true {
-                return HostReport(
-                    ok: true,
-                    changed: false,
-                    result: WireEncoder().encodeToValue(r),
-                    summary: "skipped (dry run)"
-                )
-            }
-            var out = r.stdout
-            if !r.stderr.isEmpty { out += (out.isEmpty || out.hasSuffix("\n") ? "" : "\n") + r.stderr }
-            if out.hasSuffix("\n") { out.removeLast() }
-            out += r.cutNotice
-            return HostReport(
-                ok: r.exitCode == 0,
-                changed: nil,
-                result: WireEncoder().encodeToValue(r),
-                text: live && streamed.value > 0 ? "" : out,
-                summary: "rc=\(r.exitCode)" + (r.signal.map { " \($0)" } ?? "")
-            )
+            return try await execReport(client, p, timeout: timeout, dryRun: dryRun, live: live, raw: raw)
         }
     }
 
