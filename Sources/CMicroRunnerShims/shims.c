@@ -25,6 +25,16 @@ int mr_pidfd_open(pid_t pid) {
 #endif
 }
 
+int mr_set_pipe_size(int fd, int bytes) {
+#if defined(__linux__) && defined(F_SETPIPE_SZ)
+    return fcntl(fd, F_SETPIPE_SZ, bytes);
+#else
+    (void)fd; (void)bytes;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 int mr_eventfd(void) {
 #ifdef __linux__
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -52,7 +52,8 @@ package final class Agent: @unchecked Sendable {
     /// The extensions of PROTOCOL.md this runner speaks, advertised in READY.
     package static let extensions = [
         "cancel", "dry_run", "exec.stdin", "exec.max_output_bytes", "exec.signal", "file.content_base64",
-        "file.chunked_write", "file.read_offset", "file.changed", "file.digest", "signatures", "idempotency",
+        "file.chunked_write", "file.read_offset", "file.changed", "file.digest", "file.raw_content", "signatures",
+        "idempotency",
         "run_if_succeeded",
     ]
 
@@ -169,8 +170,8 @@ package final class Agent: @unchecked Sendable {
                 return finish(.ttlExpired, code: 124)
             }
             switch item {
-            case .command(let command, let rawParams, _):
-                serve(command, rawParams: rawParams)
+            case .command(let command, let rawParams, _, let content):
+                serve(command, rawParams: rawParams, content: content)
                 if Monotonic.now() >= ttlDeadline { return finish(.ttlExpired, code: 124) }
             case .reject(let error, let id):
                 sendError(error, commandID: id)
@@ -200,11 +201,14 @@ package final class Agent: @unchecked Sendable {
         }
     }
 
-    func serve(_ command: CommandMessage, rawParams: [UInt8]?) {
+    func serve(_ command: CommandMessage, rawParams: [UInt8]?, content: [UInt8]? = nil) {
         commandsTotal += 1
         let started = Monotonic.now()
         do throws(RunnerError) {
             try command.validate()
+            if content != nil {
+                try Self.checkRawContent(command, signed: config.verifyKey != nil)
+            }
             if let key = config.verifyKey {
                 try verifySignature(command, rawParams: rawParams, key: key)
             }
@@ -275,6 +279,7 @@ package final class Agent: @unchecked Sendable {
                 ttlDeadline: ttlDeadline,
                 cancellation: token,
                 host: config.host,
+                content: content,
                 emit: { event in output.send(.event, event) }
             )
             if let reason = token.stopReason {
@@ -303,6 +308,20 @@ package final class Agent: @unchecked Sendable {
             send(.done, DoneMessage(commandID: command.id, result: result, duration: duration, metadata: metadata))
         } catch {
             sendError(error, commandID: command.id)
+        }
+    }
+
+    /// Raw content (ext `file.raw_content`) is for `file.write` only, and is bound by its SHA-256 wherever the
+    /// params alone must stand for the command: a signature covers the params, not the bytes after the line, and
+    /// an idempotency key's fingerprint is taken from the params.
+    static func checkRawContent(_ command: CommandMessage, signed: Bool) throws(RunnerError) {
+        guard command.type == .fileWrite else {
+            throw .invalid("\(command.type) \(command.id): content_length (raw content) is for file.write only")
+        }
+        if signed || command.idempotencyKey != nil, command.params["content_sha256"]?.stringValue == nil {
+            throw .invalid(
+                "file.write \(command.id): raw content needs content_sha256 when \(signed ? "commands are signed" : "an idempotency_key is given")"
+            )
         }
     }
 

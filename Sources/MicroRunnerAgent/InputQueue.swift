@@ -5,8 +5,9 @@ import MicroRunnerSystem
 /// What the stdin reader hands the worker, in wire order.
 enum InputItem: Sendable {
     /// A CMD to serve.
-    /// `size` is the bytes the parsed command keeps in memory (estimated), for the queue's byte bound.
-    case command(CommandMessage, rawParams: [UInt8]?, size: Int)
+    /// `size` is the bytes the parsed command keeps in memory (estimated, its raw content included), for the
+    /// queue's byte bound; `content` is the raw content that followed its line (ext `file.raw_content`).
+    case command(CommandMessage, rawParams: [UInt8]?, size: Int, content: [UInt8]?)
     /// A line that cannot be served: answered with ERROR in its turn.
     case reject(RunnerError, commandID: String?)
     /// stdin reached end of file (or failed).
@@ -34,7 +35,7 @@ final class InputQueue: @unchecked Sendable {
     }
 
     private static func weight(_ item: InputItem) -> Int {
-        if case .command(_, let raw, let size) = item { return size + (raw?.count ?? 0) }
+        if case .command(_, let raw, let size, _) = item { return size + (raw?.count ?? 0) }
         return 64
     }
 
@@ -81,7 +82,7 @@ final class InputQueue: @unchecked Sendable {
     func cancelQueued(id: String) -> Bool {
         lock.withLock {
             for i in head..<items.count {
-                if case .command(let cmd, _, _) = items[i], cmd.id == id {
+                if case .command(let cmd, _, _, _) = items[i], cmd.id == id {
                     cancelledIDs.insert(id)
                     return true
                 }

@@ -248,7 +248,7 @@ extension RunnerClient {
             let end = min(bytes.count, offset + chunkSize)
             commands.append(
                 chunkCommand(
-                    Data(bytes[offset..<end]),
+                    Array(bytes[offset..<end]),
                     of: target,
                     upload: uploadID,
                     at: offset,
@@ -276,22 +276,38 @@ extension RunnerClient {
     }
 
     /// The `file.write` CMD for one chunk of a chunked upload (PROTOCOL.md chunked writes).
+    /// - Parameter raw: announce the chunk as raw content after the line (ext `file.raw_content`; the caller
+    ///   sends the bytes with `startSending(_:content:)`) instead of carrying it as base64 in the line.
+    /// - Parameter fileSHA256: with `raw`, on the final chunk: the whole file's SHA-256, which the runner checks
+    ///   before the file replaces anything.
     func chunkCommand(
-        _ chunk: Data,
+        _ chunk: [UInt8],
         of target: ChunkTarget,
         upload uploadID: String,
         at offset: Int,
         final: Bool,
+        raw: Bool = false,
+        fileSHA256: String? = nil,
         timeout: Duration
     ) -> CommandMessage {
         var p = FileWriteParams(
             path: target.path,
-            contentBase64: chunk.base64EncodedString(),
+            contentBase64: raw ? nil : Data(chunk).base64EncodedString(),
             mode: target.mode?.description ?? "",
             uploadID: uploadID,
             offset: offset,
             final: final
         )
+        if raw {
+            p.contentLength = chunk.count
+            p.fileSHA256 = final ? fileSHA256 : nil
+            // A signature covers the params, not the bytes after the line: their hash binds them to it.
+            if signer != nil {
+                var h = Crypto.SHA256()
+                chunk.withUnsafeBytes { h.update($0) }
+                p.contentSHA256 = h.finalizeHex()
+            }
+        }
         p.owner = target.owner
         p.group = target.group
         p.backup = target.backup

@@ -106,30 +106,36 @@ extension RunnerClient {
         let uploadID = "u" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let target = ChunkTarget(path: path, mode: mode, owner: owner, group: group, backup: backup)
         let chain = supports("run_if_succeeded")
+        // Raw bytes after the line: no base64 to make and check on either side and a third less through ssh
+        // (a 1 GiB put on loopback: 20.2 s with base64, 7.6-8.6 s raw, with scp at 3.2-4.6 s in the same runs).
+        let raw = supports("file.raw_content")
         var inFlight: [(Promise<Answer>, CommandMessage)] = []
         var offset = 0
         var previous: String?
         var last: DoneMessage?
         var hash = Crypto.SHA256()
         while offset < local.size {
-            let chunk = try handle.read(upToCount: min(chunkSize, local.size - offset)) ?? Data()
-            guard !chunk.isEmpty else {
-                throw ClientError(.usage, "\(local.path) ended at \(offset) of \(local.size) bytes while it was sent")
-            }
-            chunk.withUnsafeBytes { hash.update($0) }
-            let end = offset + chunk.count
+            let count = min(chunkSize, local.size - offset)
+            // Raw: read straight into the buffer that is written to ssh (no Data, no copy into the line). The
+            // runner checks the whole file against `local.sha256` before it replaces anything, so no second
+            // hash is taken here; base64: each chunk is hashed here, to say the file changed while it was sent.
+            let chunk = try Self.readChunk(handle.fileDescriptor, count: count, path: local.path, at: offset)
+            if !raw { chunk.withUnsafeBytes { hash.update($0) } }
+            let end = offset + count
             var command = chunkCommand(
                 chunk,
                 of: target,
                 upload: uploadID,
                 at: offset,
                 final: end == local.size,
+                raw: raw,
+                fileSHA256: local.sha256,
                 timeout: timeout
             )
             // Each chunk runs only if the one before succeeded: a failure stops the upload exactly.
             if chain, let previous { command.metadata = ["run_if_succeeded": previous] }
             previous = command.id
-            let promise = try await startSending(command)
+            let promise = try await startSending(command, content: raw ? chunk : nil)
             // Kept for its id and timeout only: the sent chunk's 5.6 MB of base64 must not stay alive while the
             // window waits (4 of them took the peak RSS from ~60 to ~96 MB).
             command.params = .object(JSONObject())
@@ -142,7 +148,7 @@ extension RunnerClient {
         }
         for (promise, sent) in inFlight { last = try await awaitAnswer(promise, sent).result() }
         // The file changed under us while it was sent: what arrived is not what was hashed before.
-        guard hash.finalizeHex() == local.sha256 else {
+        guard raw || hash.finalizeHex() == local.sha256 else {
             throw ClientError(
                 .usage,
                 "\(local.path) changed while it was sent; the host has its new bytes, not the old"
@@ -157,6 +163,32 @@ extension RunnerClient {
         }
         try verify(result, size: local.size, sha256: local.sha256, to: path)
         return result
+    }
+}
+
+extension RunnerClient {
+    /// Reads exactly `count` bytes of `fd` from where it is.
+    static func readChunk(_ fd: Int32, count: Int, path: String, at offset: Int) throws -> [UInt8] {
+        var failure: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
+            filled = 0
+            while filled < count {
+                let n = read(fd, buffer.baseAddress! + filled, count - filled)
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { failure = errno }
+                if n <= 0 { break }
+                filled += n
+            }
+        }
+        guard bytes.count == count else {
+            throw ClientError(
+                .usage,
+                failure != 0
+                    ? "cannot read \(path): \(String(cString: strerror(failure)))"
+                    : "\(path) ended at \(offset + bytes.count) bytes while it was sent (it changed)"
+            )
+        }
+        return bytes
     }
 }
 

@@ -380,12 +380,19 @@ public actor RunnerClient {
 
     /// Sends `command` and returns the promise of its answer without waiting for it (a pipeline keeps several
     /// in flight and waits for them in order with `awaitAnswer`).
-    func startSending(_ command: CommandMessage) async throws -> Promise<Answer> {
+    /// - Parameter content: raw content that follows the line (ext `file.raw_content`, announced by the command's
+    ///   `content_length`); written with the line as one unit, so nothing else (a CANCEL) comes between them.
+    func startSending(_ command: CommandMessage, content: [UInt8]? = nil) async throws -> Promise<Answer> {
         try check(command)
         let line = try encode(command)
+        if let content {
+            guard supports("file.raw_content"), command.params["content_length"]?.intValue == content.count else {
+                throw ClientError(.usage, "raw content for \(command.id) without a matching content_length or runner")
+            }
+        }
         let promise = try register(command.id, nil)
         do {
-            try await session.child.send(line)
+            try await session.child.send(parts: content.map { [line, $0] } ?? [line])
         } catch {
             waiters[command.id] = nil
             throw error

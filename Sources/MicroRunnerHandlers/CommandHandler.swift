@@ -15,6 +15,8 @@ package struct CommandContext: Sendable {
     package var emit: @Sendable (EventMessage) -> Void
     /// Where processes and files are reached.
     package var host: Host
+    /// The raw bytes that followed the CMD line (ext `file.raw_content`), read whole by the stdin reader.
+    package var content: [UInt8]?
 
     package init(
         command: CommandMessage,
@@ -22,9 +24,11 @@ package struct CommandContext: Sendable {
         ttlDeadline: Int64 = .max,
         cancellation: CancellationToken,
         host: Host,
+        content: [UInt8]? = nil,
         emit: @escaping @Sendable (EventMessage) -> Void
     ) {
         self.command = command
+        self.content = content
         self.deadline = deadline
         self.ttlDeadline = ttlDeadline
         self.cancellation = cancellation

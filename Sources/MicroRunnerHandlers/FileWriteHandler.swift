@@ -30,7 +30,7 @@ package final class FileWriteHandler: CommandHandler {
         if let uploadID = p.uploadID {
             return try chunk(p, uploadID: uploadID, request: request, context: context)
         }
-        let content = try Self.content(p)
+        let content = try Self.content(p, raw: context.content)
         let dryRun = context.command.dryRun
         let location: PathResolver.Location
         let existing: stat?
@@ -117,7 +117,30 @@ package final class FileWriteHandler: CommandHandler {
         return id
     }
 
-    static func content(_ p: FileWriteParams) throws(RunnerError) -> [UInt8] {
+    /// The new content, from exactly one of: raw bytes after the line (`content_length`), `content_base64`,
+    /// `content`.
+    static func content(_ p: FileWriteParams, raw: [UInt8]?) throws(RunnerError) -> [UInt8] {
+        if let raw {
+            guard p.content.isEmpty && p.contentBase64 == nil else {
+                throw .invalid("file.write: give raw content (content_length) or content or content_base64, not two")
+            }
+            // The reader took exactly content_length bytes; the handler does not trust that it did.
+            guard p.contentLength == raw.count else {
+                throw .invalid("file.write: content_length \(p.contentLength ?? -1) but \(raw.count) bytes of content")
+            }
+            if let want = p.contentSHA256 {
+                let got = Crypto.sha256Hex(raw)
+                guard got == want.lowercased() else {
+                    throw .invalid(
+                        "file.write: the \(raw.count) bytes of content have SHA-256 \(got), not content_sha256 \(RunnerError.echo(want, maxBytes: 64)); nothing was written"
+                    )
+                }
+            }
+            return raw
+        }
+        if p.contentLength != nil {
+            throw .invalid("file.write: content_length given but no content followed the line")
+        }
         if let b64 = p.contentBase64 {
             if !p.content.isEmpty {
                 throw .invalid("file.write: give content or content_base64, not both")
@@ -188,7 +211,11 @@ package final class FileWriteHandler: CommandHandler {
             checksum = Crypto.sha256Hex(b)
         case .staged(let staged):
             newSize = staged.size
-            checksum = try FileSystem.sha256(of: staged.file, path: request.path)
+            if var hash = staged.appendedHash {
+                checksum = hash.finalizeHex()
+            } else {
+                checksum = try FileSystem.sha256(of: staged.file, path: request.path)
+            }
         }
         let mode = request.mode ?? existing.map { $0.st_mode & 0o7777 } ?? 0o644
         let uid = request.uid ?? existing?.st_uid
@@ -277,8 +304,10 @@ package final class FileWriteHandler: CommandHandler {
         guard let offset = p.offset, offset >= 0 else {
             throw .invalid("file.write: a chunk (upload_id set) needs offset >= 0")
         }
-        guard p.contentBase64 != nil else { throw .invalid("file.write: a chunk carries its bytes in content_base64") }
-        let bytes = try Self.content(p)
+        guard p.contentBase64 != nil || context.content != nil else {
+            throw .invalid("file.write: a chunk carries its bytes in content_base64 or as raw content")
+        }
+        let bytes = try Self.content(p, raw: context.content)
         if context.command.dryRun {
             throw .invalid("file.write: dry_run is not supported for chunked uploads (send the whole content instead)")
         }
@@ -295,6 +324,20 @@ package final class FileWriteHandler: CommandHandler {
             )
         }
         let staged = try uploads.finish(uploadID: uploadID)
+        if let want = p.fileSHA256 {
+            let got: String
+            if var hash = staged.appendedHash {
+                got = hash.finalizeHex()
+            } else {
+                got = try FileSystem.sha256(of: staged.file, path: request.path)
+            }
+            guard got == want.lowercased() else {
+                staged.discard()
+                throw .invalid(
+                    "file.write: upload \(uploadID): the \(staged.size) bytes staged have SHA-256 \(got), not file_sha256 \(RunnerError.echo(want, maxBytes: 64)); \(request.path) was left untouched"
+                )
+            }
+        }
         // The target as it is now, in the directory resolved when the upload began.
         let existing: stat?
         do { existing = try staged.target.status() } catch {
@@ -358,6 +401,7 @@ final class UploadRegistry: Sendable {
             let (location, _) = try FileWriteHandler.target(target, create: true, createParents: true, host: host)
             upload = try StagedFile(beside: location, tag: "upload")
             upload.requestedPath = target
+            upload.appendedHash = Crypto.SHA256()
             uploads.withLock { $0[uploadID] = upload }
         }
         guard offset == upload.size else {

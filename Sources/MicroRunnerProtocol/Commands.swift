@@ -124,6 +124,15 @@ public struct FileWriteParams: Sendable, Equatable {
     public var offset: Int?
     /// **ext** chunked upload: the last chunk.
     public var final: Bool?
+    /// **ext** `file.raw_content`: the content is not in the line but in exactly this many raw bytes right
+    /// after it (see docs/PROTOCOL-EXTENSIONS.md). Sent only to a runner that lists the extension.
+    public var contentLength: Int?
+    /// **ext** `file.raw_content`: lowercase hex SHA-256 of those raw bytes, checked before they are used
+    /// (required under signatures or an idempotency key, which it binds the bytes to).
+    public var contentSHA256: String?
+    /// **ext** `file.raw_content`, final chunk of an upload: the SHA-256 the whole staged file must have, or
+    /// it replaces nothing (a local file that changed while it was sent never lands).
+    public var fileSHA256: String?
 
     /// Creates file.write parameters.
     public init(
@@ -137,11 +146,15 @@ public struct FileWriteParams: Sendable, Equatable {
         create: Bool = true,
         uploadID: String? = nil,
         offset: Int? = nil,
-        final: Bool? = nil
+        final: Bool? = nil,
+        contentLength: Int? = nil,
+        contentSHA256: String? = nil
     ) {
         self.path = path
         self.content = content
         self.contentBase64 = contentBase64
+        self.contentLength = contentLength
+        self.contentSHA256 = contentSHA256
         self.mode = mode
         self.owner = owner
         self.group = group
@@ -346,6 +359,9 @@ extension FileWriteParams: WireCodable {
         uploadID = try f.nonEmptyString("upload_id")
         offset = try f.optionalInt("offset")
         final = try f.optionalBool("final")
+        contentLength = try f.optionalInt("content_length")
+        contentSHA256 = try f.nonEmptyString("content_sha256")
+        fileSHA256 = try f.nonEmptyString("file_sha256")
     }
 
     /// Writes the wire object.
@@ -363,6 +379,9 @@ extension FileWriteParams: WireCodable {
         o.set("upload_id", uploadID)
         o.set("offset", offset)
         o.set("final", final)
+        o.set("content_length", contentLength)
+        o.set("content_sha256", contentSHA256)
+        o.set("file_sha256", fileSHA256)
     }
 }
 

@@ -37,41 +37,54 @@ public struct LineFramer: Sendable {
     public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) -> [Frame] {
         var frames: [Frame] = []
         var start = 0
-        let count = bytes.count
-        while start < count {
-            var newline = start
-            while newline < count && bytes[newline] != 0x0A { newline += 1 }
-            let found = newline < count
-            let piece = UnsafeBufferPointer(rebasing: bytes[start..<newline])
-            if discarding {
-                discarded += piece.count
-                if found {
-                    frames.append(.oversized(byteCount: discarded))
-                    discarding = false
-                    discarded = 0
-                }
-            } else if buffer.count + piece.count > maxLineBytes {
-                if found {
-                    frames.append(.oversized(byteCount: buffer.count + piece.count))
-                } else {
-                    discarding = true
-                    discarded = buffer.count + piece.count
-                }
-                buffer = []
-            } else if found {
-                if buffer.isEmpty {
-                    frames.append(.line(Array(piece)))
-                } else {
-                    buffer.append(contentsOf: piece)
-                    frames.append(.line(buffer))
-                    buffer = []
-                }
-            } else {
-                buffer.append(contentsOf: piece)
-            }
-            start = found ? newline + 1 : count
+        while start < bytes.count {
+            let (frame, next) = self.next(bytes, from: start)
+            if let frame { frames.append(frame) }
+            start = next
         }
         return frames
+    }
+
+    /// Feeds bytes from `start` up to the end of the first frame they complete, and no further: the bytes after
+    /// a line may not be lines (a CMD with `content_length` is followed by raw content), so the caller decides
+    /// what comes next.
+    /// - Returns: the frame, or `nil` when all of `bytes` was taken without completing one; and the index of the
+    ///   first byte not taken.
+    public mutating func next(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (Frame?, next: Int) {
+        let count = bytes.count
+        guard start < count else { return (nil, count) }
+        var newline = start
+        while newline < count && bytes[newline] != 0x0A { newline += 1 }
+        let found = newline < count
+        let piece = UnsafeBufferPointer(rebasing: bytes[start..<newline])
+        let next = found ? newline + 1 : count
+        if discarding {
+            discarded += piece.count
+            guard found else { return (nil, next) }
+            defer {
+                discarding = false
+                discarded = 0
+            }
+            return (.oversized(byteCount: discarded), next)
+        }
+        if buffer.count + piece.count > maxLineBytes {
+            let total = buffer.count + piece.count
+            buffer = []
+            guard found else {
+                discarding = true
+                discarded = total
+                return (nil, next)
+            }
+            return (.oversized(byteCount: total), next)
+        }
+        guard found else {
+            buffer.append(contentsOf: piece)
+            return (nil, next)
+        }
+        if buffer.isEmpty { return (.line(Array(piece)), next) }
+        buffer.append(contentsOf: piece)
+        defer { buffer = [] }
+        return (.line(buffer), next)
     }
 
     /// Ends the stream: a pending partial line becomes a last frame.

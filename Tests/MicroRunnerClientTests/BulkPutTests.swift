@@ -22,7 +22,8 @@ import Testing
     }
 
     static func sentWrites(_ log: String) -> Int {
-        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        // Raw content (ext file.raw_content) follows its line in the log: binary, so not decoded strictly.
+        let text = FileManager.default.contents(atPath: log).map { String(decoding: $0, as: UTF8.self) } ?? ""
         return text.split(separator: "\n").filter { $0.contains(#""type":"file.write""#) }.count
     }
 
@@ -68,6 +69,36 @@ import Testing
             (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.contains(".mr-") }.isEmpty == true,
             "no staging file left"
         )
+    }
+}
+
+/// The bytes that reach the host are the ones that were hashed, or nothing changes there: the runner checks the
+/// whole upload against the hash the controller took before sending (ext `file.raw_content`'s `file_sha256`).
+@Suite(.serialized) struct ChangedWhileSentTests {
+    @Test func aFileThatChangedAfterItWasHashedNeverLands() async throws {
+        let dir = NSTemporaryDirectory() + "mr-changed-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "the old content\n".write(toFile: dir + "/target", atomically: true, encoding: .utf8)
+        shell("head -c \(10 << 20) /dev/urandom > \(dir)/source.bin")
+        let digest = try LocalFileDigest(path: dir + "/source.bin")
+        // Same size, one byte different: what is sent is no longer what was hashed.
+        shell("printf 'Z' | dd of=\(dir)/source.bin bs=1 seek=\(5 << 20) conv=notrunc 2>/dev/null")
+        let runner = try RunnerBinary(path: runnerPath)
+        let failure: String = try await RunnerClient.withRunner(transport: LocalTransport(), runner: runner) { client in
+            let raw = await client.supports("file.raw_content")
+            #expect(raw)
+            do {
+                _ = try await client.putFile(contentsOf: digest, to: dir + "/target")
+                return "it succeeded"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(failure.contains("file_sha256") && failure.contains("left untouched"), "\(failure)")
+        #expect((try? String(contentsOfFile: dir + "/target", encoding: .utf8)) == "the old content\n")
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.contains(".mr-") }
+        #expect(left.isEmpty, "left behind: \(left)")
     }
 }
 

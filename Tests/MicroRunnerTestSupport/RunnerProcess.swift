@@ -171,6 +171,20 @@ package final class RunnerProcess: @unchecked Sendable {
         send(String(decoding: json, as: UTF8.self))
     }
 
+    /// The bytes of a CMD line (with its `\n`).
+    package static func commandLine(
+        _ id: String,
+        _ type: String,
+        timeout: Int = 30,
+        params: [String: Any],
+        extra: [String: Any] = [:]
+    ) -> [UInt8] {
+        var data: [String: Any] = ["id": id, "type": type, "timeout": timeout, "params": params]
+        for (k, v) in extra { data[k] = v }
+        let json = try! JSONSerialization.data(withJSONObject: ["type": "CMD", "data": data])
+        return [UInt8](json) + [0x0A]
+    }
+
     package func closeStdin() {
         try? stdin.fileHandleForWriting.close()
     }

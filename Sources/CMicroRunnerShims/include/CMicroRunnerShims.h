@@ -8,6 +8,10 @@
 /// (ENOSYS before Linux 5.3, where callers fall back to a timed waitpid loop).
 int mr_pidfd_open(pid_t pid);
 
+/// fcntl(F_SETPIPE_SZ): the pipe's capacity in bytes (rounded up by the kernel); -1 with errno when `fd` is not
+/// a pipe or the size is over /proc/sys/fs/pipe-max-size (1 MiB by default).
+int mr_set_pipe_size(int fd, int bytes);
+
 /// eventfd(2) with EFD_CLOEXEC | EFD_NONBLOCK; -1 on failure.
 int mr_eventfd(void);
 

@@ -1,0 +1,211 @@
+import Foundation
+import MicroRunnerProtocol
+import MicroRunnerTestSupport
+import Testing
+
+/// ext `file.raw_content`: a file.write's content as raw bytes after its line. What matters beyond the bytes
+/// landing: the framing never loses its place, so bytes that look like protocol lines are never served.
+@Suite(.serialized) struct RawContentTests {
+    /// Bytes with every value, newlines and NULs among them, and a CMD line inside.
+    static func hostileBytes(_ count: Int, seed: Int, embedding path: String) -> [UInt8] {
+        var bytes = (0..<count).map { UInt8(truncatingIfNeeded: ($0 &* 31) ^ seed) }
+        let inner = RunnerProcess.commandLine("inner", "file.write", params: ["path": path, "content": "served\n"])
+        if count > inner.count + 2 { bytes.replaceSubrange(1..<(1 + inner.count), with: inner) }
+        bytes[0] = 0x0A
+        return bytes
+    }
+
+    static func sha(_ bytes: [UInt8]) -> String {
+        let path = NSTemporaryDirectory() + "mr-raw-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        defer { unlink(path) }
+        return sha256(path)
+    }
+
+    @Test func readyListsTheExtension() throws {
+        let r = try RunnerProcess()
+        let ready = try r.next(.ready)
+        #expect(
+            ready["metadata"]?["extensions"]?.stringValue?.split(separator: ",").contains("file.raw_content") == true
+        )
+    }
+
+    /// Chunks arrive whole in one write, split across many small writes, and with the next line in the same
+    /// write as the bytes: each time the file is exactly the bytes, and the line inside them is never served.
+    @Test func chunksLandExactlyHoweverTheyAreCutAndTheirBytesAreNeverLines() throws {
+        let s = try Scratch()
+        let chunks = [
+            Self.hostileBytes(300_000, seed: 1, embedding: s.file("inner")), [],
+            Self.hostileBytes(1, seed: 2, embedding: s.file("inner")),
+            Self.hostileBytes(70_000, seed: 3, embedding: s.file("inner")),
+        ]
+        let whole = chunks.reduce([], +)
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        var offset = 0
+        for (i, chunk) in chunks.enumerated() {
+            let final = i == chunks.count - 1
+            var params: [String: Any] = [
+                "path": s.file("big"), "upload_id": "raw1", "offset": offset, "final": final,
+                "content_length": chunk.count, "content_sha256": Self.sha(chunk),
+            ]
+            if final { params["file_sha256"] = Self.sha(whole) }
+            let line = RunnerProcess.commandLine("c\(i)", "file.write", params: params)
+            switch i {
+            case 0:
+                // In pieces of 4 KiB with pauses, so the bytes span many reads of the runner.
+                let all = line + chunk
+                for start in stride(from: 0, to: all.count, by: 4096) {
+                    r.send(bytes: Array(all[start..<min(all.count, start + 4096)]))
+                    if start % (64 * 4096) == 0 { usleep(2000) }
+                }
+            case 1:
+                // No bytes, and the next CMD in the same write.
+                r.send(bytes: line + chunk + RunnerProcess.commandLine("probe", "exec", params: ["command": "true"]))
+            default:
+                r.send(bytes: line + chunk)
+            }
+            let answer = try r.answer()
+            #expect(answer.type == .done, "chunk \(i): \(answer.data)")
+            if i == 1 { #expect(try r.answer().commandID == "probe") }
+            offset += chunk.count
+        }
+        #expect(FileManager.default.contents(atPath: s.file("big")) == Data(whole))
+        #expect(!FileManager.default.fileExists(atPath: s.file("inner")))
+        #expect(s.entries() == ["big"])
+    }
+
+    /// Whatever refuses a command with content (an unknown type, a type that takes none, a relative path, a
+    /// length over the limit, a wrong hash), its bytes are taken off stdin and dropped, the line inside them is
+    /// not served, and the next command is.
+    @Test func aRefusedCommandsBytesAreDroppedAndNeverServed() throws {
+        let s = try Scratch()
+        try s.write("keep", "old\n")
+        let bytes = Self.hostileBytes(50_000, seed: 7, embedding: s.file("inner"))
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        let cases: [(String, String, [String: Any], [UInt8])] = [
+            ("unknown", "no.such.type", ["content_length": bytes.count], bytes),
+            ("exec", "exec", ["command": "touch \(s.file("ran"))", "content_length": bytes.count], bytes),
+            ("relative", "file.write", ["path": "relative", "content_length": bytes.count], bytes),
+            ("both", "file.write", ["path": s.file("keep"), "content": "x", "content_length": bytes.count], bytes),
+            (
+                "wrong-hash", "file.write",
+                [
+                    "path": s.file("keep"), "content_length": bytes.count,
+                    "content_sha256": String(repeating: "0", count: 64),
+                ],
+                bytes
+            ),
+            ("bad-id", "file.write", ["path": s.file("keep"), "content_length": bytes.count], bytes),
+        ]
+        for (id, type, params, content) in cases {
+            let extra: [String: Any] = id == "bad-id" ? ["id": String(repeating: "x", count: 300)] : [:]
+            r.send(bytes: RunnerProcess.commandLine(id, type, params: params, extra: extra) + content)
+            let answer = try r.answer()
+            #expect(answer.type == .error, "\(id): \(answer.data)")
+        }
+        // Over the limit (16 MiB): read and dropped, in one write with the next command behind it.
+        let huge = [UInt8](repeating: 0x0A, count: (16 << 20) + 1)
+        r.send(
+            bytes: RunnerProcess.commandLine(
+                "huge",
+                "file.write",
+                params: ["path": s.file("keep"), "content_length": huge.count]
+            )
+                + huge + RunnerProcess.commandLine("after", "file.read", params: ["path": s.file("keep")])
+        )
+        let refused = try r.answer(timeout: 30)
+        #expect(refused.type == .error && refused.commandID == "huge")
+        #expect(refused.message.contains("exceeds the limit") == true)
+        let after = try r.answer()
+        #expect(after.commandID == "after" && after.result["content"] == .string("old\n"))
+        #expect(s.read("keep") == "old\n")
+        #expect(!FileManager.default.fileExists(atPath: s.file("inner")))
+        #expect(!FileManager.default.fileExists(atPath: s.file("ran")))
+        // Only those answers came: nothing inside the bytes was answered as a line.
+        let ids = r.allRawLines.compactMap { line -> String? in
+            guard line.contains("\"DONE\"") || line.contains("\"ERROR\"") else { return nil }
+            return line
+        }
+        #expect(ids.count == cases.count + 2, "\(ids)")
+    }
+
+    /// A whole upload's hash is checked before the file replaces anything: a file that changed while it was
+    /// sent never lands, and nothing is left behind.
+    @Test func aWrongWholeFileHashLeavesTheOldFile() throws {
+        let s = try Scratch()
+        try s.write("target", "old\n")
+        let chunk = Self.hostileBytes(10_000, seed: 9, embedding: s.file("inner"))
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        r.send(
+            bytes: RunnerProcess.commandLine(
+                "c0",
+                "file.write",
+                params: [
+                    "path": s.file("target"), "upload_id": "u1", "offset": 0, "final": true,
+                    "content_length": chunk.count, "file_sha256": String(repeating: "a", count: 64),
+                ]
+            ) + chunk
+        )
+        let answer = try r.answer()
+        #expect(answer.type == .error)
+        #expect(answer.message.contains("left untouched") == true)
+        #expect(s.read("target") == "old\n")
+        #expect(s.entries() == ["target"])
+    }
+
+    /// Raw content is bound to an idempotency key's fingerprint only through its hash: without one it is refused.
+    @Test func anIdempotencyKeyNeedsTheContentsHash() throws {
+        let s = try Scratch()
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        let bytes: [UInt8] = Array("hello\n".utf8)
+        r.send(
+            bytes: RunnerProcess.commandLine(
+                "k1",
+                "file.write",
+                params: ["path": s.file("f"), "create": true, "content_length": bytes.count],
+                extra: ["idempotency_key": "key-1"]
+            ) + bytes
+        )
+        let refused = try r.answer()
+        #expect(refused.type == .error && refused.message.contains("content_sha256") == true)
+        r.send(
+            bytes: RunnerProcess.commandLine(
+                "k2",
+                "file.write",
+                params: [
+                    "path": s.file("f"), "create": true, "content_length": bytes.count,
+                    "content_sha256": Self.sha(bytes),
+                ],
+                extra: ["idempotency_key": "key-1"]
+            ) + bytes
+        )
+        let done = try r.answer()
+        #expect(done.type == .done, "\(done.data)")
+        #expect(s.read("f") == "hello\n")
+    }
+
+    /// stdin closing inside a command's bytes: that command is answered, then EXIT; nothing is written.
+    @Test func stdinClosingInsideTheBytesAnswersTheCommand() throws {
+        let s = try Scratch()
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        r.send(
+            bytes: RunnerProcess.commandLine(
+                "cut",
+                "file.write",
+                params: ["path": s.file("f"), "content_length": 1000]
+            )
+                + [UInt8](repeating: 65, count: 400)
+        )
+        r.closeStdin()
+        let answer = try r.answer()
+        #expect(answer.type == .error && answer.commandID == "cut")
+        #expect(answer.message.contains("400 of 1000") == true)
+        #expect(try r.next(.exit).type == .exit)
+        #expect(!FileManager.default.fileExists(atPath: s.file("f")))
+    }
+}
