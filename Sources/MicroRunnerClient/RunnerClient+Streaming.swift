@@ -199,9 +199,14 @@ extension RunnerClient {
     /// last window; a runner without it has each window's checksum checked instead). A file that changed on the
     /// host while it was read fails, and nothing is left behind.
     /// - Returns: the host file's metadata (size, mode, owner, group, SHA-256 in `fileChecksum` when known).
+    /// - Parameters:
+    ///   - windowBytes: bytes a `file.read` asks for (4 MiB: a 5.6 MB answer line).
+    ///   - window: reads in flight at once, with a runner that speaks `file.digest`.
     public func fetchFile(
         _ path: String,
         to localPath: String,
+        windowBytes: Int = 4 << 20,
+        window: Int = 4,
         timeout: Duration = .seconds(300)
     ) async throws -> FileReadResult {
         let directory = URL(fileURLWithPath: localPath).deletingLastPathComponent().path
@@ -221,49 +226,62 @@ extension RunnerClient {
         var hash = Crypto.SHA256()
         var offset = 0
         var last: FileReadResult
-        while true {
-            let r = try await readFile(FileReadParams(path: path, offset: offset), timeout: timeout)
-            let bytes: Data
-            if r.encoding == "base64" {
-                guard let d = Data(base64Encoded: r.content) else {
-                    throw ClientError(.protocolViolation, "file.read from \(hostName): content is not base64")
-                }
-                bytes = d
-            } else {
-                bytes = Data(r.content.utf8)
-            }
-            var window = Crypto.SHA256()
-            bytes.withUnsafeBytes { window.update($0) }
-            guard window.finalizeHex() == r.checksum.lowercased() else {
-                throw ClientError(
-                    .verificationFailed,
-                    "file.read \(path) from \(hostName): a window's checksum is wrong"
-                )
-            }
-            bytes.withUnsafeBytes { hash.update($0) }
-            try handle.write(contentsOf: bytes)
-            offset += bytes.count
-            last = r
-            if !r.truncated { break }
-            if bytes.isEmpty {
-                throw ClientError(
-                    .protocolViolation,
-                    "file.read \(path) from \(hostName): an empty window before the end"
-                )
-            }
-        }
-        let got = hash.finalizeHex()
+        // With file.digest the size is known first, so `window` reads are in flight at once (each answered
+        // while the next is read on the host and the one before is written here): a 1 GiB fetch took 21.9 s one
+        // read at a time, scp 4.6 s. The digest taken first is what the bytes must hash to at the end.
         if supports("file.digest"), let whole = try await fileDigest(path, timeout: timeout) {
+            var inFlight: [(Promise<Answer>, CommandMessage)] = []
+            var next = 0
+            while offset < whole.size || !inFlight.isEmpty {
+                while next < whole.size && inFlight.count < max(1, window) {
+                    let command = CommandMessage(
+                        id: makeID(),
+                        type: .fileRead,
+                        timeout: Self.wireSeconds(timeout),
+                        params: WireEncoder().encodeToValue(
+                            FileReadParams(path: path, maxBytes: min(windowBytes, whole.size - next), offset: next)
+                        )
+                    )
+                    inFlight.append((try await startSending(command), command))
+                    next += windowBytes
+                }
+                guard !inFlight.isEmpty else { break }
+                let (promise, sent) = inFlight.removeFirst()
+                let r = try FileReadResult.decoded(from: try await awaitAnswer(promise, sent).result().result, hostName)
+                // No window checksum here: the whole file's is checked below (one hash pass fewer, ~0.7 s a GiB).
+                let bytes = try checkedWindow(r, path: path, checksum: false)
+                bytes.withUnsafeBytes { hash.update($0) }
+                try handle.write(contentsOf: bytes)
+                offset += bytes.count
+                // A file that shrank answers short: the hash check below says it changed.
+                if bytes.isEmpty && offset < whole.size { break }
+            }
+            let got = hash.finalizeHex()
             guard whole.fileChecksum == got, whole.size == offset else {
                 throw ClientError(
                     .verificationFailed,
-                    "\(path) on \(hostName) changed while it was read (\(offset) bytes read, SHA-256 \(got); now "
-                        + "\(whole.size) bytes, \(whole.fileChecksum ?? "?")); nothing was saved"
+                    "\(path) on \(hostName) changed while it was read (\(offset) bytes read, SHA-256 \(got); it was "
+                        + "\(whole.size) bytes, \(whole.fileChecksum ?? "?") when the read began); nothing was saved"
                 )
             }
             last = whole
         } else {
-            last.fileChecksum = got
+            while true {
+                let r = try await readFile(FileReadParams(path: path, offset: offset), timeout: timeout)
+                let bytes = try checkedWindow(r, path: path)
+                bytes.withUnsafeBytes { hash.update($0) }
+                try handle.write(contentsOf: bytes)
+                offset += bytes.count
+                last = r
+                if !r.truncated { break }
+                if bytes.isEmpty {
+                    throw ClientError(
+                        .protocolViolation,
+                        "file.read \(path) from \(hostName): an empty window before the end"
+                    )
+                }
+            }
+            last.fileChecksum = hash.finalizeHex()
         }
         try handle.synchronize()
         guard rename(staging, localPath) == 0 else {
@@ -275,6 +293,38 @@ extension RunnerClient {
         done = true
         last.size = offset
         return last
+    }
+}
+
+extension RunnerClient {
+    /// A window's bytes, checked against the window's own checksum unless `checksum` is false.
+    func checkedWindow(_ r: FileReadResult, path: String, checksum: Bool = true) throws -> Data {
+        let bytes: Data
+        if r.encoding == "base64" {
+            guard let d = Data(base64Encoded: r.content) else {
+                throw ClientError(.protocolViolation, "file.read from \(hostName): content is not base64")
+            }
+            bytes = d
+        } else {
+            bytes = Data(r.content.utf8)
+        }
+        guard checksum else { return bytes }
+        var window = Crypto.SHA256()
+        bytes.withUnsafeBytes { window.update($0) }
+        guard window.finalizeHex() == r.checksum.lowercased() else {
+            throw ClientError(.verificationFailed, "file.read \(path) from \(hostName): a window's checksum is wrong")
+        }
+        return bytes
+    }
+}
+
+extension FileReadResult {
+    static func decoded(from value: JSONValue, _ hostName: String) throws -> FileReadResult {
+        do {
+            return try WireDecoder().decode(FileReadResult.self, from: value)
+        } catch {
+            throw ClientError(.protocolViolation, "file.read result from \(hostName): \(error)")
+        }
     }
 }
 
