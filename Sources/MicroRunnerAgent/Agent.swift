@@ -288,8 +288,10 @@ package final class Agent: @unchecked Sendable {
             let result = try handler.run(context)
             let duration = Monotonic.seconds(since: started)
             var metadata: [String: String]?
-            // Only successes are remembered (PROTOCOL.md): an exec that exits non-zero is retried for real.
-            if let key = command.idempotencyKey, let fingerprint, Self.succeeded(result) {
+            // Only successes are remembered (PROTOCOL.md): an exec that exits non-zero is retried for real. An
+            // answer with raw bytes after it is not: a replay would announce bytes it does not have.
+            let trailing = context.trailing.bytes
+            if let key = command.idempotencyKey, let fingerprint, Self.succeeded(result), trailing == nil {
                 // Durable (journal written and fsynced) before the controller can see DONE; when the journal
                 // write fails the DONE says so, since a replay after a restart would then run the command again.
                 let durable = idempotency.record(
@@ -305,7 +307,11 @@ package final class Agent: @unchecked Sendable {
                 if !durable { metadata = ["idempotency_journal": "write_failed"] }
             }
             noteSuccess(command.id, result)
-            send(.done, DoneMessage(commandID: command.id, result: result, duration: duration, metadata: metadata))
+            output.send(
+                .done,
+                DoneMessage(commandID: command.id, result: result, duration: duration, metadata: metadata),
+                trailing: trailing
+            )
         } catch {
             sendError(error, commandID: command.id)
         }
@@ -424,12 +430,15 @@ final class OutputChannel: @unchecked Sendable {
         self.fd = fd
     }
 
-    func send<T: WireEncodable>(_ type: MessageType, _ message: T) {
+    /// - Parameter trailing: raw bytes written right after the line, under the same lock, so no EVENT of another
+    ///   thread lands between them (ext `file.raw_content`).
+    func send<T: WireEncodable>(_ type: MessageType, _ message: T, trailing: [UInt8]? = nil) {
         let data = WireEncoder().encodeToValue(message)
         var line = Envelope.line(type: type, timestamp: wallClockTimestamp(), data: data)
         lock.withLock {
             // A write error means the controller is gone; stdin EOF will follow and end the runner.
             line.withUnsafeMutableBytes { _ = writeAll(fd, UnsafeRawBufferPointer($0)) }
+            trailing?.withUnsafeBytes { _ = writeAll(fd, $0) }
         }
     }
 }

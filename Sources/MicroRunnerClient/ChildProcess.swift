@@ -42,6 +42,11 @@ final class ChildProcess: @unchecked Sendable {
     /// Writes waiting for the I/O thread, in order; `offset` bytes of the first are written.
     private var writes: [(bytes: [UInt8], done: Promise<Void>)] = []
     private var writeOffset = 0
+    /// Set once the client has asked for an answer with raw bytes after it (ext `file.raw_content`): from then
+    /// on a DONE line whose result has `content_length` is followed by that many bytes, kept with the line.
+    private var rawAnswers = false
+    /// The line (ending at this index of `stdoutPending`) and the count of raw bytes that must follow it.
+    private var awaitingRaw: (lineEnd: Int, length: Int)?
     /// Whole stdout lines, without `\n`; finishes at EOF, or when a line is longer than `maxLineBytes`.
     let lines: AsyncStream<[UInt8]>
     /// The longest line accepted from a child: 16 MiB, above the 10 MiB of the Go decoder that every runner
@@ -196,6 +201,9 @@ final class ChildProcess: @unchecked Sendable {
         return (bytes, false)
     }
 
+    /// From now on, answers may carry raw bytes after their DONE line (see `rawAnswers`).
+    func expectRawAnswers() { lock.withLock { rawAnswers = true } }
+
     private func readStdout() {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         guard let fd = lock.withLock({ stdoutFD >= 0 ? stdoutFD : nil }) else { return }
@@ -208,15 +216,44 @@ final class ChildProcess: @unchecked Sendable {
             var scan = stdoutPending.count
             stdoutPending += bytes
             var start = 0
-            while let nl = stdoutPending[scan...].firstIndex(of: 0x0A) {
+            while true {
+                if let raw = awaitingRaw {
+                    // A line and its raw bytes go to the client as one item: the line, `\n`, the bytes.
+                    let end = raw.lineEnd + 1 + raw.length
+                    guard stdoutPending.count >= end else { break }
+                    found.append(Array(stdoutPending[start..<end]))
+                    queuedBytes += end - start
+                    start = end
+                    scan = start
+                    awaitingRaw = nil
+                    continue
+                }
+                guard let nl = stdoutPending[scan...].firstIndex(of: 0x0A) else { break }
                 if nl - start > Self.maxLineBytes { break }
+                if rawAnswers, let length = RawAnswer.announcedLength(stdoutPending[start..<nl]) {
+                    guard length <= Self.maxLineBytes else {
+                        stdoutFailureText =
+                            "announced \(length) raw bytes after an answer, more than \(Self.maxLineBytes) (16 MiB)"
+                        stdoutPending = []
+                        close(stdoutFD)
+                        stdoutFD = -1
+                        return true
+                    }
+                    awaitingRaw = (nl, length)
+                    continue
+                }
                 found.append(Array(stdoutPending[start..<nl]))
                 queuedBytes += nl - start
                 start = nl + 1
                 scan = start
             }
-            if start > 0 { stdoutPending.removeFirst(start) }
-            guard stdoutPending.count > Self.maxLineBytes, stdoutFD >= 0 else { return false }
+            if start > 0 {
+                stdoutPending.removeFirst(start)
+                if let raw = awaitingRaw { awaitingRaw = (raw.lineEnd - start, raw.length) }
+            }
+            // Waiting for raw bytes, the line and its bytes may be held (each at most 16 MiB).
+            let limit = awaitingRaw.map { $0.lineEnd + 1 + $0.length } ?? Self.maxLineBytes
+            guard stdoutPending.count > limit, stdoutFD >= 0 else { return false }
             stdoutFailureText =
                 "sent a line longer than \(Self.maxLineBytes) bytes (16 MiB), more than any runner sends"
             stdoutPending = []
@@ -474,5 +511,32 @@ final class ChildIOLoop: @unchecked Sendable {
                 for child in current where child.isFinished { children[ObjectIdentifier(child)] = nil }
             }
         }
+    }
+}
+
+/// How the client finds an answer with raw bytes after it (ext `file.raw_content`).
+package enum RawAnswer {
+    /// The `content_length` of a DONE line that announces raw bytes after it. The key is matched with its quotes
+    /// and colon, which only a key can have: inside a JSON string every quote is escaped.
+    package static func announcedLength(_ line: ArraySlice<UInt8>) -> Int? {
+        let done = Array(#"{"type":"DONE""#.utf8)
+        guard line.starts(with: done) else { return nil }
+        let key = Array(#""content_length":"#.utf8)
+        var i = line.startIndex
+        while i + key.count <= line.endIndex {
+            if line[i] == key[0] && line[i..<(i + key.count)].elementsEqual(key) {
+                var j = i + key.count
+                var n = 0
+                var digits = 0
+                while j < line.endIndex, line[j] >= 0x30 && line[j] <= 0x39, digits < 10 {
+                    n = n * 10 + Int(line[j] - 0x30)
+                    digits += 1
+                    j += 1
+                }
+                return digits > 0 ? n : nil
+            }
+            i += 1
+        }
+        return nil
     }
 }

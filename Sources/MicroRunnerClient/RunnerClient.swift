@@ -60,6 +60,8 @@ public actor RunnerClient {
     let transport: any Transport
     private let eventsContinuation: AsyncStream<EventMessage>.Continuation
     private var waiters: [String: Promise<Answer>] = [:]
+    /// Raw bytes that followed DONE lines (ext `file.raw_content`), by command id, until taken.
+    private var rawAnswers: [String: [UInt8]] = [:]
     private var eventHandlers: [String: @Sendable (EventMessage) -> Void] = [:]
     private let readyPromise = Promise<Void>()
     private let exitPromise = Promise<Void>()
@@ -204,6 +206,12 @@ public actor RunnerClient {
 
     private func receive(_ received: [UInt8]) {
         var line = received
+        // An answer with raw bytes after it arrives as one item: the line, `\n`, the bytes (ChildProcess).
+        var raw: [UInt8]?
+        if let nl = received.firstIndex(of: 0x0A) {
+            line = Array(received[..<nl])
+            raw = Array(received[(nl + 1)...])
+        }
         // The bootstrap's empty line, which ends whatever a login rc printed without a newline.
         if line.isEmpty || line == [0x0D] { return }
         // Text a login rc printed just before the runner's first line (no newline in between): report it and
@@ -246,6 +254,7 @@ public actor RunnerClient {
             eventsContinuation.yield(Self.bounded(e))
         case .done:
             guard let d = try? decoder.decode(DoneMessage.self, from: envelope.data) else { return }
+            if let raw, waiters[d.commandID] != nil { rawAnswers[d.commandID] = raw }
             resolve(d.commandID, .done(d))
         case .error:
             guard let e = try? decoder.decode(ErrorMessage.self, from: envelope.data) else { return }
@@ -279,6 +288,11 @@ public actor RunnerClient {
         }
         cut.message = String(event.message[..<end]) + " …[cut: \(event.message.utf8.count) bytes]"
         return cut
+    }
+
+    /// The raw bytes that came after a command's DONE line (ext `file.raw_content`), once: taking them forgets them.
+    func takeRawAnswer(_ id: String) -> [UInt8]? {
+        rawAnswers.removeValue(forKey: id)
     }
 
     private func resolve(_ id: String, _ answer: Answer) {
@@ -486,6 +500,10 @@ public actor RunnerClient {
 
     private func register(_ id: String, _ onEvent: (@Sendable (EventMessage) -> Void)?) throws -> Promise<Answer> {
         if outputEnded || closed {
+            // Why it is gone, when the client ended it for what it sent (a line or raw answer over the limit).
+            if !closed, let failure = session.child.stdoutFailure {
+                throw ClientError(.protocolViolation, "the runner on \(hostName) \(failure); the session was ended")
+            }
             throw ClientError(closed ? .closed : .runnerExited, "runner on \(hostName) is gone")
         }
         guard waiters[id] == nil else { throw ClientError(.usage, "command id \(id) is already in flight") }

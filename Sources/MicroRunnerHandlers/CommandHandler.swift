@@ -17,6 +17,8 @@ package struct CommandContext: Sendable {
     package var host: Host
     /// The raw bytes that followed the CMD line (ext `file.raw_content`), read whole by the stdin reader.
     package var content: [UInt8]?
+    /// Raw bytes a handler answers with, written right after the DONE line (ext `file.raw_content`).
+    package let trailing = TrailingContent()
 
     package init(
         command: CommandMessage,
@@ -176,4 +178,13 @@ package struct Host: Sendable {
     package func which(_ tool: String) -> String? {
         ProcessRunner.resolveExecutable(tool, path: searchPath)
     }
+}
+
+/// Raw bytes a handler leaves for the runner to write right after its DONE line (ext `file.raw_content`); the
+/// result must say how many (`content_length`).
+package final class TrailingContent: @unchecked Sendable {
+    /// Set once, by the handler, on the worker thread that then writes the DONE.
+    package var bytes: [UInt8]?
+
+    package init() {}
 }

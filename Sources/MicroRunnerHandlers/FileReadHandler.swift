@@ -48,6 +48,23 @@ package final class FileReadHandler: CommandHandler {
         }
         var moreLeft = got > want
         bytes.removeSubrange(min(got, want)...)
+        if p.rawContent {
+            // The bytes as they are, after the DONE line: no UTF-8 check, no escaping, no base64.
+            let result = FileReadResult(
+                content: "",
+                size: Int(st.st_size) > 0 ? Int(st.st_size) : p.offset + bytes.count + (moreLeft ? 1 : 0),
+                mode: FileSystem.octalMode(st.st_mode),
+                owner: String(st.st_uid),
+                group: String(st.st_gid),
+                checksum: Crypto.sha256Hex(bytes),
+                truncated: moreLeft,
+                encoding: "raw",
+                offset: p.offset,
+                contentLength: bytes.count
+            )
+            context.trailing.bytes = bytes
+            return encodeResult(result)
+        }
 
         let content: String
         let encoding: String

@@ -216,6 +216,9 @@ public struct FileReadParams: Sendable, Equatable {
     /// **ext** `file.digest`: no content, only the whole file's size, SHA-256 (`file_checksum`) and metadata:
     /// what a controller asks before sending a file, so an unchanged one is not sent at all.
     public var digestOnly: Bool
+    /// **ext** `file.raw_content`: the window comes as raw bytes right after the DONE line (its result's
+    /// `content_length` says how many) instead of in `content`. Sent only to a runner that lists the extension.
+    public var rawContent: Bool = false
 
     /// The default and largest useful `max_bytes`.
     public static let defaultMaxBytes = 10 * 1024 * 1024
@@ -256,6 +259,8 @@ public struct FileReadResult: Sendable, Equatable {
     public var offset: Int?
     /// **ext** `file.digest`: the SHA-256 of the whole file, when `digest_only` asked for it.
     public var fileChecksum: String?
+    /// **ext** `file.raw_content`: the window's bytes follow the DONE line, this many (`encoding` is `raw`).
+    public var contentLength: Int?
 
     /// Creates a file.read result.
     public init(
@@ -268,8 +273,10 @@ public struct FileReadResult: Sendable, Equatable {
         truncated: Bool,
         encoding: String? = nil,
         offset: Int? = nil,
-        fileChecksum: String? = nil
+        fileChecksum: String? = nil,
+        contentLength: Int? = nil
     ) {
+        self.contentLength = contentLength
         self.content = content
         self.size = size
         self.mode = mode
@@ -417,6 +424,7 @@ extension FileReadParams: WireCodable {
         maxBytes = requested > 0 ? requested : Self.defaultMaxBytes
         offset = try f.int("offset")
         digestOnly = try f.bool("digest_only")
+        rawContent = try f.bool("raw_content")
     }
 
     /// Writes the wire object (`digest_only` only when set: an older runner never sees it).
@@ -425,6 +433,7 @@ extension FileReadParams: WireCodable {
         o.set("max_bytes", maxBytes)
         o.set("offset", offset)
         if digestOnly { o.set("digest_only", true) }
+        if rawContent { o.set("raw_content", true) }
     }
 }
 
@@ -441,6 +450,7 @@ extension FileReadResult: WireCodable {
         encoding = try f.optionalString("encoding")
         offset = try f.optionalInt("offset")
         fileChecksum = try f.optionalString("file_checksum")
+        contentLength = try f.optionalInt("content_length")
     }
 
     /// Writes the wire object.
@@ -455,5 +465,6 @@ extension FileReadResult: WireCodable {
         o.set("encoding", encoding)
         o.set("offset", offset)
         o.set("file_checksum", fileChecksum)
+        o.set("content_length", contentLength)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MicroRunnerClient
 import MicroRunnerProtocol
 import MicroRunnerTestSupport
 import Testing
@@ -207,5 +208,64 @@ import Testing
         #expect(answer.message.contains("400 of 1000") == true)
         #expect(try r.next(.exit).type == .exit)
         #expect(!FileManager.default.fileExists(atPath: s.file("f")))
+    }
+
+    /// `file.read` with `raw_content`: the DONE says `content_length` and exactly those bytes follow it (newlines,
+    /// NULs and a DONE-looking line among them), then the next answer; an idempotency key does not make the
+    /// answer a replay without its bytes.
+    @Test func aRawReadAnswersWithTheBytesAfterItsLine() throws {
+        let s = try Scratch()
+        var content = Self.hostileBytes(200_000, seed: 5, embedding: s.file("x"))
+        content += Array(#"{"type":"DONE","data":{"command_id":"fake","result":{}}}"#.utf8) + [0x0A, 0]
+        FileManager.default.createFile(atPath: s.file("data"), contents: Data(content))
+        let runner = try BuiltRunner.copy()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: runner)
+        let input = Pipe()
+        let output = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        try p.run()
+        var sent: [UInt8] = []
+        for (id, offset, key) in [("r1", 0, nil), ("r2", 150_000, "k"), ("r3", 150_000, "k")]
+            as [(String, Int, String?)]
+        {
+            sent += RunnerProcess.commandLine(
+                id,
+                "file.read",
+                params: ["path": s.file("data"), "offset": offset, "max_bytes": 100_000, "raw_content": true],
+                extra: key.map { ["idempotency_key": $0] } ?? [:]
+            )
+        }
+        sent += RunnerProcess.commandLine("after", "exec", params: ["command": "true"])
+        try input.fileHandleForWriting.write(contentsOf: Data(sent))
+        try input.fileHandleForWriting.close()
+        let all = [UInt8](output.fileHandleForReading.readDataToEndOfFile())
+        p.waitUntilExit()
+        // Walk the stream as a controller does: a line, and the raw bytes its DONE announces.
+        var at = 0
+        var answers: [(id: String, result: JSONValue, raw: [UInt8])] = []
+        while let nl = all[at...].firstIndex(of: 0x0A) {
+            let line = Array(all[at..<nl])
+            at = nl + 1
+            let envelope = try Envelope.parse(line: line, keepRawParams: false)
+            guard envelope.type == .done || envelope.type == .error else { continue }
+            let result = envelope.data["result"] ?? .null
+            var raw: [UInt8] = []
+            if let n = result["content_length"]?.intValue {
+                #expect(RawAnswer.announcedLength(ArraySlice(line)) == n)
+                raw = Array(all[at..<(at + n)])
+                at += n
+            }
+            answers.append((envelope.data["command_id"]?.stringValue ?? "?", result, raw))
+        }
+        #expect(answers.map(\.id) == ["r1", "r2", "r3", "after"])
+        #expect(answers[0].raw == Array(content[0..<100_000]))
+        #expect(answers[0].result["truncated"] == .bool(true))
+        #expect(answers[1].raw == Array(content[150_000...]))
+        #expect(answers[1].result["truncated"] == .bool(false))
+        #expect(answers[2].raw == answers[1].raw, "the second use of the key read again, with its bytes")
+        #expect(answers[0].result["encoding"] == .string("raw"))
+        #expect(answers[3].result["exit_code"]?.intValue == 0)
     }
 }

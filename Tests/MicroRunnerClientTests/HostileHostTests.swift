@@ -13,11 +13,33 @@ enum HostileRunner {
         mode = os.environ["HOSTILE_MODE"]
         out = sys.stdout.buffer
         def send(t, data):
-            out.write(json.dumps({"type": t, "timestamp": "2026-12-07T00:00:00Z", "data": data}).encode() + b"\n")
+            # Compact, as a runner writes it.
+            line = json.dumps({"type": t, "timestamp": "2026-12-07T00:00:00Z", "data": data}, separators=(",", ":"))
+            out.write(line.encode() + b"\n")
             out.flush()
         caps = {k: True for k in ["exec", "file.write", "file.read"]}
+        extensions = "cancel,file.digest,file.raw_content" if mode == "raw-flood" else "cancel"
         send("READY", {"version": "hostile", "platform": "linux", "arch": "amd64", "pid": os.getpid(),
-                       "capabilities": caps, "metadata": {"ttl": "10m0s", "extensions": "cancel"}})
+                       "capabilities": caps, "metadata": {"ttl": "10m0s", "extensions": extensions}})
+        if mode == "raw-flood":
+            # Speaks file.digest and file.raw_content, then announces more raw bytes than any answer may have.
+            for line in sys.stdin:
+                d = json.loads(line)["data"]
+                p = d.get("params", {})
+                if p.get("digest_only"):
+                    send("DONE", {"command_id": d["id"], "result": {"content": "", "size": 1 << 30, "mode": "0644",
+                                  "owner": "0", "group": "0", "checksum": "", "truncated": False,
+                                  "file_checksum": "0" * 64}, "duration": 0.0})
+                else:
+                    send("DONE", {"command_id": d["id"], "result": {"content": "", "size": 1 << 30, "mode": "0644",
+                                  "owner": "0", "group": "0", "checksum": "", "truncated": True, "encoding": "raw",
+                                  "content_length": (16 << 20) + 1}, "duration": 0.0})
+                    try:
+                        while True:
+                            out.write(b"\n" * 65536)
+                    except BrokenPipeError:
+                        sys.exit(0)
+            sys.exit(0)
         line = sys.stdin.readline()
         cmd = json.loads(line)["data"]["id"] if line else "?"
         if mode == "endless-line":
@@ -139,6 +161,43 @@ func mrctlMeasured(
 
 /// TerminalText over every code point that matters, in every position: nothing below 0x20 but tab and
 /// newline, no DEL, no C1 and no bidi control reaches the terminal; everything else is left as it was.
+/// Raw bytes after an answer (ext `file.raw_content`) are found only where a DONE line has the key itself.
+@Suite struct RawAnswerFramingTests {
+    @Test(
+        arguments: [
+            (#"{"type":"DONE","timestamp":"t","data":{"result":{"content_length":4194304}}}"#, 4_194_304),
+            (#"{"type":"DONE","data":{"result":{"content_length":0}}}"#, 0),
+            // Inside a string every quote is escaped: text that looks like the key is not it.
+            (#"{"type":"DONE","data":{"result":{"stdout":"\"content_length\":99"}}}"#, nil),
+            (#"{"type":"EVENT","data":{"metadata":{"content_length":5}}}"#, nil),
+            (#"{"type":"DONE","data":{"result":{"content_length":-5}}}"#, nil),
+            (#"{"type":"DONE","data":{"result":{"content_length":"5"}}}"#, nil),
+            (#" {"type":"DONE","data":{"result":{"content_length":5}}}"#, nil),
+        ] as [(String, Int?)]
+    )
+    func announcedLength(_ line: String, _ want: Int?) {
+        #expect(RawAnswer.announcedLength(ArraySlice(Array(line.utf8))) == want)
+    }
+
+    /// A host that announces more raw bytes than any answer may have fails the session, bounded.
+    @Test func anOversizedRawAnswerEndsTheSession() throws {
+        let dir = NSTemporaryDirectory() + "mr-hostile-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try HostileRunner.script.write(toFile: dir + "/runner", atomically: true, encoding: .utf8)
+        chmod(dir + "/runner", 0o755)
+        let (run, rss, seconds) = try mrctlMeasured(
+            ["fetch", "--host", "local", "--runner", dir + "/runner", "/etc/hostname", dir + "/out"],
+            environment: ["HOSTILE_MODE": "raw-flood"]
+        )
+        #expect(run.status != 0)
+        #expect(run.stdout.contains("raw bytes") || run.stderr.contains("raw bytes"), "\(run.stdout) \(run.stderr)")
+        #expect(rss < 128 << 10, "peak RSS \(rss >> 10) MiB")
+        #expect(seconds < 30)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out/local/etc/hostname"))
+    }
+}
+
 @Suite struct TerminalTextTests {
     @Test func noControlCharacterSurvivesInAnyPosition() {
         let interesting = Array(0...0x2FF) + Array(0x2000...0x206F) + [0xFEFF, 0x1F600]
