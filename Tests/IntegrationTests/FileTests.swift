@@ -41,10 +41,7 @@ enum TestUser {
     static let name = "mr-test-owner"
     static let ready: Bool = {
         guard isRoot else { return false }
-        if shell("id -u \(name)").status != 0 {
-            shell("useradd --create-home --shell /bin/sh \(name)")
-        }
-        return shell("id -u \(name)").status == 0
+        return ensureTestUser(name)
     }()
     static var uid: String { shell("id -u \(name)").output.trimmingCharacters(in: .whitespacesAndNewlines) }
     static var gid: String { shell("id -g \(name)").output.trimmingCharacters(in: .whitespacesAndNewlines) }

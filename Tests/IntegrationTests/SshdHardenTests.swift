@@ -24,8 +24,8 @@ final class HardenTarget {
         }
         try FileManager.default.createDirectory(atPath: dir + "/sshd_config.d", withIntermediateDirectories: true)
         chmod(dir, 0o711)
-        if shell("id -u \(user)").status != 0 { shell("useradd --create-home --shell /bin/sh \(user)") }
-        shell("usermod -p '*' \(user); mkdir -p /run/sshd")
+        ensureTestUser(user)
+        shell("mkdir -p /run/sshd")
         shell("ssh-keygen -q -t ed25519 -N '' -f \(dir)/hostkey && ssh-keygen -q -t ed25519 -N '' -f \(dir)/client")
         shell("cp \(dir)/client.pub \(dir)/authorized_keys && chmod 644 \(dir)/authorized_keys")
         port = Int(

@@ -13,7 +13,7 @@ struct SudoersTests {
     static let rule = "/etc/sudoers.d/froyo-\(user)"
 
     init() {
-        if shell("id -u \(Self.user)").status != 0 { shell("useradd --create-home --shell /bin/sh \(Self.user)") }
+        ensureTestUser(Self.user)
         try? FileManager.default.removeItem(atPath: Self.rule)
     }
 

@@ -39,19 +39,15 @@ final class SSHServer: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
             throw SSHServerError("/usr/sbin/sshd missing: scripts/test installs openssh-server")
         }
-        if shell("id -u \(Self.user)").status != 0 {
-            shell("useradd --create-home --shell /bin/sh \(Self.user)")
-        }
-        // useradd leaves the account locked; sshd with UsePAM no refuses locked accounts.
-        shell("usermod -p '*' \(Self.user)")
+        // useradd leaves the account locked; sshd with UsePAM no refuses locked accounts (ensureTestUser unlocks).
+        ensureTestUser(Self.user)
         // Users whose login shell parses the command ssh sends before /bin/sh sees it (sshd runs `SHELL -c CMD`).
         for (shellName, path) in Self.loginShells {
             guard FileManager.default.isExecutableFile(atPath: path) else {
                 throw SSHServerError("\(path) missing: scripts/test installs \(shellName)")
             }
             let name = "mr-ssh-\(shellName)"
-            if shell("id -u \(name)").status != 0 { shell("useradd --create-home --shell \(path) \(name)") }
-            shell("usermod -p '*' --shell \(path) \(name)")
+            ensureTestUser(name, loginShell: path)
         }
         if become { try BecomeUsers.create() }
         dir = "/tmp/mr-sshd-\(UUID().uuidString.prefix(8))"
@@ -225,8 +221,7 @@ enum BecomeUsers {
 
     static func create() throws {
         for user in all {
-            if shell("id -u \(user)").status != 0 { shell("useradd --create-home --shell /bin/sh \(user)") }
-            shell("usermod -p '*' \(user)")
+            ensureTestUser(user)
         }
         let set = shell("echo \(shellQuoted("\(password):\(secret)")) | chpasswd")
         guard set.status == 0 else { throw SSHServerError("chpasswd: \(set.output)") }

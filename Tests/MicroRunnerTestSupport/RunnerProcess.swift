@@ -315,6 +315,27 @@ package func shell(_ command: String) -> (status: Int32, output: String) {
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
+/// Makes sure a local test user exists, with its home owned by it, `loginShell`, and unlocked for key logins
+/// (password `*`: no password works). Tests run in parallel, and useradd/usermod refuse to run while another
+/// holds /etc/passwd's lock; a fresh-clone run once ended with a user recreated under a new uid beside a home
+/// still owned by the old one (the bootstrap could not create ~/.cache). So every test creates its users
+/// through here: one at a time (flock), retried, and the home given back to its owner.
+@discardableResult
+package func ensureTestUser(_ name: String, loginShell: String = "/bin/sh") -> Bool {
+    let script = """
+        for i in 1 2 3 4 5 6 7 8 9 10; do
+            id -u \(name) >/dev/null 2>&1 || useradd --create-home --shell \(loginShell) \(name)
+            usermod -p '*' --shell \(loginShell) \(name) && break
+            sleep 0.2
+        done
+        home=$(getent passwd \(name) | cut -d: -f6)
+        [ -n "$home" ] || exit 1
+        mkdir -p "$home"
+        [ "$(stat -c %u "$home")" = "$(id -u \(name))" ] || chown -R \(name): "$home"
+        """
+    return shell("flock /run/lock/mr-test-users.lock sh -c \(shellQuoted(script))").status == 0
+}
+
 /// `s` as one sh word.
 package func shellQuoted(_ s: String) -> String {
     "'" + s.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
