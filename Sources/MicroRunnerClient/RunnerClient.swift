@@ -387,7 +387,7 @@ public actor RunnerClient {
             try await session.child.send(line)
         } catch {
             waiters[command.id] = nil
-            throw error
+            throw explained(error)
         }
         return try await answer(promise, command)
     }
@@ -409,7 +409,7 @@ public actor RunnerClient {
             try await session.child.send(parts: content.map { [line, $0] } ?? [line])
         } catch {
             waiters[command.id] = nil
-            throw error
+            throw explained(error)
         }
         return promise
     }
@@ -498,13 +498,18 @@ public actor RunnerClient {
         return answers
     }
 
+    /// `error`, or why the client ended the session when it did so for what the runner sent (a line or a raw
+    /// answer over the limit): a write that failed because of it says that, not only that the runner is gone.
+    private func explained(_ error: Error) -> Error {
+        guard let failure = session.child.stdoutFailure else { return error }
+        return ClientError(.protocolViolation, "the runner on \(hostName) \(failure); the session was ended")
+    }
+
     private func register(_ id: String, _ onEvent: (@Sendable (EventMessage) -> Void)?) throws -> Promise<Answer> {
         if outputEnded || closed {
-            // Why it is gone, when the client ended it for what it sent (a line or raw answer over the limit).
-            if !closed, let failure = session.child.stdoutFailure {
-                throw ClientError(.protocolViolation, "the runner on \(hostName) \(failure); the session was ended")
-            }
-            throw ClientError(closed ? .closed : .runnerExited, "runner on \(hostName) is gone")
+            throw closed
+                ? ClientError(.closed, "runner on \(hostName) is gone")
+                : explained(ClientError(.runnerExited, "runner on \(hostName) is gone"))
         }
         guard waiters[id] == nil else { throw ClientError(.usage, "command id \(id) is already in flight") }
         let promise = Promise<Answer>()

@@ -193,7 +193,9 @@ func mrctlMeasured(
         #expect(run.status != 0)
         #expect(run.stdout.contains("raw bytes") || run.stderr.contains("raw bytes"), "\(run.stdout) \(run.stderr)")
         #expect(rss < 128 << 10, "peak RSS \(rss >> 10) MiB")
-        #expect(seconds < 30)
+        // Usually 0.2 s; a write already queued when the session ends can leave the tidy-up to the answer's
+        // grace (30 s), which bounds it.
+        #expect(seconds < 60)
         #expect(!FileManager.default.fileExists(atPath: dir + "/out/local/etc/hostname"))
     }
 }
