@@ -200,8 +200,11 @@ extension RunnerClient {
     /// host while it was read fails, and nothing is left behind.
     /// - Returns: the host file's metadata (size, mode, owner, group, SHA-256 in `fileChecksum` when known).
     /// - Parameters:
-    ///   - windowBytes: bytes a `file.read` asks for (4 MiB: a 5.6 MB answer line).
+    ///   - path: the file on the host.
+    ///   - localPath: where it is saved here.
+    ///   - windowBytes: bytes a `file.read` asks for (4 MiB).
     ///   - window: reads in flight at once, with a runner that speaks `file.digest`.
+    ///   - timeout: how long each read may take on the host.
     public func fetchFile(
         _ path: String,
         to localPath: String,

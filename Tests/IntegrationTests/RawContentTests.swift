@@ -18,7 +18,7 @@ import Testing
 
     static func sha(_ bytes: [UInt8]) -> String {
         let path = NSTemporaryDirectory() + "mr-raw-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         defer { unlink(path) }
         return sha256(path)
     }
@@ -217,7 +217,7 @@ import Testing
         let s = try Scratch()
         var content = Self.hostileBytes(200_000, seed: 5, embedding: s.file("x"))
         content += Array(#"{"type":"DONE","data":{"command_id":"fake","result":{}}}"#.utf8) + [0x0A, 0]
-        FileManager.default.createFile(atPath: s.file("data"), contents: Data(content))
+        _ = FileManager.default.createFile(atPath: s.file("data"), contents: Data(content))
         let runner = try BuiltRunner.copy()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: runner)
