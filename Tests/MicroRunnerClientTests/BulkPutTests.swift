@@ -21,6 +21,17 @@ import Testing
         return (dir + "/runner", log)
     }
 
+    /// Changes one byte of `path` for certain: writing a fixed letter over random bytes left the file as it was
+    /// once in 256 runs (a fresh-clone run met it: "unchanged", and nothing was sent).
+    static func flipByte(_ path: String, at offset: Int) {
+        let fd = open(path, O_RDWR)
+        defer { close(fd) }
+        var byte: UInt8 = 0
+        _ = pread(fd, &byte, 1, off_t(offset))
+        byte ^= 0xFF
+        _ = pwrite(fd, &byte, 1, off_t(offset))
+    }
+
     static func sentWrites(_ log: String) -> Int {
         // Raw content (ext file.raw_content) follows its line in the log: ~100 MB of binary here, searched as
         // bytes (as a String it took this test ~10 minutes in a debug build).
@@ -61,14 +72,14 @@ import Testing
         #expect(shell("grep -c digest_only \(log)").output.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
 
         // One byte changed in the middle: sent again, and the host has it.
-        shell("printf 'X' | dd of=\(source) bs=1 seek=\(24 << 20) conv=notrunc 2>/dev/null")
+        Self.flipByte(source, at: 24 << 20)
         let changed = try mrctl(["put", "--runner", runner, "--host", "local", source, target])
         #expect(changed.status == 0 && changed.stdout.contains("wrote \(48 << 20) bytes"), "\(changed.stdout)")
         #expect(shell("cmp \(source) \(target)").status == 0)
         #expect(Self.sentWrites(log) == before + 12)
 
         // A dry run of a large changed file answers from the digest: nothing sent, nothing changed.
-        shell("printf 'Y' | dd of=\(source) bs=1 seek=\(24 << 20) conv=notrunc 2>/dev/null")
+        Self.flipByte(source, at: 24 << 20)
         let dry = try mrctl(["put", "--dry-run", "--runner", runner, "--host", "local", source, target])
         #expect(dry.status == 0 && dry.stdout.contains("would write"), "\(dry.stdout)")
         #expect(Self.sentWrites(log) == before + 12, "a dry run sent no content")
@@ -91,7 +102,7 @@ import Testing
         shell("head -c \(10 << 20) /dev/urandom > \(dir)/source.bin")
         let digest = try LocalFileDigest(path: dir + "/source.bin")
         // Same size, one byte different: what is sent is no longer what was hashed.
-        shell("printf 'Z' | dd of=\(dir)/source.bin bs=1 seek=\(5 << 20) conv=notrunc 2>/dev/null")
+        BulkPutTests.flipByte(dir + "/source.bin", at: 5 << 20)
         let runner = try RunnerBinary(path: runnerPath)
         let failure: String = try await RunnerClient.withRunner(transport: LocalTransport(), runner: runner) { client in
             let raw = await client.supports("file.raw_content")
