@@ -61,9 +61,13 @@ extension Agent {
             position += fromBuffer
             var scratch = [UInt8](repeating: 0, count: 64 * 1024)
             while left > 0 {
-                let n = scratch.withUnsafeMutableBytes { read(config.inputFD, $0.baseAddress, min($0.count, left)) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
+                let n = scratch.withUnsafeMutableBytes {
+                    (try? Sys.read(
+                        config.inputFD,
+                        into: UnsafeMutableRawBufferPointer(rebasing: $0[..<min($0.count, left)])
+                    )) ?? 0
+                }
+                if n == 0 { break }
                 left -= n
             }
             if let (error, id) = body.rejection { queue.push(.reject(error, commandID: id)) }
@@ -75,9 +79,9 @@ extension Agent {
                 for i in 0..<fromBuffer { storage[i] = source[position + i] }
             }
             while filled < body.length {
-                let n = read(config.inputFD, storage.baseAddress! + filled, body.length - filled)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
+                let rest = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: storage[filled...]))
+                let n = (try? Sys.read(config.inputFD, into: rest)) ?? 0
+                if n == 0 { break }
                 filled += n
             }
             count = filled
