@@ -18,6 +18,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The client signs with swift-crypto's Ed25519, so that dependents need no libsodium; 3.x and 4.x have
+        // the same Curve25519 API, and the range lets a dependent that pins either resolve.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // `swift package generate-documentation --target MicroRunnerClient` (DocC).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -31,7 +35,10 @@ let package = Package(
         .target(name: "MicroRunnerProtocol"),
         // The platform layer: libc declarations, each syscall wrapped once, clocks, write loops, locks.
         .target(name: "MicroRunnerSystem", dependencies: ["CMicroRunnerShims", "MicroRunnerProtocol"]),
-        .target(name: "MicroRunnerCrypto", dependencies: ["CSodium", "CMicroRunnerShims", "MicroRunnerProtocol"]),
+        // SHA-256 (SHA-NI shim), hex, base64: shared by runner and client, no libsodium.
+        .target(name: "MicroRunnerCrypto", dependencies: ["CMicroRunnerShims", "MicroRunnerProtocol"]),
+        // Ed25519 by libsodium: the runner's verification (and signing, for tests to cross-check swift-crypto).
+        .target(name: "MicroRunnerSignatures", dependencies: ["CSodium", "MicroRunnerCrypto"]),
         .target(
             name: "MicroRunnerHandlers",
             dependencies: [
@@ -45,12 +52,16 @@ let package = Package(
             name: "MicroRunnerAgent",
             dependencies: [
                 "MicroRunnerProtocol", "MicroRunnerSystem", "MicroRunnerHandlers", "MicroRunnerCrypto",
-                "CMicroRunnerShims",
+                "MicroRunnerSignatures", "CMicroRunnerShims",
             ]
         ),
         .target(
             name: "MicroRunnerClient",
-            dependencies: ["MicroRunnerProtocol", "MicroRunnerCrypto", "MicroRunnerSystem", "CMicroRunnerShims"]
+            dependencies: [
+                "MicroRunnerProtocol", "MicroRunnerCrypto", "MicroRunnerSystem", "CMicroRunnerShims",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // Ansible inventories (INI and YAML) and host patterns, for mrctl.
         .target(
@@ -97,6 +108,7 @@ let package = Package(
             name: "MicroRunnerHandlersTests",
             dependencies: [
                 "MicroRunnerHandlers", "MicroRunnerSystem", "MicroRunnerProtocol", "MicroRunnerCrypto",
+                "MicroRunnerSignatures",
                 "MicroRunnerTestSupport",
             ]
         ),
@@ -111,12 +123,16 @@ let package = Package(
             name: "MicroRunnerClientTests",
             dependencies: [
                 "MicroRunnerClient", "MicroRunnerInventory", "MicroRunnerProtocol", "MicroRunnerCrypto",
+                "MicroRunnerSignatures",
                 "MicroRunnerTestSupport",
             ]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["MicroRunnerProtocol", "MicroRunnerClient", "MicroRunnerCrypto", "MicroRunnerTestSupport"]
+            dependencies: [
+                "MicroRunnerProtocol", "MicroRunnerClient", "MicroRunnerCrypto", "MicroRunnerSignatures",
+                "MicroRunnerTestSupport",
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,7 @@
 import MicroRunnerCrypto
 import MicroRunnerHandlers
 import MicroRunnerProtocol
+import MicroRunnerSignatures
 import MicroRunnerSystem
 
 extension Agent {

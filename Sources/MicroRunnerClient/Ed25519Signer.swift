@@ -2,20 +2,30 @@ import Foundation
 import MicroRunnerCrypto
 import MicroRunnerProtocol
 
-/// Signs commands with an Ed25519 key (libsodium) for a runner started with `--verify-key`.
+import enum Crypto.Curve25519
+
+/// Signs commands with an Ed25519 key for a runner started with `--verify-key`.
+///
+/// Signing is swift-crypto's `Curve25519.Signing` (RFC 8032, deterministic: the same key and command give the same
+/// signature as the runner's libsodium would), so a program using this library links no libsodium.
+///
+/// ```swift
+/// let signer = try Ed25519Signer(keyFile: "/home/me/.config/mr/signing.key")
+/// let client = try await RunnerClient.start(on: transport, runners: runners, signer: signer)
+/// ```
 public struct Ed25519Signer: CommandSigning {
-    private let secretKey: [UInt8]
+    private let key: Curve25519.Signing.PrivateKey
     /// The public key, base64: what the runner's `--verify-key` takes.
     public let publicKeyBase64: String
 
     /// Creates a signer from a 32-byte seed (the RFC 8032 private key).
     /// - Throws: `ClientError` `.usage` for a wrong length.
     public init(seed: [UInt8]) throws {
-        guard let pair = Crypto.ed25519KeyPair(seed: seed) else {
+        guard seed.count == 32, let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: seed) else {
             throw ClientError(.usage, "an Ed25519 private key is 32 bytes (got \(seed.count))")
         }
-        secretKey = pair.secretKey
-        publicKeyBase64 = Crypto.base64Encode(pair.publicKey)
+        self.key = key
+        publicKeyBase64 = Crypto.base64Encode(Array(key.publicKey.rawRepresentation))
     }
 
     /// Reads a key file written by `mrctl keygen`: the base64 seed on the first line.
@@ -42,31 +52,30 @@ public struct Ed25519Signer: CommandSigning {
 
     /// A new random key: (seed, public key), both base64.
     public static func generate() -> (privateKey: String, publicKey: String) {
-        let seed = Crypto.randomBytes(32)
-        let pair = Crypto.ed25519KeyPair(seed: seed)!
-        return (Crypto.base64Encode(seed), Crypto.base64Encode(pair.publicKey))
+        let key = Curve25519.Signing.PrivateKey()
+        return (
+            Crypto.base64Encode(Array(key.rawRepresentation)),
+            Crypto.base64Encode(Array(key.publicKey.rawRepresentation))
+        )
     }
 
     /// The base64 signature of `command` for the runner whose READY carried `nonce`.
     public func signature(for command: CommandMessage, nonce: String) throws -> String {
         // The runner hashes the params bytes as they arrive; the client sends exactly this serialization.
         let input = signingInput(for: command, nonce: nonce, paramsBytes: JSONWriter.serialize(command.params))
-        guard let sig = Crypto.ed25519Sign(message: input, secretKey: secretKey) else {
-            throw ClientError(.usage, "signing failed")
-        }
-        return Crypto.base64Encode(sig)
+        return try sign(input)
     }
 
     /// The base64 signature of a CANCEL of `commandID`.
     public func cancelSignature(commandID: String, nonce: String) throws -> String {
-        guard
-            let sig = Crypto.ed25519Sign(
-                message: cancelSigningInput(nonce: nonce, commandID: commandID),
-                secretKey: secretKey
-            )
-        else {
-            throw ClientError(.usage, "signing failed")
+        try sign(cancelSigningInput(nonce: nonce, commandID: commandID))
+    }
+
+    private func sign(_ message: [UInt8]) throws -> String {
+        do {
+            return Crypto.base64Encode(Array(try key.signature(for: message)))
+        } catch {
+            throw ClientError(.usage, "signing failed: \(error)")
         }
-        return Crypto.base64Encode(sig)
     }
 }

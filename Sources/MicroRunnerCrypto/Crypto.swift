@@ -1,8 +1,8 @@
 import CMicroRunnerShims
-import CSodium
 import MicroRunnerProtocol
 
-/// SHA-256 (SHA-NI shim), base64 and, for signatures, Ed25519 (libsodium, linked statically into the runner).
+/// SHA-256 (SHA-NI shim), hex and base64: no libsodium here, so the client library and its dependents never link it
+/// (Ed25519 lives in MicroRunnerSignatures, the runner's, and swift-crypto, the client's).
 package enum Crypto {
     /// Incremental SHA-256 (the shim's: SHA-NI when the CPU has it, ~30x libsodium's portable code).
     package struct SHA256 {
@@ -170,16 +170,6 @@ package enum Crypto {
     package static let ed25519PublicKeyBytes = 32
     /// Ed25519 signature length in bytes.
     package static let ed25519SignatureBytes = 64
-
-    /// Whether `signature` is a valid Ed25519 signature of `message` by `publicKey` (libsodium). No
-    /// `sodium_init` here: verification uses no CPU-dispatched code, and calling it would link every cipher
-    /// libsodium can pick an implementation for into the runner (~90 KB).
-    package static func ed25519Verify(signature: [UInt8], message: [UInt8], publicKey: [UInt8]) -> Bool {
-        guard signature.count == 64, publicKey.count == 32 else { return false }
-        return message.withUnsafeBufferPointer { m in
-            crypto_sign_ed25519_verify_detached(signature, m.baseAddress, UInt64(m.count), publicKey) == 0
-        }
-    }
 
     /// Random bytes from the kernel (getrandom(2), /dev/urandom where it is missing).
     package static func randomBytes(_ count: Int) -> [UInt8] {

@@ -1,6 +1,7 @@
 import Foundation
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerSignatures
 import MicroRunnerTestSupport
 import Testing
 

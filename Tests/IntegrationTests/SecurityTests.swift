@@ -2,6 +2,7 @@ import Foundation
 import MicroRunnerClient
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerSignatures
 import MicroRunnerTestSupport
 import Testing
 

@@ -2,6 +2,7 @@ import CMicroRunnerShims
 import Foundation
 import MicroRunnerCrypto
 import MicroRunnerHandlers
+import MicroRunnerSignatures
 import MicroRunnerSystem
 import Testing
 

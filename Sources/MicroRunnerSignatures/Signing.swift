@@ -1,4 +1,5 @@
 import CSodium
+import MicroRunnerCrypto
 
 // Signing and libsodium's own SHA-256 are the controller's and the tests' business: the runner only verifies. Left
 // out of the Embedded runner so that it never links sodium_init (and with it every cipher libsodium can pick an
