@@ -123,8 +123,7 @@ let package = Package(
             name: "MicroRunnerClientTests",
             dependencies: [
                 "MicroRunnerClient", "MicroRunnerInventory", "MicroRunnerProtocol", "MicroRunnerCrypto",
-                "MicroRunnerSignatures",
-                "MicroRunnerTestSupport",
+                "MicroRunnerSignatures", "MicroRunnerTestSupport", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

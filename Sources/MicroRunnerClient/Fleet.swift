@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// What one host gave back.
 public struct HostOutcome<T: Sendable>: Sendable {
@@ -27,6 +28,8 @@ public enum Fleet {
     ///   - isolation: the caller's actor (implicit): `onOutcome` runs there, so it can collect into the caller's
     ///     local state, also from an `@main` type's `main` (the main actor).
     ///   - signer: signs every command, when set.
+    ///   - logger: where each host's start and end (`.debug`) and each retry of a host whose server turned the
+    ///     connection away (`.notice`) are logged, with `host`; also passed to each session. `nil`: nothing.
     ///   - body: what to do on each host.
     ///   - onOutcome: called as each host finishes (from one task at a time).
     public static func run<T: Sendable>(
@@ -36,6 +39,7 @@ public enum Fleet {
         forks: Int = 10,
         startTimeout: Duration = .seconds(60),
         signer: (any CommandSigning)? = nil,
+        logger: Logger? = nil,
         isolation: isolated (any Actor)? = #isolation,
         body: @escaping @Sendable (RunnerClient) async throws -> T,
         onOutcome: (HostOutcome<T>) async -> Void
@@ -53,10 +57,18 @@ public enum Fleet {
                         arguments: arguments,
                         startTimeout: startTimeout,
                         signer: signer,
+                        logger: logger,
                         body: body
                     )
                     let elapsed = ContinuousClock.now - start
                     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                    logger?.debug(
+                        "host finished",
+                        metadata: [
+                            "host": "\(transport.name)", "seconds": "\(seconds)",
+                            "outcome": "\({ if case .failure(let e) = result { "\(e)" } else { "ok" } }())",
+                        ]
+                    )
                     return HostOutcome(host: transport.name, result: result, duration: seconds)
                 }
             }
@@ -77,6 +89,7 @@ public enum Fleet {
         arguments: [String],
         startTimeout: Duration,
         signer: (any CommandSigning)?,
+        logger: Logger? = nil,
         body: @escaping @Sendable (RunnerClient) async throws -> T
     ) async -> Result<T, any Error> {
         var attempt = 0
@@ -90,7 +103,8 @@ public enum Fleet {
                         runner: runner,
                         arguments: arguments,
                         startTimeout: startTimeout,
-                        signer: signer
+                        signer: signer,
+                        logger: logger
                     ) { client in
                         reachedBody.set()
                         return try await body(client)
@@ -109,8 +123,12 @@ public enum Fleet {
                         )
                     )
                 }
-                let pause = busyRetries[attempt]
-                try? await Task.sleep(for: pause + pause * Double.random(in: 0...0.5))
+                let pause = busyRetries[attempt] + busyRetries[attempt] * Double.random(in: 0...0.5)
+                logger?.notice(
+                    "the server turned the connection away; trying again",
+                    metadata: ["host": "\(transport.name)", "attempt": "\(attempt + 1)", "pause": "\(pause)"]
+                )
+                try? await Task.sleep(for: pause)
                 attempt += 1
             }
         }

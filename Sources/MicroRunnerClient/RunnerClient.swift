@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MicroRunnerProtocol
 
 /// How a command ended: DONE with a result, or ERROR.
@@ -96,6 +97,8 @@ public actor RunnerClient {
     ///   - arguments: runner flags (e.g. `--ttl 5m`).
     ///   - startTimeout: how long to wait for READY, upload included.
     ///   - signer: signs every CMD (for a runner started with `--verify-key`).
+    ///   - logger: where the session's start (READY: version, architecture, milliseconds), end and failure are
+    ///     logged at `.debug`, with `host`; `nil`: nothing is logged.
     ///   - body: what to do with the runner.
     /// - Returns: what `body` returns.
     /// - Throws: `ClientError` for transport and start failures, or what `body` throws.
@@ -105,6 +108,7 @@ public actor RunnerClient {
         arguments: [String] = [],
         startTimeout: Duration = .seconds(60),
         signer: (any CommandSigning)? = nil,
+        logger: Logger? = nil,
         _ body: @Sendable (RunnerClient) async throws -> T
     ) async throws -> T {
         // One deadline for upload, start and READY together: a host that authenticates and then never reads
@@ -118,11 +122,28 @@ public actor RunnerClient {
             group.addTask { await client.pump() }
             do {
                 try await client.waitForReady(timeout: max(.zero, startTimeout - (ContinuousClock.now - started)))
+                if let logger {
+                    let ready = await client.ready
+                    let elapsed = ContinuousClock.now - started
+                    logger.debug(
+                        "runner ready",
+                        metadata: [
+                            "host": "\(transport.name)", "version": "\(ready.version)", "arch": "\(ready.arch)",
+                            "ms":
+                                "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                        ]
+                    )
+                }
                 let value = try await body(client)
                 try await client.close()
                 try await group.waitForAll()
+                logger?.debug("runner closed", metadata: ["host": "\(transport.name)"])
                 return value
             } catch {
+                logger?.debug(
+                    "session ended by an error",
+                    metadata: ["host": "\(transport.name)", "error": "\(error)"]
+                )
                 await client.abort()
                 try? await group.waitForAll()
                 throw error

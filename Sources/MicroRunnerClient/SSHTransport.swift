@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MicroRunnerCrypto
 import Synchronization
 
@@ -36,6 +37,10 @@ public struct SSHOptions: Sendable {
     public var remoteDirectory: String?
     /// Run the runner as another user through sudo (see `Become`); nil: as the login user.
     public var become: Become?
+    /// Where the transport says what it does: each connection and upload (`.debug`), the architecture it learns
+    /// of a host and the tidy-up after a session that ended uncleanly (`.info`), shared connections closed
+    /// (`.debug`); every entry carries `host`. `nil` (the default): nothing is logged. The library never prints.
+    public var logger: Logger?
 
     /// Whether sessions to one host share one ssh connection (OpenSSH's ControlMaster).
     public enum ConnectionSharing: Sendable, Equatable {
@@ -235,6 +240,14 @@ public struct SSHTransport: Transport {
             executable: try sshExecutable(),
             arguments: sshArguments(words.joined(separator: " "))
         )
+        options.logger?.debug(
+            "connecting",
+            metadata: [
+                "host": "\(name)", "runner": learnArchitecture ? "by architecture" : "\(chosen.path)",
+                "sharing": "\(options.sharing)",
+                "become": "\(options.become.map { "\($0.method.rawValue) \($0.user)" } ?? "no")",
+            ]
+        )
         do {
             var header: [UInt8] = []
             if learnArchitecture, let runners {
@@ -243,6 +256,10 @@ public struct SSHTransport: Transport {
                 }
                 let architecture = RunnerSet.architecture(uname: uname)
                 Self.architectures.withLock { $0[host.description] = architecture }
+                options.logger?.info(
+                    "host architecture learned",
+                    metadata: ["host": "\(name)", "uname": "\(uname)", "architecture": "\(architecture)"]
+                )
                 do {
                     chosen = try runners.runner(for: architecture)
                 } catch {
@@ -252,7 +269,12 @@ public struct SSHTransport: Transport {
                 header = Array("\(try chosen.gzipped().count) \(chosen.sha256)\n".utf8)
             }
             // The become password, if any, is the line right after the runner's bytes (BecomeLauncher reads it).
-            try await child.send(header + [UInt8](try chosen.gzipped()) + (options.become?.passwordLine() ?? []))
+            let payload = try chosen.gzipped()
+            try await child.send(header + [UInt8](payload) + (options.become?.passwordLine() ?? []))
+            options.logger?.debug(
+                "runner sent",
+                metadata: ["host": "\(name)", "bytes": "\(payload.count)", "sha256": "\(chosen.sha256)"]
+            )
         } catch is CancellationError {
             // Interrupted during the upload: ssh goes, and with it the remote bootstrap (SIGHUP ends it and its
             // EXIT trap removes the directory).
@@ -342,6 +364,10 @@ public struct SSHTransport: Transport {
         let readyPID = session.runnerPID.withLock { $0 }
         let stderr = readyPID != nil ? session.child.stderrText() : await session.child.stderrTextAtEOF()
         guard let dir = Self.remoteDirectory(in: stderr) else { return }
+        options.logger?.info(
+            "session ended uncleanly; removing the runner's directory",
+            metadata: ["host": "\(name)", "status": "\(status.map(String.init) ?? "none")", "directory": "\(dir)"]
+        )
         // A runner of another user (become) cannot be signalled by the login user, but the launcher that waits
         // for it can, and it sends the signal on through sudo.
         let pid = Self.launcherPID(in: stderr) ?? readyPID
@@ -394,6 +420,7 @@ public struct SSHTransport: Transport {
             FileManager.default.fileExists(atPath: controlPath(directory)), let ssh = try? sshExecutable(),
             let p = try? ChildProcess(executable: ssh, arguments: sshArguments(nil, extra: ["-O", "exit"]))
         else { return }
+        options.logger?.debug("closing the shared connection", metadata: ["host": "\(name)"])
         p.closeStdin()
         _ = await p.waitForExit(timeout: .seconds(5))
     }
