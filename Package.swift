@@ -14,6 +14,9 @@ let package = Package(
         .executable(name: "mrctl", targets: ["mrctl"]),
         .library(name: "MicroRunnerProtocol", targets: ["MicroRunnerProtocol"]),
         .library(name: "MicroRunnerClient", targets: ["MicroRunnerClient"]),
+        // `swift package --allow-writing-to-package-directory build-runners`, from a dependent package's root:
+        // the static runners, where the client's default lookup finds them.
+        .plugin(name: "build-runners", targets: ["BuildRunners"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,6 +33,18 @@ let package = Package(
             name: "CSodium",
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
+        ),
+        .plugin(
+            name: "BuildRunners",
+            capability: .command(
+                intent: .custom(
+                    verb: "build-runners",
+                    description: "Builds the static micro-runner runners into this package's .build/runner"
+                ),
+                permissions: [
+                    .writeToPackageDirectory(reason: "The runners go in .build/runner, where the client looks for them")
+                ]
+            )
         ),
         .target(name: "CMicroRunnerShims"),
         .target(name: "MicroRunnerProtocol"),

@@ -20,7 +20,12 @@ public struct RunnerSet: Sendable {
             if FileManager.default.isExecutableFile(atPath: path) { found[arch] = try RunnerBinary(path: path) }
         }
         guard !found.isEmpty else {
-            throw ClientError(.usage, "no runner under \(directory) (build them: scripts/build-runner)")
+            throw ClientError(
+                .usage,
+                "no runner under \(directory): build them with `swift package --allow-writing-to-package-directory "
+                    + "build-runners` from your package's root (or scripts/build-runner in micro-runner's own "
+                    + "checkout), or set MICRO_RUNNER_DIR to a directory that has <arch>/micro-runner"
+            )
         }
         runners = found
     }
