@@ -3,6 +3,18 @@ import MicroRunnerProtocol
 /// A failure on the controller's side: the transport, the runner process, or the protocol.
 ///
 /// A command the runner answered with ERROR is a `CommandError` instead.
+///
+/// ```swift
+/// do {
+///     try await RunnerClient.withRunner(transport: transport, runner: runner) { client in /* ... */ }
+/// } catch let error as ClientError {
+///     switch error.kind {
+///     case .unreachable, .authentication, .hostKey, .refusedByHost, .busy, .bootstrap: print("skipped: \(error)")
+///     case .unsupported: print("the runner there is too old: \(error)")
+///     default: throw error
+///     }
+/// }
+/// ```
 public struct ClientError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure.
     public struct Kind: WireName {
@@ -104,6 +116,14 @@ public struct ClientError: Error, Sendable, CustomStringConvertible {
 }
 
 /// A command the runner answered with ERROR.
+///
+/// ```swift
+/// do {
+///     _ = try await client.readFile(FileReadParams(path: "/etc/shadow"))
+/// } catch let error as CommandError {
+///     print(error.code, error.error.message)  // the runner's code and words
+/// }
+/// ```
 public struct CommandError: Error, Sendable, CustomStringConvertible {
     /// The ERROR as sent.
     public var error: ErrorMessage

@@ -17,6 +17,15 @@ public struct HostOutcome<T: Sendable>: Sendable {
 /// never stops the others. Outcomes are handed over as hosts finish. Cancelling the calling task stops every
 /// host: each running command ends with its runner (the session is closed, the remote directory removed),
 /// and hosts not yet started are not started.
+///
+/// ```swift
+/// var failed: [String] = []
+/// await Fleet.run(transports, runner: runner, forks: 20, logger: logger) { client in
+///     try await client.exec(ExecParams(command: "systemctl is-active nginx")).exitCode
+/// } onOutcome: { outcome in
+///     if case .failure = outcome.result { failed.append(outcome.host) }
+/// }
+/// ```
 public enum Fleet {
     /// Runs `body` on every transport, at most `forks` at a time.
     /// - Parameters:

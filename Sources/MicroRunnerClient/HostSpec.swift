@@ -3,6 +3,12 @@ import Foundation
 /// A host as people write it: `host`, `user@host`, `host:port`, `user@host:port`, `[::1]:2222`,
 /// or an alias from `~/.ssh/config`. `local` or `localhost` without a user or port means this machine
 /// without ssh.
+///
+/// ```swift
+/// let web = try HostSpec(parsing: "deploy@web1:2222")      // user, host, port
+/// let here = try HostSpec(parsing: "local")                  // this machine, no ssh
+/// let transports = [web, here].map { $0.transport(options: options, runners: runners) }
+/// ```
 public struct HostSpec: Sendable, Hashable, CustomStringConvertible {
     /// The login user; `nil`: ssh's default.
     public var user: String?

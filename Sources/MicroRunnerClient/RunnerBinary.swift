@@ -5,6 +5,11 @@ import MicroRunnerSystem
 import Synchronization
 
 /// The runner executable a transport uploads: its bytes, their SHA-256, and a gzip copy for the wire.
+///
+/// ```swift
+/// let runner = try RunnerBinary(path: "/opt/micro-runner/amd64/micro-runner")
+/// print(runner.sha256)  // what the host's bootstrap checks before it runs it
+/// ```
 public struct RunnerBinary: Sendable {
     /// Where it is on this machine.
     public let path: String

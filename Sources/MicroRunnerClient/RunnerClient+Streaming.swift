@@ -4,6 +4,13 @@ import MicroRunnerCrypto
 import MicroRunnerProtocol
 
 /// A local file's size and SHA-256, read once (in 4 MiB reads, memory flat) and shared by every host it goes to.
+///
+/// ```swift
+/// let digest = try LocalFileDigest(path: "build/app.tar.gz")  // read once, for every host
+/// await Fleet.run(transports, runner: runner) { client in
+///     try await client.putFile(contentsOf: digest, to: "/srv/app.tar.gz", mode: 0o644).changed
+/// } onOutcome: { print($0.host, $0.result) }
+/// ```
 public struct LocalFileDigest: Sendable, Equatable {
     /// The file's path.
     public var path: String

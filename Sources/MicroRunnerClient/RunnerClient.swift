@@ -36,6 +36,14 @@ public enum Answer: Sendable, Equatable {
 ///
 /// Works with any runner that speaks PROTOCOL.md (ours or the Go original). Use it through
 /// `RunnerClient.withRunner`, which starts the runner, waits for READY, and always closes and cleans up.
+///
+/// ```swift
+/// let result = try await RunnerClient.withRunner(transport: LocalTransport(), runner: runner) { client in
+///     guard await client.supports("file.digest") else { throw MyError.oldRunner }
+///     let r = try await client.exec(ExecParams(command: "id -un"))
+///     return r.stdout
+/// }
+/// ```
 public actor RunnerClient {
     /// The transport's name for the host.
     public nonisolated let hostName: String

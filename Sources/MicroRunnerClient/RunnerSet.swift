@@ -2,6 +2,12 @@ import Foundation
 
 /// Runners by architecture, named as READY names them (Go's GOARCH: `amd64`, `arm64`), so that each host gets
 /// the one it can run. `scripts/build-runner` lays them out as `<directory>/<arch>/micro-runner`.
+///
+/// ```swift
+/// // Where `swift package --allow-writing-to-package-directory build-runners` put them (or $MICRO_RUNNER_DIR).
+/// let runners = try RunnerSet(directory: RunnerSet.defaultDirectory())
+/// let transport = try HostSpec(parsing: "pi@raspberry").transport(runners: runners)  // arm64 chosen by uname -m
+/// ```
 public struct RunnerSet: Sendable {
     /// The runners, by GOARCH name.
     public let runners: [String: RunnerBinary]

@@ -5,6 +5,15 @@ import Synchronization
 
 /// Options for the system OpenSSH client. Everything else (ProxyJump, agent, keys, known_hosts) comes
 /// from the user's own `~/.ssh/config`, which ssh reads as usual.
+///
+/// ```swift
+/// var options = SSHOptions()
+/// options.configFile = "/etc/fleet/ssh_config"        // ssh -F
+/// options.hostKeyChecking = .acceptNew
+/// options.sharing = .master(directory: socketDirectory, persist: 60)
+/// options.become = Become(user: "root")               // sudo -u root for every command
+/// options.logger = Logger(label: "fleet")
+/// ```
 public struct SSHOptions: Sendable {
     /// How the host key is checked.
     public enum HostKeyChecking: String, Sendable {
@@ -87,6 +96,13 @@ public struct SSHOptions: Sendable {
 /// Upload and start are one ssh command: a POSIX sh bootstrap reads the gzip'd runner from stdin, checks its
 /// SHA-256, puts it in a fresh `mktemp -d` directory (mode 0700) and runs it with the rest of stdin as the
 /// protocol channel; the directory is removed when the runner exits, and by `cleanup` if the session died.
+///
+/// ```swift
+/// let transport = SSHTransport(host: try HostSpec(parsing: "web1"), options: options, runners: runners)
+/// let kernel = try await RunnerClient.withRunner(transport: transport, runner: runner) { client in
+///     try await client.exec(ExecParams(command: "uname -r")).stdout
+/// }
+/// ```
 public struct SSHTransport: Transport {
     /// The host.
     public let host: HostSpec

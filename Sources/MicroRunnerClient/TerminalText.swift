@@ -6,6 +6,10 @@
 /// the bidirectional overrides and isolates U+202A-U+202E, U+2066-U+2069 that can reorder a line as shown,
 /// "Trojan Source"), as `git`, `ls` and `journalctl` show such bytes. A backslash stays a backslash: the
 /// escapes are for reading, not for decoding back. Text that needs none of it is returned as it is.
+///
+/// ```swift
+/// print(TerminalText.visible(result.stdout))  // "\u{1B}]0;pwned\u{07}" is shown as text, not obeyed
+/// ```
 public enum TerminalText {
     /// `text` with its control characters made visible, tabs and newlines kept.
     public static func visible(_ text: String) -> String {

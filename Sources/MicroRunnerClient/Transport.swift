@@ -6,6 +6,10 @@ import Synchronization
 ///
 /// Both shipped transports upload and start in one step (the runner's bytes, then the protocol, on the
 /// same stdin), so a start costs one round trip, not one per step.
+///
+/// ```swift
+/// let transport: any Transport = try HostSpec(parsing: host).transport(options: options, runners: runners)
+/// ```
 public protocol Transport: Sendable {
     /// A name for messages and results (`user@host:port`, `local`).
     var name: String { get }
@@ -52,6 +56,12 @@ public final class RunnerSession: Sendable {
 }
 
 /// Runs the runner on this machine, from a private temporary directory (mode 0700).
+///
+/// ```swift
+/// let user = try await RunnerClient.withRunner(transport: LocalTransport(), runner: runner) { client in
+///     try await client.exec(ExecParams(command: "id -un")).stdout
+/// }
+/// ```
 public struct LocalTransport: Transport {
     /// The name reports use (several local transports, e.g. with different runner arguments, can be told apart).
     public let name: String
