@@ -15,10 +15,15 @@ extension Agent {
         var framer = LineFramer(maxLineBytes: config.maxLineBytes)
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(config.inputFD, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 {
-                if n < 0 && config.verbose { log("stdin: \(errnoText(errno))") }
+            let read = buffer.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemError) in try Sys.read(config.inputFD, into: raw) }
+            }
+            var n = 0
+            switch read {
+            case .success(let count): n = count
+            case .failure(let error): if config.verbose { log("stdin: \(errnoText(error.code))") }
+            }
+            if n == 0 {
                 if let last = framer.finish(), let body = handle(last) {
                     queue.push(
                         .reject(.invalid("stdin closed before the \(body.length) bytes of content"), commandID: nil)

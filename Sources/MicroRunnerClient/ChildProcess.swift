@@ -189,10 +189,12 @@ final class ChildProcess: @unchecked Sendable {
         var bytes: [UInt8] = []
         // At most 1 MiB a wake-up: a child that writes as fast as it is read must not grow this without end.
         while bytes.count < 1 << 20 {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return (bytes, false) }
-            if n <= 0 {
+            // nil: nothing more for now; 0 (end of file) or an error: the stream is over.
+            let n: Int? = chunk.withUnsafeMutableBytes { raw in
+                do { return try Sys.readSome(fd, into: raw) } catch { return 0 }
+            }
+            guard let n else { return (bytes, false) }
+            if n == 0 {
                 lock.withLock(closed)
                 return (bytes, true)
             }
@@ -328,13 +330,17 @@ final class ChildProcess: @unchecked Sendable {
             var failure: Int32 = 0
             let more: Bool = lock.withLock {
                 guard stdinFD >= 0, let first = writes.first else { return false }
-                let n = first.bytes.withUnsafeBytes {
-                    write(stdinFD, $0.baseAddress! + writeOffset, $0.count - writeOffset)
+                let written = first.bytes.withUnsafeBytes { raw in
+                    Result { () throws(SystemError) in
+                        try Sys.writeSome(stdinFD, UnsafeRawBufferPointer(rebasing: raw[writeOffset...]))
+                    }
                 }
-                if n < 0 {
-                    if errno == EINTR { return true }
-                    if errno == EAGAIN || errno == EWOULDBLOCK { return false }
-                    failure = errno
+                let n: Int
+                switch written {
+                case .success(nil): return false  // the pipe is full: poll says when it drains
+                case .success(let count?): n = count
+                case .failure(let error):
+                    failure = error.code
                     failed = writes.map(\.done)
                     writes = []
                     writeOffset = 0
@@ -497,8 +503,7 @@ final class ChildIOLoop: @unchecked Sendable {
                 if child.needsReapPolling { reapPolling = true }
             }
             // Without pidfds (Linux < 5.3) exits are noticed within 20 ms.
-            let rc = poll(&fds, nfds_t(fds.count), reapPolling ? 20 : -1)
-            if rc < 0 && errno != EINTR { usleep(1000) }
+            if (try? Sys.poll(&fds, timeoutMs: reapPolling ? 20 : -1)) == nil { usleep(1000) }
             if fds[0].revents != 0 {
                 var drained: UInt64 = 0
                 _ = read(wakeFD, &drained, 8)

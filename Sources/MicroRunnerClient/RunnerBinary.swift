@@ -157,10 +157,9 @@ public struct RunnerBinary: Sendable {
             data.append(contentsOf: chunk[0..<n])
         }
         close(outPipe[0])
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let status = try? Sys.waitForExit(pid)
         guard status == 0, !data.isEmpty else {
-            throw ClientError(.usage, "gzip failed (status \(status >> 8))")
+            throw ClientError(.usage, "gzip failed (status \(status.map(String.init) ?? "unknown"))")
         }
         return data
     }

@@ -2,6 +2,7 @@ import CMicroRunnerShims
 import Foundation
 import MicroRunnerCrypto
 import MicroRunnerProtocol
+import MicroRunnerSystem
 
 /// A local file's size and SHA-256, read once (in 4 MiB reads, memory flat) and shared by every host it goes to.
 ///
@@ -180,10 +181,13 @@ extension RunnerClient {
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
             filled = 0
             while filled < count {
-                let n = read(fd, buffer.baseAddress! + filled, count - filled)
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 { failure = errno }
-                if n <= 0 { break }
+                let rest = UnsafeMutableRawBufferPointer(start: buffer.baseAddress! + filled, count: count - filled)
+                let n: Int
+                do throws(SystemError) { n = try Sys.read(fd, into: rest) } catch {
+                    failure = error.code
+                    break
+                }
+                if n == 0 { break }
                 filled += n
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import MicroRunnerSystem
 import Synchronization
 
 /// How a runner reaches a host: put the binary there, start it with stdin/stdout as the protocol
@@ -119,15 +120,6 @@ public struct LocalTransport: Transport {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        return data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return false }
-                offset += n
-            }
-            return true
-        }
+        return data.withUnsafeBytes { raw in (try? Sys.writeAll(fd, raw)) != nil }
     }
 }

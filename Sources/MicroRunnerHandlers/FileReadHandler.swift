@@ -36,12 +36,15 @@ package final class FileReadHandler: CommandHandler {
         var got = 0
         while got <= want {
             if got == bytes.count { bytes += [UInt8](repeating: 0, count: min(bytes.count, want + 1 - got)) }
-            let n = bytes.withUnsafeMutableBytes {
-                pread(fd, $0.baseAddress! + got, $0.count - got, off_t(p.offset + got))
+            let read = bytes.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemError) in
+                    try Sys.pread(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[got...]), at: p.offset + got)
+                }
             }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileSystem.error(errno, "file.read", p.path)
+            let n: Int
+            switch read {
+            case .success(let count): n = count
+            case .failure(let error): throw FileSystem.error(error.code, "file.read", p.path)
             }
             if n == 0 { break }
             got += n

@@ -44,12 +44,6 @@ package struct ProcessSpec: Sendable {
     }
 }
 
-/// How a process ended.
-package enum Termination: Sendable, Equatable {
-    case exited(Int32)
-    case signaled(Int32)
-}
-
 /// Why the runner stopped the process group, when it did.
 package enum StoppedBy: Sendable, Equatable {
     case deadline
@@ -253,17 +247,24 @@ package struct ProcessRunner: Sendable {
             let timeoutMs: Int32 =
                 wakeAt == .max ? -1 : Int32(clamping: max(0, (wakeAt - now + 999_999) / 1_000_000))
 
-            let n = poll(&fds, nfds_t(fds.count), timeoutMs)
-            if n < 0 && errno != EINTR { break }
-            if n <= 0 { continue }
+            let ready: Int
+            do throws(SystemError) {
+                ready = try Sys.poll(&fds, timeoutMs: timeoutMs)
+            } catch {
+                break
+            }
+            if ready == 0 { continue }
 
             for pfd in fds where pfd.revents != 0 {
                 if pfd.fd == pipes.out?.read || pfd.fd == pipes.err?.read {
                     let isOut = pfd.fd == pipes.out?.read
-                    let got = buffer.withUnsafeMutableBytes { read(pfd.fd, $0.baseAddress, $0.count) }
-                    if got > 0 {
+                    // nil: nothing after all (would block); 0 or an error: that stream is over.
+                    let got: Int? = buffer.withUnsafeMutableBytes { raw in
+                        do throws(SystemError) { return try Sys.readSome(pfd.fd, into: raw) } catch { return 0 }
+                    }
+                    if let got, got > 0 {
                         if isOut { out.append(buffer, count: got) } else { err.append(buffer, count: got) }
-                    } else if got == 0 || (errno != EINTR && errno != EAGAIN) {
+                    } else if got == 0 {
                         if isOut {
                             out.finish()
                             pipes.closeOut()
@@ -274,11 +275,19 @@ package struct ProcessRunner: Sendable {
                     }
                 } else if pfd.fd == pipes.input?.write {
                     if pfd.revents & Int16(POLLOUT) != 0 {
-                        let wrote = input.withUnsafeBytes { raw in
-                            write(pfd.fd, raw.baseAddress! + inputOffset, raw.count - inputOffset)
+                        // nil: the pipe is full after all; -1: the child closed its stdin.
+                        let wrote: Int? = input.withUnsafeBytes { raw in
+                            do throws(SystemError) {
+                                return try Sys.writeSome(
+                                    pfd.fd,
+                                    UnsafeRawBufferPointer(rebasing: raw[inputOffset...])
+                                )
+                            } catch {
+                                return -1
+                            }
                         }
-                        if wrote > 0 { inputOffset += wrote }
-                        if (wrote < 0 && errno != EAGAIN && errno != EINTR) || inputOffset >= input.count {
+                        if let wrote, wrote > 0 { inputOffset += wrote }
+                        if wrote == -1 || inputOffset >= input.count {
                             pipes.closeInput()
                             input = []
                         }
@@ -330,16 +339,11 @@ package struct ProcessRunner: Sendable {
     }
 
     private func reap(_ pid: pid_t, block: Bool) -> Termination? {
-        var status: Int32 = 0
-        while true {
-            let r = waitpid(pid, &status, block ? 0 : WNOHANG)
-            if r == pid { break }
-            if r == 0 { return nil }
-            if r < 0 && errno == EINTR { continue }
+        do {
+            return try Sys.wait(pid, block: block)
+        } catch {
             return .exited(-1)  // ECHILD: someone else reaped it; nothing more to know
         }
-        if status & 0x7F == 0 { return .exited((status >> 8) & 0xFF) }
-        return .signaled(status & 0x7F)
     }
 }
 

@@ -7,6 +7,19 @@ import MicroRunnerProtocol
 package let O_PATH: Int32 = 0o10000000
 #endif
 
+/// How a process ended, decoded from waitpid(2)'s status.
+package enum Termination: Sendable, Equatable {
+    /// It exited with this status (0-255).
+    case exited(Int32)
+    /// A signal ended it.
+    case signaled(Int32)
+
+    /// Decodes a waitpid(2) status (`WIFEXITED`/`WEXITSTATUS`, `WTERMSIG`: macros Swift cannot import).
+    package init(waitStatus status: Int32) {
+        self = status & 0x7F == 0 ? .exited((status >> 8) & 0xFF) : .signaled(status & 0x7F)
+    }
+}
+
 /// An errno from a failed system call.
 package struct SystemError: Error, Sendable, Equatable {
     /// The errno value.
@@ -140,9 +153,51 @@ package enum Sys {
 
     /// waitpid(2) until `pid` ends: its exit status, or 128 + the signal that ended it (as a shell reports it).
     package static func waitForExit(_ pid: pid_t) throws(SystemError) -> Int32 {
+        switch try wait(pid, block: true) {
+        case .exited(let code): code
+        case .signaled(let signal): 128 + signal
+        case nil: -1  // not reached: a blocking wait returns only once the process has ended
+        }
+    }
+
+    /// waitpid(2) of `pid`: how it ended, or `nil` when `block` is false and it still runs. ECHILD (another
+    /// waiter reaped it) is thrown: how it ended cannot be known any more.
+    package static func wait(_ pid: pid_t, block: Bool) throws(SystemError) -> Termination? {
         var status: Int32 = 0
-        _ = try retrying { c_waitpid(pid, &status) }
-        return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        let reaped = try retrying { c_waitpid(pid, &status, block ? 0 : WNOHANG) }
+        guard reaped == pid else { return nil }
+        return Termination(waitStatus: status)
+    }
+
+    /// read(2) on a descriptor that may be non-blocking: the bytes read (0 at end of file), or `nil` when it
+    /// would block.
+    package static func readSome(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
+        while true {
+            let n = c_read(fd, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            if errno == EAGAIN { return nil }  // EWOULDBLOCK is EAGAIN on Linux
+            if errno != EINTR { throw SystemError.last }
+        }
+    }
+
+    /// write(2) on a descriptor that may be non-blocking: the bytes written (perhaps fewer than given), or `nil`
+    /// when it would block.
+    package static func writeSome(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
+        while true {
+            let n = c_write(fd, bytes.baseAddress, bytes.count)
+            if n >= 0 { return n }
+            if errno == EAGAIN { return nil }
+            if errno != EINTR { throw SystemError.last }
+        }
+    }
+
+    /// poll(2): how many descriptors have events; 0 when `timeoutMs` passed or a signal interrupted the wait
+    /// (not retried here: a caller with a deadline recomputes what is left of it, and polls again).
+    package static func poll(_ fds: inout [pollfd], timeoutMs: Int32) throws(SystemError) -> Int {
+        let n = fds.withUnsafeMutableBufferPointer { c_poll($0.baseAddress, nfds_t($0.count), timeoutMs) }
+        if n >= 0 { return Int(n) }
+        if errno == EINTR { return 0 }
+        throw SystemError.last
     }
 
     /// Writes all of `bytes`, retrying short writes.
@@ -205,6 +260,11 @@ private func c_fsync(_ fd: Int32) -> Int32 { fsync(fd) }
 private func c_ftruncate(_ fd: Int32, _ n: off_t) -> Int32 { ftruncate(fd, n) }
 private func c_read(_ fd: Int32, _ b: UnsafeMutableRawPointer?, _ n: Int) -> Int { read(fd, b, n) }
 private func c_pread(_ fd: Int32, _ b: UnsafeMutableRawPointer?, _ n: Int, _ o: off_t) -> Int { pread(fd, b, n, o) }
-private func c_write(_ fd: Int32, _ b: UnsafeRawPointer, _ n: Int) -> Int { write(fd, b, n) }
-private func c_waitpid(_ pid: pid_t, _ status: inout Int32) -> pid_t { waitpid(pid, &status, 0) }
+private func c_write(_ fd: Int32, _ b: UnsafeRawPointer?, _ n: Int) -> Int { write(fd, b, n) }
+private func c_waitpid(_ pid: pid_t, _ status: inout Int32, _ options: Int32) -> pid_t {
+    waitpid(pid, &status, options)
+}
+private func c_poll(_ fds: UnsafeMutablePointer<pollfd>?, _ count: nfds_t, _ timeout: Int32) -> Int32 {
+    poll(fds, count, timeout)
+}
 private func c_close(_ fd: Int32) -> Int32 { close(fd) }
