@@ -294,10 +294,7 @@ package final class FileWriteHandler: CommandHandler {
         context: CommandContext
     ) throws(RunnerError) -> JSONValue {
         guard uploadID.utf8.count <= 64,
-            uploadID.utf8.allSatisfy({
-                ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F
-                    || $0 == 0x2E
-            })
+            ByteSet.uploadID.containsAll(uploadID.utf8)
         else {
             throw .invalid("file.write: upload_id must be 1-64 characters of [A-Za-z0-9._-]")
         }
@@ -399,7 +396,7 @@ final class UploadRegistry: Sendable {
                 )
             }
             let (location, _) = try FileWriteHandler.target(target, create: true, createParents: true, host: host)
-            upload = try StagedFile(beside: location, tag: "upload")
+            upload = try StagedFile(beside: location, tag: .upload)
             upload.requestedPath = target
             upload.appendedHash = Crypto.SHA256()
             uploads.withLock { $0[uploadID] = upload }

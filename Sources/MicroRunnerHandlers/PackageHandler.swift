@@ -29,9 +29,7 @@ package final class PackageHandler: CommandHandler {
     /// Versions: letters, digits, `. + ~ : _ -`, not starting with `-`.
     static func validVersion(_ s: String) -> Bool {
         guard let f = s.utf8.first, f != 0x2D, s.utf8.count <= 128 else { return false }
-        return s.utf8.allSatisfy {
-            isAlnum($0) || $0 == 0x2E || $0 == 0x2B || $0 == 0x7E || $0 == 0x3A || $0 == 0x5F || $0 == 0x2D
-        }
+        return ByteSet.packageVersion.containsAll(s.utf8)
     }
 
     /// Options that change only what is resolved, never which programs run or where configuration is read.
@@ -58,7 +56,7 @@ package final class PackageHandler: CommandHandler {
             let name = String(decoding: option.utf8[...eq], as: UTF8.self)
             let value = option.utf8[option.utf8.index(after: eq)...]
             if list.contains(name), let first = value.first, first != 0x2D,
-                value.allSatisfy({ isAlnum($0) || [0x2E, 0x5F, 0x2D, 0x2B, 0x7E, 0x3A, 0x2A, 0x2C].contains($0) })
+                ByteSet.packageOptionValue.containsAll(value)
             {
                 return nil
             }
@@ -66,10 +64,6 @@ package final class PackageHandler: CommandHandler {
         return "is not an allowed \(manager) option (allowed: \(list.joined(separator: " ")); options that run "
             + "programs or change where the manager reads its configuration need a runner started with "
             + "--unsafe-pkg-options)"
-    }
-
-    static func isAlnum(_ b: UInt8) -> Bool {
-        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
     }
 
     package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {

@@ -19,7 +19,7 @@ package final class ServiceHandler: CommandHandler {
     /// Unit names: letters, digits, `: _ . @ -` and `\` escapes, not starting with `-`.
     static func validUnit(_ s: String) -> Bool {
         guard let f = s.utf8.first, f != 0x2D, s.utf8.count <= 256 else { return false }
-        return s.utf8.allSatisfy { PackageHandler.isAlnum($0) || [0x3A, 0x5F, 0x2E, 0x40, 0x2D, 0x5C].contains($0) }
+        return ByteSet.unitName.containsAll(s.utf8)
     }
 
     struct UnitState {

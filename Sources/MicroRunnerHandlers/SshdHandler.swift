@@ -36,9 +36,7 @@ package final class SshdHandler: CommandHandler {
 
     static func validUserPattern(_ s: String) -> Bool {
         guard let f = s.utf8.first, f != 0x2D, s.utf8.count <= 64 else { return false }
-        return s.utf8.allSatisfy {
-            PackageHandler.isAlnum($0) || [0x2E, 0x5F, 0x2D, 0x40, 0x2A, 0x3F, 0x3A].contains($0)
-        }
+        return ByteSet.sshdUserPattern.containsAll(s.utf8)
     }
 
     package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {

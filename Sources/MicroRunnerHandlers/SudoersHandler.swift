@@ -25,17 +25,13 @@ package final class SudoersHandler: CommandHandler {
         guard (1...32).contains(b.count), let first = b.first, (first >= 0x61 && first <= 0x7A) || first == 0x5F else {
             return false
         }
-        return b.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F || $0 == 0x2D }
+        return ByteSet.sudoersUser.containsAll(b)
     }
 
     /// An absolute command path with optional plain arguments; no sudoers syntax, no wildcards, no `ALL`.
     static func validCommand(_ command: String) -> String? {
         guard command.hasPrefix("/") else { return "must be an absolute path" }
-        let allowed: (UInt8) -> Bool = {
-            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39)
-                || [0x2F, 0x2E, 0x5F, 0x2D, 0x2B, 0x40, 0x20].contains($0)
-        }
-        guard command.utf8.allSatisfy(allowed) else {
+        guard ByteSet.sudoersCommand.containsAll(command.utf8) else {
             return "may only contain letters, digits, spaces and / . _ - + @ (no , : = ! \\ * ? [ or newlines)"
         }
         // Words compared as bytes: Substring/String comparison pulls Unicode normalization data into the binary.

@@ -11,14 +11,9 @@ package enum BecomeUser {
             return bytes.count > 1 && bytes.dropFirst().allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
         }
         guard bytes[0] != UInt8(ascii: "-") else { return false }
-        for (i, b) in bytes.enumerated() {
-            let ok =
-                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "-")
-                || (b == UInt8(ascii: "$") && i == bytes.count - 1)
-            if !ok { return false }
-        }
-        return true
+        // A trailing `$` (a Samba machine account) is the one byte outside the portable set.
+        let name = bytes.last == UInt8(ascii: "$") ? bytes.dropLast() : bytes[...]
+        return ByteSet.portableUserName.containsAll(name)
     }
 
     /// Whether `user` names root (no directory permissions need opening up for it).
