@@ -303,7 +303,7 @@ final class IdempotencyStore {
             bytes.append(0x0A)
         }
         let location = PathResolver.Location(directory: directory, name: Self.journalName, directoryPath: dir)
-        guard let staged = try? StagedFile(beside: location, tag: "journal") else { return }
+        guard let staged = try? StagedFile(beside: location, tag: .journal) else { return }
         do throws(RunnerError) {
             do { try staged.append(bytes) } catch { throw FileSystem.error(error.code, "journal", dir) }
             try staged.finish(mode: 0o600, uid: nil, gid: nil, ownerRequired: false)

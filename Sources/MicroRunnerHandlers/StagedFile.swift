@@ -13,6 +13,29 @@ import MicroRunnerSystem
 /// name for a symlink can make the install fail; it can never make the runner write to, chmod or chown
 /// another file. A staged file that is not committed is removed (also from `deinit`).
 package final class StagedFile: @unchecked Sendable {
+    /// What a staged file is for, written into its name (`.NAME.mr-TAG-PID-HEX`): one closed set, so that the
+    /// sweep of a dead runner's leftovers (`leftoverPID`) knows every kind a runner makes.
+    package enum Tag: CaseIterable, Sendable {
+        /// A whole-file write.
+        case tmp
+        /// A chunked upload, kept across commands until its last chunk.
+        case upload
+        /// A backup copy (`backup: true`).
+        case bak
+        /// The idempotency journal, rewritten.
+        case journal
+
+        /// The tag as it stands in the name, with the dash that follows it.
+        var text: StaticString {
+            switch self {
+            case .tmp: "tmp-"
+            case .upload: "upload-"
+            case .bak: "bak-"
+            case .journal: "journal-"
+            }
+        }
+    }
+
     /// The target.
     package let target: PathResolver.Location
     /// The temporary name in the target's directory.
@@ -38,7 +61,7 @@ package final class StagedFile: @unchecked Sendable {
 
     /// Creates an empty 0600 file beside `target`, named `.NAME.mr-TAG-PID-RANDOM` (a dot name: sudo's
     /// `@includedir` and sshd's `*.conf` globs skip it), after removing such files left by runners that are gone.
-    package init(beside target: PathResolver.Location, tag: String = "tmp") throws(RunnerError) {
+    package init(beside target: PathResolver.Location, tag: Tag = .tmp) throws(RunnerError) {
         self.target = target
         Self.removeStale(beside: target)
         let prefix = Self.prefix(for: target.name, tag: tag) + String(getpid()) + "-"
@@ -190,7 +213,7 @@ package final class StagedFile: @unchecked Sendable {
         let old = try FileSystem.openRegular(target, what: "backup", expect: existing)
         var backupTarget = target
         backupTarget.name = backup
-        let copy = try StagedFile(beside: backupTarget, tag: "bak")
+        let copy = try StagedFile(beside: backupTarget, tag: .bak)
         do {
             try FileSystem.forEachChunk(old) { (bytes) throws(SystemError) in
                 try copy.append(bytes)
@@ -216,7 +239,7 @@ package final class StagedFile: @unchecked Sendable {
     }
 
     /// `.NAME.mr-TAG-`: the temporary name's prefix; NAME is cut so the whole stays under NAME_MAX (255).
-    static func prefix(for name: String, tag: String) -> String {
+    static func prefix(for name: String, tag: Tag) -> String {
         var short = ""
         var bytes = 0
         for scalar in name.unicodeScalars {
@@ -224,11 +247,11 @@ package final class StagedFile: @unchecked Sendable {
             if bytes > 200 { break }
             short.unicodeScalars.append(scalar)
         }
-        return "." + short + ".mr-" + tag + "-"
+        return "." + short + ".mr-" + tag.text.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Removes temporary and staging files left by runners that no longer run (killed with SIGKILL, or by a
-    /// crash) in `target`'s directory: names `.NAME.mr-{tmp,upload,bak}-PID-HEX` of any NAME, regular files of
+    /// crash) in `target`'s directory: names `.NAME.mr-TAG-PID-HEX` of any NAME and any `Tag`, regular files of
     /// this user, PID gone. Each directory is swept once in a runner's life, not at every write: listing a
     /// crowded /tmp costs ~0.4 µs an entry (measured: 1.1 ms a write among 3,000 entries), and leftovers only
     /// appear when a runner dies (one that dies while this one runs is swept by the next).
@@ -270,7 +293,7 @@ package final class StagedFile: @unchecked Sendable {
     /// The directories this runner has swept.
     private static let swept = Locked<[SweptDirectory]>([])
 
-    /// The runner's pid in a temporary or staging name, `.NAME.mr-{tmp,upload,bak}-PID-HEX`, or nil for any
+    /// The runner's pid in a temporary or staging name, `.NAME.mr-TAG-PID-HEX` (any `Tag`), or nil for any
     /// other name. NAME may itself contain `.mr-`: the last one counts.
     package static func leftoverPID(_ name: UnsafeBufferPointer<UInt8>) -> Int32? {
         // Called for every entry of a directory: no allocation.
@@ -284,15 +307,8 @@ package final class StagedFile: @unchecked Sendable {
         while at > 0 && !matches(".mr-", at: at) { at -= 1 }
         guard at > 0 else { return nil }
         var i = at + 4
-        if matches("tmp-", at: i) {
-            i += 4
-        } else if matches("upload-", at: i) {
-            i += 7
-        } else if matches("bak-", at: i) {
-            i += 4
-        } else {
-            return nil
-        }
+        guard let tag = Tag.allCases.first(where: { matches($0.text, at: i) }) else { return nil }
+        i += tag.text.utf8CodeUnitCount
         var pid: Int32 = 0
         let digitsStart = i
         while i < name.count, name[i] >= UInt8(ascii: "0"), name[i] <= UInt8(ascii: "9") {

@@ -396,7 +396,7 @@ final class FakePackages: PackageBackend {
             (".f.mr-tmp-123-0a1b2c3d4e5f", 123),
             (".sshd_config.mr-bak-4194304-ff", 4_194_304),
             (".a.mr-b.mr-upload-7-1", 7),  // NAME may itself contain .mr-: the last one counts
-            (".x.mr-journal-9-ab", nil),  // the journal tidies its own
+            (".x.mr-journal-9-ab", 9),  // a killed runner's journal rewrite is swept like any staged file
             ("f.mr-tmp-1-ab", nil),  // not a dot name
             (".f.mr-tmp-1-", nil),
             (".f.mr-tmp--ab", nil),
