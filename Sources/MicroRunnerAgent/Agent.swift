@@ -291,7 +291,7 @@ package final class Agent: @unchecked Sendable {
             // Only successes are remembered (PROTOCOL.md): an exec that exits non-zero is retried for real. An
             // answer with raw bytes after it is not: a replay would announce bytes it does not have.
             let trailing = context.trailing.bytes
-            if let key = command.idempotencyKey, let fingerprint, Self.succeeded(result), trailing == nil {
+            if let key = command.idempotencyKey, let fingerprint, DoneMessage.succeeded(result), trailing == nil {
                 // Durable (journal written and fsynced) before the controller can see DONE; when the journal
                 // write fails the DONE says so, since a replay after a restart would then run the command again.
                 let durable = idempotency.record(
@@ -331,15 +331,9 @@ package final class Agent: @unchecked Sendable {
         }
     }
 
-    /// Whether a DONE result is a success (an exec counts only with exit status 0).
-    static func succeeded(_ result: JSONValue) -> Bool {
-        if let code = result["exit_code"]?.intValue, code != 0 { return false }
-        return true
-    }
-
-    /// Remembers a success for `run_if_succeeded`.
+    /// Remembers a success for `run_if_succeeded` (the rule the client shares: `DoneMessage.succeeded`).
     func noteSuccess(_ id: String, _ result: JSONValue) {
-        if Self.succeeded(result) { succeeded.insert(id) }
+        if DoneMessage.succeeded(result) { succeeded.insert(id) }
     }
 
     func send<T: WireEncodable>(_ type: MessageType, _ message: T) {

@@ -27,7 +27,7 @@ public enum Answer: Sendable, Equatable {
     public var failed: Bool {
         switch self {
         case .error: true
-        case .done(let d): (d.result["exit_code"]?.intValue ?? 0) != 0
+        case .done(let d): !d.succeeded
         }
     }
 }

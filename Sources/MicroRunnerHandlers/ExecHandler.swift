@@ -91,9 +91,7 @@ package final class ExecHandler: CommandHandler {
             stderrTruncated: outcome.stderrTruncated || stderrCut
         )
         if let stoppedBy = outcome.stoppedBy {
-            var details = ["stdout": stdout, "stderr": stderr, "exit_code": String(result.exitCode)]
-            if result.stdoutTruncated == true { details["stdout_truncated"] = "true" }
-            if result.stderrTruncated == true { details["stderr_truncated"] = "true" }
+            let details = result.stoppedDetails
             switch stoppedBy {
             case .deadline:
                 throw RunnerError(

@@ -324,10 +324,35 @@ extension ExecParams: WireCodable {
     }
 }
 
+extension ExecResult {
+    /// The wire key of `exitCode`, the one member other code reads out of a result (`DoneMessage.succeeded`).
+    public static let exitCodeKey = "exit_code"
+
+    /// What an ERROR for an exec the runner stopped (timeout, cancel, TTL) carries in `details`: the output so
+    /// far and the status, under the result's own keys.
+    public var stoppedDetails: [String: String] {
+        var details = ["stdout": stdout, "stderr": stderr, Self.exitCodeKey: String(exitCode)]
+        if stdoutTruncated == true { details["stdout_truncated"] = "true" }
+        if stderrTruncated == true { details["stderr_truncated"] = "true" }
+        return details
+    }
+}
+
+extension DoneMessage {
+    /// Whether a DONE `result` is a success: every DONE is, but an exec's whose exit status is not 0. The one
+    /// rule shared by the runner (`run_if_succeeded`) and the client (`Answer.failed`).
+    public static func succeeded(_ result: JSONValue) -> Bool {
+        (result[ExecResult.exitCodeKey]?.intValue ?? 0) == 0
+    }
+
+    /// Whether this DONE is a success (see `succeeded(_:)`).
+    public var succeeded: Bool { Self.succeeded(result) }
+}
+
 extension ExecResult: WireCodable {
     /// Reads the value from its wire object (absent members take Go's zero values).
     public init(fields f: WireFields) throws(WireError) {
-        exitCode = try f.int("exit_code")
+        exitCode = try f.int(Self.exitCodeKey)
         stdout = try f.string("stdout")
         stderr = try f.string("stderr")
         duration = try f.double("duration")
@@ -339,7 +364,7 @@ extension ExecResult: WireCodable {
 
     /// Writes the wire object.
     public func encode(to o: inout WireObject) {
-        o.set("exit_code", exitCode)
+        o.set(Self.exitCodeKey, exitCode)
         o.set("stdout", stdout)
         o.set("stderr", stderr)
         o.set("duration", duration)
