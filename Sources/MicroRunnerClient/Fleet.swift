@@ -152,15 +152,10 @@ public enum Fleet {
         .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(3), .seconds(3),
     ]
 
-    /// Whether `error` is an ssh connection the server closed before the runner started (busy, not broken).
+    /// Whether `error` is an ssh connection the server closed before the runner started (busy, not broken): its
+    /// kind, decided once where ssh's words are read (`ClientError.sshFailureKind`), never from the message again.
     package static func isBusyServer(_ error: any Error) -> Bool {
-        guard let e = error as? ClientError else { return false }
-        if e.kind == .busy { return true }
-        guard e.kind == .transport || e.kind == .runnerExited else { return false }
-        // Only a refusal before the key exchange is MaxStartups ("kex_exchange_identification: read: Connection
-        // reset by peer", "Connection closed by remote host"); a reset at any other time is a broken connection,
-        // reported at once instead of retried for 12 s and blamed on --forks.
-        return ClientError.sshFailureKind(e.message) == .busy
+        (error as? ClientError)?.kind == .busy
     }
 }
 
