@@ -336,7 +336,7 @@ extension RunnerClient {
         var bytes: [UInt8] = []
         while true {
             let r = try await readFile(FileReadParams(path: path, offset: bytes.count), timeout: timeout)
-            if r.encoding == "base64" {
+            if r.encoding == .base64 {
                 guard let d = Data(base64Encoded: r.content) else {
                     throw ClientError(.protocolViolation, "file.read from \(hostName): content is not base64")
                 }

@@ -274,7 +274,7 @@ extension RunnerClient {
                 let (promise, sent) = inFlight.removeFirst()
                 let r = try FileReadResult.decoded(from: try await awaitAnswer(promise, sent).result().result, hostName)
                 // No window checksum here: the whole file's is checked below (one hash pass fewer, ~0.7 s a GiB).
-                if r.encoding == "raw" {
+                if r.encoding == .raw {
                     guard raw, let got = takeRawAnswer(sent.id), got.count == r.contentLength else {
                         throw ClientError(
                             .protocolViolation,
@@ -338,7 +338,7 @@ extension RunnerClient {
     /// A window's bytes, checked against the window's own checksum unless `checksum` is false.
     func checkedWindow(_ r: FileReadResult, path: String, checksum: Bool = true) throws -> Data {
         let bytes: Data
-        if r.encoding == "base64" {
+        if r.encoding == .base64 {
             guard let d = Data(base64Encoded: r.content) else {
                 throw ClientError(.protocolViolation, "file.read from \(hostName): content is not base64")
             }

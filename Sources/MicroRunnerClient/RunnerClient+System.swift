@@ -4,30 +4,14 @@ import MicroRunnerProtocol
 /// sent (`ClientError` `.unsupported`, naming the runner's version) when the runner does not offer it, which
 /// for these four means a runner that is not root (see `Become`).
 extension RunnerClient {
-    /// `pkg.ensure` states.
-    public enum PackageState: String, Sendable, CaseIterable {
-        /// Installed (at `version` when given).
-        case present
-        /// Not installed.
-        case absent
-        /// The newest version the repositories offer.
-        case latest
-    }
-
-    /// Package managers; `nil` in `package(...)` lets the runner detect one (apt, dnf, yum, zypper).
-    public enum PackageManager: String, Sendable, CaseIterable {
-        case apt, dnf, yum, zypper
-    }
-
-    /// `service.reload` actions (systemd).
-    public enum ServiceAction: String, Sendable, CaseIterable {
-        case reload, restart, start, stop, enable, disable
-    }
-
-    /// `sudoers.ensure` states.
-    public enum RuleState: String, Sendable, CaseIterable {
-        case present, absent
-    }
+    /// `pkg.ensure` states: the wire's own names (`.present`, `.absent`, `.latest`), shared with the runner.
+    public typealias PackageState = MicroRunnerProtocol.PackageState
+    /// Package managers (`.apt`, `.dnf`, `.yum`, `.zypper`); `nil` in `package(...)` lets the runner detect one.
+    public typealias PackageManager = MicroRunnerProtocol.PackageManager
+    /// `service.reload` actions (systemd): `.reload`, `.restart`, `.start`, `.stop`, `.enable`, `.disable`.
+    public typealias ServiceAction = MicroRunnerProtocol.ServiceAction
+    /// `sudoers.ensure` states: `.present`, `.absent`.
+    public typealias RuleState = MicroRunnerProtocol.RuleState
 
     /// Ensures a package's state. A name is a package name for its manager and nothing else (no version,
     /// pattern or action suffix: the runner refuses those with `INVALID_CMD`).
@@ -44,7 +28,7 @@ extension RunnerClient {
         dryRun: Bool = false,
         timeout: Duration = .seconds(600)
     ) async throws -> PkgEnsureResult {
-        let p = PkgEnsureParams(name: name, version: version, state: state.rawValue, manager: manager?.rawValue ?? "")
+        let p = PkgEnsureParams(name: name, version: version, state: state, manager: manager ?? "")
         return try await run(.pkgEnsure, p, as: PkgEnsureResult.self, timeout: timeout, dryRun: dryRun)
     }
 
@@ -63,7 +47,7 @@ extension RunnerClient {
     ) async throws -> ServiceReloadResult {
         try await run(
             .serviceReload,
-            ServiceReloadParams(name: name, action: action.rawValue),
+            ServiceReloadParams(name: name, action: action),
             as: ServiceReloadResult.self,
             timeout: timeout,
             dryRun: dryRun
@@ -81,7 +65,7 @@ extension RunnerClient {
     ) async throws -> SudoersEnsureResult {
         try await run(
             .sudoersEnsure,
-            SudoersEnsureParams(user: user, commands: commands, noPasswd: noPassword, state: state.rawValue),
+            SudoersEnsureParams(user: user, commands: commands, noPasswd: noPassword, state: state),
             as: SudoersEnsureResult.self,
             timeout: timeout,
             dryRun: dryRun

@@ -61,7 +61,7 @@ package final class FileReadHandler: CommandHandler {
                 group: String(st.st_gid),
                 checksum: Crypto.sha256Hex(bytes),
                 truncated: moreLeft,
-                encoding: "raw",
+                encoding: .raw,
                 offset: p.offset,
                 contentLength: bytes.count
             )
@@ -70,7 +70,7 @@ package final class FileReadHandler: CommandHandler {
         }
 
         let content: String
-        let encoding: String
+        let encoding: ContentEncoding
         if let text = String(validating: bytes, as: UTF8.self) {
             let keep = JSONWriter.prefixLength(of: bytes, fittingEscaped: Self.answerBudget)
             if keep < bytes.count {
@@ -80,7 +80,7 @@ package final class FileReadHandler: CommandHandler {
             } else {
                 content = text
             }
-            encoding = "utf8"
+            encoding = .utf8
         } else {
             let keep = Self.answerBudget / 4 * 3
             if keep < bytes.count {
@@ -88,7 +88,7 @@ package final class FileReadHandler: CommandHandler {
                 moreLeft = true
             }
             content = Crypto.base64Encode(bytes)
-            encoding = "base64"
+            encoding = .base64
         }
         let size = max(Int(st.st_size), p.offset + bytes.count + (moreLeft ? 1 : 0))
         return encodeResult(
@@ -129,7 +129,7 @@ package final class FileReadHandler: CommandHandler {
                 group: String(st.st_gid),
                 checksum: sum,
                 truncated: false,
-                encoding: "utf8",
+                encoding: .utf8,
                 offset: 0,
                 fileChecksum: sum
             )

@@ -20,9 +20,9 @@ package final class PackageHandler: CommandHandler {
     }
 
     /// The first manager found: apt, dnf, yum, zypper.
-    static func detect(_ host: Host) -> String? {
-        if host.which("apt-get") != nil && host.which("dpkg-query") != nil { return "apt" }
-        for m in ["dnf", "yum", "zypper"] where host.which(m) != nil { return m }
+    static func detect(_ host: Host) -> PackageManager? {
+        if host.which("apt-get") != nil && host.which("dpkg-query") != nil { return .apt }
+        for m in [PackageManager.dnf, .yum, .zypper] where host.which(m.rawValue) != nil { return m }
         return nil
     }
 
@@ -34,23 +34,23 @@ package final class PackageHandler: CommandHandler {
 
     /// Options that change only what is resolved, never which programs run or where configuration is read.
     /// A name ending in `=` takes a value in the same argument (`--enablerepo=updates`).
-    static let allowedOptions: [String: [String]] = [
-        "apt": [
+    static let allowedOptions: [PackageManager: [String]] = [
+        .apt: [
             "--no-install-recommends", "--install-recommends", "--no-install-suggests", "--install-suggests",
             "--allow-downgrades", "--only-upgrade", "--reinstall", "--fix-broken", "--target-release=",
             "--default-release=",
         ],
-        "dnf": [
+        .dnf: [
             "--nobest", "--best", "--allowerasing", "--skip-broken", "--refresh", "--cacheonly", "--enablerepo=",
             "--disablerepo=", "--exclude=", "--noautoremove", "--setopt=install_weak_deps=False",
             "--setopt=install_weak_deps=True",
         ],
-        "zypper": ["--no-refresh", "--ignore-unknown", "--no-color"],
+        .zypper: ["--no-refresh", "--ignore-unknown", "--no-color"],
     ]
 
     /// Why `option` may not be passed to `manager` (allow-list above), or `nil` when it may.
-    package static func optionProblem(_ option: String, manager: String) -> String? {
-        let list = allowedOptions[manager == "yum" ? "dnf" : manager] ?? []
+    package static func optionProblem(_ option: String, manager: PackageManager) -> String? {
+        let list = allowedOptions[manager == .yum ? .dnf : manager] ?? []
         if list.contains(option) && !option.hasSuffix("=") { return nil }
         if let eq = option.utf8.firstIndex(of: 0x3D) {
             let name = String(decoding: option.utf8[...eq], as: UTF8.self)
@@ -71,14 +71,14 @@ package final class PackageHandler: CommandHandler {
         if !p.version.isEmpty && !Self.validVersion(p.version) {
             throw .invalid("pkg.ensure: version \"\(p.version)\" is not a package version")
         }
-        let state = p.state.isEmpty ? "present" : p.state
-        guard ["present", "absent", "latest"].contains(state) else {
+        let state = p.state.rawValue.isEmpty ? .present : p.state
+        guard PackageState.all.contains(state) else {
             throw .invalid("pkg.ensure: state must be present, absent or latest, not \"\(p.state)\"")
         }
-        if state != "present" && !p.version.isEmpty {
+        if state != .present && !p.version.isEmpty {
             throw .invalid("pkg.ensure: version goes with state present")
         }
-        let manager = p.manager.isEmpty ? Self.detect(context.host) : p.manager
+        let manager = p.manager.rawValue.isEmpty ? Self.detect(context.host) : p.manager
         guard let manager else {
             throw RunnerError(.unsupported, "pkg.ensure: no package manager found (apt, dnf, yum, zypper)")
         }
@@ -95,8 +95,8 @@ package final class PackageHandler: CommandHandler {
         let tool = PackageTool(manager: manager, options: p.options, context: context)
         // Generic calls, not an `any PackageBackend`: the Embedded runner has no existentials of plain protocols.
         switch manager {
-        case "apt": return try ensureResult(p, state, backend: AptBackend(tool: tool), context: context)
-        case "dnf", "yum", "zypper":
+        case .apt: return try ensureResult(p, state, backend: AptBackend(tool: tool), context: context)
+        case .dnf, .yum, .zypper:
             return try ensureResult(p, state, backend: RPMBackend(tool: tool), context: context)
         default: throw .invalid("pkg.ensure: manager must be apt, dnf, yum or zypper, not \"\(manager)\"")
         }
@@ -104,7 +104,7 @@ package final class PackageHandler: CommandHandler {
 
     func ensureResult<B: PackageBackend>(
         _ p: PkgEnsureParams,
-        _ state: String,
+        _ state: PackageState,
         backend: B,
         context: CommandContext
     ) throws(RunnerError) -> JSONValue {
@@ -116,7 +116,7 @@ package final class PackageHandler: CommandHandler {
 
 /// One package operation: runs the manager's commands with the command's deadline and cancellation.
 struct PackageTool {
-    let manager: String
+    let manager: PackageManager
     let options: [String]
     let context: CommandContext
 
@@ -212,7 +212,7 @@ struct PackageTool {
 
     /// Installed `version-release`, or "".
     func rpmInstalled(_ name: String) throws(RunnerError) -> String {
-        if manager == "zypper" {
+        if manager == .zypper {
             let out = try run(
                 "zypper",
                 ["-n", "--no-refresh"] + options + [
@@ -222,7 +222,7 @@ struct PackageTool {
             return Self.zypperVersion(out, name: name, installed: true)
         }
         let out = try run(
-            manager,
+            manager.rawValue,
             ["-q"] + options + ["repoquery", "--installed", "--qf", "%{name} %{version}-%{release}", "--", name]
         )
         return Self.versionOfExactly(name, in: out)
@@ -230,12 +230,12 @@ struct PackageTool {
 
     /// The newest available `version-release`, or "".
     func rpmLatest(_ name: String) throws(RunnerError) -> String {
-        if manager == "zypper" {
+        if manager == .zypper {
             let out = try run("zypper", ["-n"] + options + ["--quiet", "search", "--match-exact", "-s", "--", name])
             return Self.zypperVersion(out, name: name, installed: false)
         }
         let out = try run(
-            manager,
+            manager.rawValue,
             ["-q"] + options + [
                 "repoquery", "--latest-limit", "1", "--qf", "%{name} %{version}-%{release}", "--", name,
             ]
@@ -300,7 +300,7 @@ extension PackageHandler {
     package func ensure(
         _ name: String,
         version: String,
-        state: String,
+        state: PackageState,
         backend: some PackageBackend,
         dryRun: Bool
     ) throws(RunnerError) -> PkgEnsureResult {
@@ -308,7 +308,7 @@ extension PackageHandler {
         func result(_ changed: Bool, _ after: String, _ action: String) -> PkgEnsureResult {
             PkgEnsureResult(changed: changed, previousVersion: before, installedVersion: after, action: action)
         }
-        if state == "absent" {
+        if state == .absent {
             guard !before.isEmpty else { return result(false, "", "already_absent") }
             if dryRun { return result(true, before, "removed") }
             try backend.remove(name)
@@ -317,7 +317,7 @@ extension PackageHandler {
         // Not installed under exactly this name: make sure the manager will not read it as something else.
         if before.isEmpty { try backend.requireExactName(name) }
         var wanted = version
-        if state == "latest" {
+        if state == .latest {
             wanted = try backend.latest(name)
             if wanted.isEmpty {
                 throw RunnerError(
@@ -380,7 +380,7 @@ struct AptBackend: PackageBackend {
 /// dnf, yum (dnf or classic yum) and zypper.
 struct RPMBackend: PackageBackend {
     let tool: PackageTool
-    var zypper: Bool { tool.manager == "zypper" }
+    var zypper: Bool { tool.manager == .zypper }
     var base: [String] { zypper ? ["-n"] + tool.options : ["-y", "-q"] + tool.options }
 
     func installed(_ name: String) throws(RunnerError) -> String { try tool.rpmInstalled(name) }
@@ -391,7 +391,7 @@ struct RPMBackend: PackageBackend {
     func install(_ name: String, version: String, downgrade: Bool) throws(RunnerError) {
         let spec = version.isEmpty ? name : (zypper ? "\(name)=\(version)" : "\(name)-\(version)")
         let verb = downgrade ? (zypper ? ["install", "--oldpackage"] : ["downgrade"]) : ["install"]
-        let out = try tool.run(tool.manager, base + verb + ["--", spec], stream: true)
+        let out = try tool.run(tool.manager.rawValue, base + verb + ["--", spec], stream: true)
         // Judge by the database, not only the exit status (zypper has non-zero exits after success).
         if out.exitCode != 0 {
             let now = try installed(name)
@@ -412,7 +412,7 @@ struct RPMBackend: PackageBackend {
     }
 
     func remove(_ name: String) throws(RunnerError) {
-        let out = try tool.run(tool.manager, base + ["remove", "--", name], stream: true)
+        let out = try tool.run(tool.manager.rawValue, base + ["remove", "--", name], stream: true)
         // zypper exits 8 after removing the last package of a root ("Failed to cache rpm database"): the state decides.
         if out.exitCode != 0 {
             let still = try installed(name)

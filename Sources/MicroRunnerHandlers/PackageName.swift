@@ -16,7 +16,7 @@ import MicroRunnerProtocol
 /// expression (`xterm.+` selected 22 packages), and dnf reads `bash-5.1` as bash at version 5.1.
 package enum PackageName {
     /// Why `name` is not a package name for `manager`, or nil when it is one.
-    package static func problem(_ name: String, manager: String) -> String? {
+    package static func problem(_ name: String, manager: PackageManager) -> String? {
         let bytes = Array(name.utf8)
         guard !bytes.isEmpty, bytes.count <= 128 else { return "must be 1 to 128 bytes long" }
         guard isAlphanumeric(bytes[0]) else { return "must start with a letter or a digit" }
@@ -24,7 +24,7 @@ package enum PackageName {
             return "may hold only letters, digits and + . _ - (no globs, groups, versions, releases or paths)"
         }
         if bytes.last == 0x2D { return "must not end in -, which apt-get reads as \"remove\"" }
-        if manager == "apt" {
+        if manager == .apt {
             if bytes.count < 2 { return "must be at least 2 characters (Debian policy)" }
             if bytes.contains(where: { ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x5F }) {
                 return "must be lowercase letters, digits and + . - (Debian policy)"

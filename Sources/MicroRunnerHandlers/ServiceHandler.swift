@@ -56,11 +56,9 @@ package final class ServiceHandler: CommandHandler {
     package func run(_ context: CommandContext) throws(RunnerError) -> JSONValue {
         let p = try context.params(ServiceReloadParams.self)
         guard Self.validUnit(p.name) else { throw .invalid("service.reload: \"\(p.name)\" is not a unit name") }
-        let verbs = ["reload", "restart", "start", "stop", "enable", "disable"]
-        guard verbs.contains(p.action) else {
-            throw .invalid(
-                "service.reload: action must be one of \(verbs.joined(separator: ", ")), not \"\(p.action)\""
-            )
+        guard ServiceAction.all.contains(p.action) else {
+            let verbs = ServiceAction.all.map { $0.rawValue }.joined(separator: ", ")
+            throw .invalid("service.reload: action must be one of \(verbs), not \"\(p.action)\"")
         }
         let run: (String, [String]) throws(RunnerError) -> ProcessOutcome = { tool, args throws(RunnerError) in
             try context.runTool(tool, args)
@@ -75,11 +73,11 @@ package final class ServiceHandler: CommandHandler {
         var verb: String?
         var action: String
         switch p.action {
-        case "start": (verb, action) = before.running ? (nil, "already_started") : ("start", "started")
-        case "stop": (verb, action) = before.running ? ("stop", "stopped") : (nil, "already_stopped")
-        case "restart": (verb, action) = ("restart", "restarted")
-        case "reload": (verb, action) = before.running ? ("reload", "reloaded") : ("start", "started")
-        case "enable": (verb, action) = before.enabled ? (nil, "already_enabled") : ("enable", "enabled")
+        case .start: (verb, action) = before.running ? (nil, "already_started") : ("start", "started")
+        case .stop: (verb, action) = before.running ? ("stop", "stopped") : (nil, "already_stopped")
+        case .restart: (verb, action) = ("restart", "restarted")
+        case .reload: (verb, action) = before.running ? ("reload", "reloaded") : ("start", "started")
+        case .enable: (verb, action) = before.enabled ? (nil, "already_enabled") : ("enable", "enabled")
         default: (verb, action) = before.enabled ? ("disable", "disabled") : (nil, "already_disabled")
         }
         var after = before

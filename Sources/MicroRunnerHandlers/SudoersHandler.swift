@@ -70,8 +70,8 @@ package final class SudoersHandler: CommandHandler {
                 "sudoers.ensure: user \"\(p.user)\" is not a plain user name ([a-z_][a-z0-9_-]*, at most 32)"
             )
         }
-        let state = p.state.isEmpty ? "present" : p.state
-        guard state == "present" || state == "absent" else {
+        let state = p.state.rawValue.isEmpty ? .present : p.state
+        guard state == .present || state == .absent else {
             throw .invalid("sudoers.ensure: state must be present or absent, not \"\(p.state)\"")
         }
         let path = host.sudoersDirectory + "/froyo-" + p.user
@@ -80,7 +80,7 @@ package final class SudoersHandler: CommandHandler {
         let existing: stat?
         do { existing = try location.status() } catch { throw FileSystem.error(error.code, "sudoers.ensure", path) }
 
-        if state == "absent" {
+        if state == .absent {
             guard existing != nil else {
                 return encodeResult(SudoersEnsureResult(changed: false, filePath: path, action: "already_absent"))
             }

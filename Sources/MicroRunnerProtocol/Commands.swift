@@ -254,7 +254,7 @@ public struct FileReadResult: Sendable, Equatable {
     /// True exactly when bytes after those returned were left unread.
     public var truncated: Bool
     /// **ext**: `utf8` or `base64`.
-    public var encoding: String?
+    public var encoding: ContentEncoding?
     /// **ext**: where the returned bytes start.
     public var offset: Int?
     /// **ext** `file.digest`: the SHA-256 of the whole file, when `digest_only` asked for it.
@@ -271,7 +271,7 @@ public struct FileReadResult: Sendable, Equatable {
         group: String,
         checksum: String,
         truncated: Bool,
-        encoding: String? = nil,
+        encoding: ContentEncoding? = nil,
         offset: Int? = nil,
         fileChecksum: String? = nil,
         contentLength: Int? = nil
@@ -472,7 +472,7 @@ extension FileReadResult: WireCodable {
         group = try f.string("group")
         checksum = try f.string("checksum")
         truncated = try f.bool("truncated")
-        encoding = try f.optionalString("encoding")
+        encoding = try f.optionalString("encoding").map(ContentEncoding.init(rawValue:))
         offset = try f.optionalInt("offset")
         fileChecksum = try f.optionalString("file_checksum")
         contentLength = try f.optionalInt("content_length")

@@ -4,19 +4,20 @@ public struct PkgEnsureParams: Sendable, Equatable {
     public var name: String
     /// Exact version to install, upgrade or downgrade to; empty for any.
     public var version: String
-    /// `present`, `absent` or `latest`.
-    public var state: String
+    /// `present`, `absent` or `latest`; empty on the wire means `present`.
+    public var state: PackageState
     /// `apt`, `dnf`, `yum`, `zypper`; empty: detected.
-    public var manager: String
+    public var manager: PackageManager
     /// Extra options for the package manager.
     public var options: [String]
 
-    /// Creates pkg.ensure parameters.
+    /// Creates pkg.ensure parameters. `state` defaults to `present`, which is what the wire's empty value means
+    /// (written out, so that what is sent says what is meant).
     public init(
         name: String,
         version: String = "",
-        state: String = "present",
-        manager: String = "",
+        state: PackageState = .present,
+        manager: PackageManager = "",
         options: [String] = []
     ) {
         self.name = name
@@ -52,10 +53,10 @@ public struct ServiceReloadParams: Sendable, Equatable {
     /// The package or unit name.
     public var name: String
     /// `reload`, `restart`, `start`, `stop`, `enable`, `disable`.
-    public var action: String
+    public var action: ServiceAction
 
     /// Creates service.reload parameters.
-    public init(name: String, action: String) {
+    public init(name: String, action: ServiceAction) {
         self.name = name
         self.action = action
     }
@@ -92,15 +93,15 @@ public struct SudoersEnsureParams: Sendable, Equatable {
     public var commands: [String]
     /// Allow the commands without a password (`NOPASSWD:`).
     public var noPasswd: Bool
-    /// `present` or `absent`.
-    public var state: String
+    /// `present` or `absent`; empty on the wire means `present`.
+    public var state: RuleState
     /// Run the change through `sudo`.
     public var useSudo: Bool
     /// The password sudo reads on its standard input; never echoed back.
     public var sudoPassword: String
 
     /// Creates sudoers.ensure parameters.
-    public init(user: String, commands: [String], noPasswd: Bool = false, state: String = "present") {
+    public init(user: String, commands: [String], noPasswd: Bool = false, state: RuleState = .present) {
         self.user = user
         self.commands = commands
         self.noPasswd = noPasswd
@@ -181,8 +182,8 @@ extension PkgEnsureParams: WireCodable {
     public init(fields f: WireFields) throws(WireError) {
         name = try f.string("name")
         version = try f.string("version")
-        state = try f.string("state")
-        manager = try f.string("manager")
+        state = try f.name("state")
+        manager = try f.name("manager")
         options = try f.strings("options")
     }
 
@@ -218,7 +219,7 @@ extension ServiceReloadParams: WireCodable {
     /// Reads the value from its wire object (absent members take Go's zero values).
     public init(fields f: WireFields) throws(WireError) {
         name = try f.string("name")
-        action = try f.string("action")
+        action = try f.name("action")
     }
 
     /// Writes the wire object.
@@ -254,7 +255,7 @@ extension SudoersEnsureParams: WireCodable {
         user = try f.string("user")
         commands = try f.strings("commands")
         noPasswd = try f.bool("no_passwd")
-        state = try f.string("state")
+        state = try f.name("state")
         useSudo = try f.bool("use_sudo")
         sudoPassword = try f.string("sudo_password")
     }

@@ -127,3 +127,90 @@ public struct EventLevel: WireName {
     /// Detail for troubleshooting.
     public static let debug: Self = "debug"
 }
+
+/// `pkg.ensure`'s `state`; empty on the wire (Go's zero value) means `present`.
+public struct PackageState: WireName {
+    /// The wire spelling.
+    public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// Installed (at `version` when given).
+    public static let present: Self = "present"
+    /// Not installed.
+    public static let absent: Self = "absent"
+    /// The newest version the repositories offer.
+    public static let latest: Self = "latest"
+    /// The states a runner of this version acts on.
+    public static let all: [Self] = [.present, .absent, .latest]
+}
+
+/// `pkg.ensure`'s `manager`; empty lets the runner detect one.
+public struct PackageManager: WireName {
+    /// The wire spelling.
+    public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// Debian's apt-get (with dpkg-query).
+    public static let apt: Self = "apt"
+    /// Fedora's and RHEL's dnf.
+    public static let dnf: Self = "dnf"
+    /// dnf's predecessor; driven as dnf.
+    public static let yum: Self = "yum"
+    /// SUSE's zypper.
+    public static let zypper: Self = "zypper"
+    /// The managers a runner of this version drives, in the order it looks for them.
+    public static let all: [Self] = [.apt, .dnf, .yum, .zypper]
+}
+
+/// `service.reload`'s `action` (systemd).
+public struct ServiceAction: WireName {
+    /// The wire spelling.
+    public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// Reload a running unit (start it when it is not running).
+    public static let reload: Self = "reload"
+    /// Restart the unit.
+    public static let restart: Self = "restart"
+    /// Start the unit.
+    public static let start: Self = "start"
+    /// Stop the unit.
+    public static let stop: Self = "stop"
+    /// Enable the unit at boot.
+    public static let enable: Self = "enable"
+    /// Disable the unit at boot.
+    public static let disable: Self = "disable"
+    /// The actions a runner of this version performs.
+    public static let all: [Self] = [.reload, .restart, .start, .stop, .enable, .disable]
+}
+
+/// `sudoers.ensure`'s `state`; empty on the wire means `present`.
+public struct RuleState: WireName {
+    /// The wire spelling.
+    public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// The rule is installed.
+    public static let present: Self = "present"
+    /// The rule is removed.
+    public static let absent: Self = "absent"
+}
+
+/// How file content is carried in `file.write` params and `file.read` results.
+public struct ContentEncoding: WireName {
+    /// The wire spelling.
+    public let rawValue: String
+    /// Creates the name from its wire spelling (any string: the set is open).
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// The text itself (a file.read of valid UTF-8).
+    public static let utf8: Self = "utf8"
+    /// Standard base64 in the JSON string.
+    public static let base64: Self = "base64"
+    /// The bytes follow the line itself (extension `file.raw_content`).
+    public static let raw: Self = "raw"
+}

@@ -8,11 +8,11 @@ struct Pkg: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(help: "The state to ensure.") var state = PackageState.present
     @Option(help: "Exact version.") var version = ""
-    @Option(help: "The package manager (auto: detected on the host).") var manager = PackageManager.auto
+    @Option(help: "The package manager (auto: detected on the host).") var manager: PackageManager = "auto"
     @Argument(help: "Package name.") var name: String
 
     func run() async throws {
-        let p = PkgEnsureParams(name: name, version: version, state: state.rawValue, manager: manager.wire)
+        let p = PkgEnsureParams(name: name, version: version, state: state, manager: manager.wire)
         try await runSystem(global, .pkgEnsure, p, PkgEnsureResult.self) { r in
             (
                 r.changed,

@@ -15,7 +15,7 @@ struct Service: AsyncParsableCommand {
         try await runSystem(
             global,
             .serviceReload,
-            ServiceReloadParams(name: name, action: action.rawValue),
+            ServiceReloadParams(name: name, action: action),
             ServiceReloadResult.self
         ) {
             r in (r.changed, "\(r.action): \(r.status)/\(r.subState), enabled \(r.enabled)")

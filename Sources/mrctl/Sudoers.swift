@@ -12,7 +12,7 @@ struct Sudoers: AsyncParsableCommand {
     @Argument(help: "Absolute paths of allowed commands.") var commands: [String] = []
 
     func run() async throws {
-        let p = SudoersEnsureParams(user: user, commands: commands, noPasswd: nopasswd, state: state.rawValue)
+        let p = SudoersEnsureParams(user: user, commands: commands, noPasswd: nopasswd, state: state)
         try await runSystem(global, .sudoersEnsure, p, SudoersEnsureResult.self) { r in
             (r.changed, "\(r.action) \(r.filePath)")
         }

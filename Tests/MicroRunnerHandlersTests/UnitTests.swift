@@ -145,7 +145,7 @@ extension String {
         ("zypper", "--no-refresh", true), ("zypper", "--root", false), ("apt", "--enablerepo=x", false),
     ])
     func packageOptionAllowList(_ manager: String, _ option: String, _ allowed: Bool) {
-        #expect((PackageHandler.optionProblem(option, manager: manager) == nil) == allowed)
+        #expect((PackageHandler.optionProblem(option, manager: PackageManager(rawValue: manager)) == nil) == allowed)
     }
 
     @Test func sudoersCommandsMustNameRegularFiles() {
@@ -267,7 +267,10 @@ final class FakePackages: PackageBackend {
         ("NetworkManager", "dnf", true), ("perl-Data_Dumper", "dnf", true), ("x", "zypper", true),
     ])
     func grammar(_ name: String, _ manager: String, _ accepted: Bool) {
-        #expect((PackageName.problem(name, manager: manager) == nil) == accepted, "\(manager) \(name)")
+        #expect(
+            (PackageName.problem(name, manager: PackageManager(rawValue: manager)) == nil) == accepted,
+            "\(manager) \(name)"
+        )
     }
 
     @Test func aNameThatIsNoPackageIsNeverInstalled() throws {
@@ -306,13 +309,25 @@ final class FakePackages: PackageBackend {
         _ calls: [String]
     ) throws {
         let db = FakePackages(installed: installed, newest: newest)
-        let r = try PackageHandler().ensure("p", version: version, state: state, backend: db, dryRun: false)
+        let r = try PackageHandler().ensure(
+            "p",
+            version: version,
+            state: PackageState(rawValue: state),
+            backend: db,
+            dryRun: false
+        )
         #expect(r.action == action)
         #expect(r.changed == changed)
         #expect(db.calls == calls)
         #expect(r.previousVersion == installed)
         let dry = FakePackages(installed: installed, newest: newest)
-        let d = try PackageHandler().ensure("p", version: version, state: state, backend: dry, dryRun: true)
+        let d = try PackageHandler().ensure(
+            "p",
+            version: version,
+            state: PackageState(rawValue: state),
+            backend: dry,
+            dryRun: true
+        )
         #expect(d.action == action, "a dry run decides the same")
         #expect(dry.calls.isEmpty, "and does nothing")
     }
