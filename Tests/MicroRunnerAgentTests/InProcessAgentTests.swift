@@ -65,13 +65,23 @@ final class AgentHarness: @unchecked Sendable {
         send(#"{"type":"CMD","data":{"id":"\#(id)","type":"\#(type)","timeout":5,"params":\#(params)\#(extra)}}"#)
     }
 
-    /// The next line the agent wrote, parsed.
-    func next() throws -> Envelope {
+    /// The next line the agent wrote, parsed; a failure, not a hang, when none comes within `timeout` seconds
+    /// (a regression that stops the agent answering fails its test and lets the others run).
+    func next(timeout: Double = 15) throws -> Envelope {
+        let deadline = ContinuousClock.now + .seconds(timeout)
         while true {
             if let nl = buffer.firstIndex(of: 0x0A) {
                 let line = Array(buffer[..<nl])
                 buffer.removeSubrange(...nl)
                 return try Envelope.parse(line: line)
+            }
+            var ready = pollfd(fd: output.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            let left = deadline - ContinuousClock.now
+            let ms = Int32(
+                clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+            )
+            if ms <= 0 || poll(&ready, 1, ms) == 0 {
+                throw TestFailure("the in-process agent wrote no complete line within \(timeout) s")
             }
             let chunk = output.availableData
             if chunk.isEmpty { throw CocoaError(.fileReadUnknown) }
@@ -79,16 +89,24 @@ final class AgentHarness: @unchecked Sendable {
         }
     }
 
-    /// The next DONE or ERROR.
-    func answer() throws -> Envelope {
+    /// The next DONE or ERROR, within `timeout` seconds for each line.
+    func answer(timeout: Double = 15) throws -> Envelope {
         while true {
-            let e = try next()
+            let e = try next(timeout: timeout)
             if e.type == .done || e.type == .error { return e }
         }
     }
 }
 
 @Suite struct InProcessAgentTests {
+    @Test func aSilentAgentFailsTheHarnessInsteadOfHangingIt() throws {
+        let h = try AgentHarness()
+        #expect(try h.next().type == .ready)
+        let start = ContinuousClock.now
+        #expect(throws: TestFailure.self) { try h.next(timeout: 0.3) }
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
     @Test func readyThenAnswersInWireOrder() throws {
         let h = try AgentHarness()
         let ready = try h.next()
