@@ -120,6 +120,14 @@ let package = Package(
             dependencies: ["MicroRunnerProtocol", "MicroRunnerTestSupport"]
         ),
         .testTarget(
+            name: "MicroRunnerSystemTests",
+            dependencies: ["MicroRunnerSystem", "CMicroRunnerShims", "MicroRunnerTestSupport"]
+        ),
+        .testTarget(
+            name: "MicroRunnerInventoryTests",
+            dependencies: ["MicroRunnerInventory", "MicroRunnerClient"]
+        ),
+        .testTarget(
             name: "MicroRunnerHandlersTests",
             dependencies: [
                 "MicroRunnerHandlers", "MicroRunnerSystem", "MicroRunnerProtocol", "MicroRunnerCrypto",
