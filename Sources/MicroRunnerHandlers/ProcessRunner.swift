@@ -185,10 +185,12 @@ package struct ProcessRunner: Sendable {
             if input.isEmpty { pipes.closeInput() }
         }
         var termination: Termination?
-        var exitedAt: Int64 = 0
-        var stoppedBy: StoppedBy?
-        var termSentAt: Int64 = 0
-        var killSentAt: Int64 = 0
+        var timing = Supervision(
+            deadline: spec.deadline,
+            ttlDeadline: spec.ttlDeadline,
+            killGrace: killGrace,
+            drainAfterExit: drainAfterExit
+        )
         // Only a command with pipes needs a read buffer.
         var buffer = [UInt8](repeating: 0, count: pipes.out != nil || pipes.err != nil ? 65536 : 0)
 
@@ -199,53 +201,27 @@ package struct ProcessRunner: Sendable {
 
         while true {
             let now = Monotonic.now()
-            if stoppedBy == nil {
-                if let reason = spec.cancellation?.stopReason {
-                    stoppedBy = .token(reason)
-                } else if now >= spec.ttlDeadline {
-                    stoppedBy = .token(.ttlExpired)
-                } else if now >= spec.deadline {
-                    stoppedBy = .deadline
-                }
-                if stoppedBy != nil {
-                    signalGroup(SIGTERM)
-                    termSentAt = now
-                }
-            }
-            if stoppedBy != nil && killSentAt == 0 && now - termSentAt >= killGrace {
-                signalGroup(SIGKILL)
-                killSentAt = now
-            }
+            if let signal = timing.signal(at: now, requested: spec.cancellation?.stopReason) { signalGroup(signal) }
             if termination == nil && pidfd < 0 {
                 termination = reap(pid, block: false)
-                if termination != nil { exitedAt = now }
+                if termination != nil { timing.leaderExited(at: now) }
             }
-            if termination != nil {
-                let pipesOpen = pipes.out != nil || pipes.err != nil
-                if !pipesOpen { break }
-                // A grandchild still holds a pipe: drain briefly, then stop reading. When the runner
-                // stopped the group, the KILL above already went out; anything left escaped the group.
-                let drainEnd = stoppedBy != nil ? max(exitedAt, killSentAt) + drainAfterExit : exitedAt + drainAfterExit
-                if now >= drainEnd && (stoppedBy == nil || killSentAt != 0) { break }
-            }
+            if timing.readingIsOver(at: now, pipesOpen: pipes.out != nil || pipes.err != nil) { break }
 
             var fds: [pollfd] = []
             if let r = pipes.out?.read { fds.append(pollfd(fd: r, events: Int16(POLLIN), revents: 0)) }
             if let r = pipes.err?.read { fds.append(pollfd(fd: r, events: Int16(POLLIN), revents: 0)) }
             if let w = pipes.input?.write { fds.append(pollfd(fd: w, events: Int16(POLLOUT), revents: 0)) }
             if termination == nil && pidfd >= 0 { fds.append(pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)) }
-            if stoppedBy == nil, let token = spec.cancellation, token.fd >= 0 {
+            if timing.stoppedBy == nil, let token = spec.cancellation, token.fd >= 0 {
                 fds.append(pollfd(fd: token.fd, events: Int16(POLLIN), revents: 0))
             }
-
-            var wakeAt = Int64.max
-            if stoppedBy == nil { wakeAt = min(spec.deadline, spec.ttlDeadline) }
-            if stoppedBy != nil && killSentAt == 0 { wakeAt = min(wakeAt, termSentAt + killGrace) }
-            if termination != nil { wakeAt = min(wakeAt, max(exitedAt, killSentAt) + drainAfterExit) }
-            if pidfd < 0 && termination == nil { wakeAt = min(wakeAt, now + 10_000_000) }
-            if spec.cancellation != nil && (spec.cancellation!.fd < 0) { wakeAt = min(wakeAt, now + 20_000_000) }
-            let timeoutMs: Int32 =
-                wakeAt == .max ? -1 : Int32(clamping: max(0, (wakeAt - now + 999_999) / 1_000_000))
+            let wakeAt = timing.wakeAt(
+                now: now,
+                pollingForExit: pidfd < 0,
+                pollingForCancel: spec.cancellation.map { $0.fd < 0 } ?? false
+            )
+            let timeoutMs = Supervision.pollTimeout(until: wakeAt, now: now)
 
             let ready: Int
             do throws(SystemError) {
@@ -298,13 +274,14 @@ package struct ProcessRunner: Sendable {
                     }
                 } else if pfd.fd == pidfd && termination == nil {
                     termination = reap(pid, block: true)
-                    exitedAt = Monotonic.now()
+                    timing.leaderExited(at: Monotonic.now())
                 }
             }
         }
         out.finish()
         err.finish()
         pipes.closeAll()
+        let stoppedBy = timing.stoppedBy
         if stoppedBy != nil {
             // The runner stopped this group: answer only once it is gone. Members that outlived TERM (or are
             // still dying) get KILL now, and the group is given a moment to disappear.
