@@ -81,22 +81,7 @@ final class ChildProcess: @unchecked Sendable {
         request.standardInput = .descriptor(inPipe[0])
         request.standardOutput = .descriptor(outPipe[1])
         request.standardError = .descriptor(errPipe[1])
-        // ETXTBSY: a just-copied executable is still open for writing in a child another thread forked
-        // before that child exec'd; it clears within milliseconds.
-        var attempts = 0
-        let spawned: Result<pid_t, SpawnError>
-        while true {
-            do throws(SpawnError) {
-                spawned = .success(try Spawn.start(request))
-            } catch  where error.code == ETXTBSY && attempts < 50 {
-                attempts += 1
-                usleep(2000)
-                continue
-            } catch {
-                spawned = .failure(error)
-            }
-            break
-        }
+        let spawned = Result { () throws(SpawnError) in try Spawn.startRetryingBusyText(request) }
         close(inPipe[0])
         close(outPipe[1])
         close(errPipe[1])
@@ -370,10 +355,8 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Reaps the child if it exited.
     func reap() {
-        var raw: Int32 = 0
-        let rc = waitpid(pid, &raw, WNOHANG)
-        guard rc == pid else { return }
-        let code = raw & 0x7F == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
+        guard let ended = try? Sys.wait(pid, block: false) else { return }
+        let code = ended.shellStatus
         lock.withLock {
             status = code
             if pidFD >= 0 {

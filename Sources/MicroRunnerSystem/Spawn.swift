@@ -46,6 +46,21 @@ package struct SpawnError: Error {
 /// The one place the runner, the client and the benchmark start processes. The child gets an empty signal
 /// mask (the runner blocks its termination signals; children must not inherit that).
 package enum Spawn {
+    /// Starts `request`, trying again for up to 100 ms while exec fails with ETXTBSY: a just-written executable
+    /// (the client's runner copy) is still open for writing in a child another thread forked before that child
+    /// exec'd; it clears within milliseconds.
+    package static func startRetryingBusyText(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
+        var attempts = 0
+        while true {
+            do {
+                return try start(request)
+            } catch  where error.code == ETXTBSY && attempts < 50 {
+                attempts += 1
+                usleep(2000)
+            }
+        }
+    }
+
     /// Starts `request`.
     /// - Returns: the child's pid.
     package static func start(_ request: SpawnRequest) throws(SpawnError) -> pid_t {

@@ -18,6 +18,14 @@ package enum Termination: Sendable, Equatable {
     package init(waitStatus status: Int32) {
         self = status & 0x7F == 0 ? .exited((status >> 8) & 0xFF) : .signaled(status & 0x7F)
     }
+
+    /// The status as a shell reports it: the exit status, or 128 + the signal.
+    package var shellStatus: Int32 {
+        switch self {
+        case .exited(let code): code
+        case .signaled(let signal): 128 + signal
+        }
+    }
 }
 
 /// An errno from a failed system call.
@@ -153,11 +161,8 @@ package enum Sys {
 
     /// waitpid(2) until `pid` ends: its exit status, or 128 + the signal that ended it (as a shell reports it).
     package static func waitForExit(_ pid: pid_t) throws(SystemError) -> Int32 {
-        switch try wait(pid, block: true) {
-        case .exited(let code): code
-        case .signaled(let signal): 128 + signal
-        case nil: -1  // not reached: a blocking wait returns only once the process has ended
-        }
+        // nil is not reached: a blocking wait returns only once the process has ended.
+        try wait(pid, block: true)?.shellStatus ?? -1
     }
 
     /// waitpid(2) of `pid`: how it ended, or `nil` when `block` is false and it still runs. ECHILD (another
