@@ -178,11 +178,10 @@ package struct ProcessRunner: Sendable {
         defer { if pidfd >= 0 { close(pidfd) } }
         var out = Capture(limit: spec.captureOutput ? spec.maxOutputBytes : 0, stream: .stdout, spec: spec)
         var err = Capture(limit: spec.captureError ? spec.maxOutputBytes : 0, stream: .stderr, spec: spec)
-        var input = spec.standardInput ?? []
-        var inputOffset = 0
+        var input = InputFeed(bytes: spec.standardInput ?? [])
         if let w = pipes.input?.write {
             _ = fcntl(w, F_SETFL, fcntl(w, F_GETFL) | O_NONBLOCK)
-            if input.isEmpty { pipes.closeInput() }
+            if input.bytes.isEmpty { pipes.closeInput() }
         }
         var termination: Termination?
         var timing = Supervision(
@@ -194,14 +193,11 @@ package struct ProcessRunner: Sendable {
         // Only a command with pipes needs a read buffer.
         var buffer = [UInt8](repeating: 0, count: pipes.out != nil || pipes.err != nil ? 65536 : 0)
 
-        func signalGroup(_ sig: Int32) {
-            // The group outlives its leader while any member lives; ESRCH means it is gone.
-            if kill(-pid, sig) != 0 && termination == nil { kill(pid, sig) }
-        }
-
         while true {
             let now = Monotonic.now()
-            if let signal = timing.signal(at: now, requested: spec.cancellation?.stopReason) { signalGroup(signal) }
+            if let signal = timing.signal(at: now, requested: spec.cancellation?.stopReason) {
+                Self.signalGroup(pid, signal, leaderReaped: termination != nil)
+            }
             if termination == nil && pidfd < 0 {
                 termination = reap(pid, block: false)
                 if termination != nil { timing.leaderExited(at: now) }
@@ -232,46 +228,12 @@ package struct ProcessRunner: Sendable {
             if ready == 0 { continue }
 
             for pfd in fds where pfd.revents != 0 {
-                if pfd.fd == pipes.out?.read || pfd.fd == pipes.err?.read {
-                    let isOut = pfd.fd == pipes.out?.read
-                    // nil: nothing after all (would block); 0 or an error: that stream is over.
-                    let got: Int? = buffer.withUnsafeMutableBytes { raw in
-                        do throws(SystemError) { return try Sys.readSome(pfd.fd, into: raw) } catch { return 0 }
-                    }
-                    if let got, got > 0 {
-                        if isOut { out.append(buffer, count: got) } else { err.append(buffer, count: got) }
-                    } else if got == 0 {
-                        if isOut {
-                            out.finish()
-                            pipes.closeOut()
-                        } else {
-                            err.finish()
-                            pipes.closeErr()
-                        }
-                    }
+                if pfd.fd == pipes.out?.read {
+                    if Self.read(pfd.fd, into: &out, buffer: &buffer) { pipes.closeOut() }
+                } else if pfd.fd == pipes.err?.read {
+                    if Self.read(pfd.fd, into: &err, buffer: &buffer) { pipes.closeErr() }
                 } else if pfd.fd == pipes.input?.write {
-                    if pfd.revents & Int16(POLLOUT) != 0 {
-                        // nil: the pipe is full after all; -1: the child closed its stdin.
-                        let wrote: Int? = input.withUnsafeBytes { raw in
-                            do throws(SystemError) {
-                                return try Sys.writeSome(
-                                    pfd.fd,
-                                    UnsafeRawBufferPointer(rebasing: raw[inputOffset...])
-                                )
-                            } catch {
-                                return -1
-                            }
-                        }
-                        if let wrote, wrote > 0 { inputOffset += wrote }
-                        if wrote == -1 || inputOffset >= input.count {
-                            pipes.closeInput()
-                            input = []
-                        }
-                    } else {
-                        // POLLERR/POLLHUP: the child closed its stdin; what it did not read is dropped.
-                        pipes.closeInput()
-                        input = []
-                    }
+                    if input.write(pfd) { pipes.closeInput() }
                 } else if pfd.fd == pidfd && termination == nil {
                     termination = reap(pid, block: true)
                     timing.leaderExited(at: Monotonic.now())
@@ -281,38 +243,59 @@ package struct ProcessRunner: Sendable {
         out.finish()
         err.finish()
         pipes.closeAll()
-        let stoppedBy = timing.stoppedBy
-        if stoppedBy != nil {
-            // The runner stopped this group: answer only once it is gone. Members that outlived TERM (or are
-            // still dying) get KILL now, and the group is given a moment to disappear.
-            if kill(-pid, 0) == 0 || termination == nil {
-                signalGroup(SIGKILL)
-                let giveUp = Monotonic.now() + 200_000_000
-                while Monotonic.now() < giveUp {
-                    if termination == nil { termination = reap(pid, block: false) }
-                    if termination != nil && kill(-pid, 0) != 0 { break }
-                    usleep(2000)
-                }
-            }
-        }
-        if termination == nil {
-            // Pipes closed early or poll failed: the leader still runs. Never leave it behind.
-            if stoppedBy == nil {
-                termination = reap(pid, block: true)
-            } else {
-                signalGroup(SIGKILL)
-                termination = reap(pid, block: true)
-            }
-        }
+        termination = reapAfterLoop(pid, termination, stopped: timing.stoppedBy != nil)
         return ProcessOutcome(
             termination: termination ?? .exited(-1),
             stdout: out.kept,
             stderr: err.kept,
             stdoutTruncated: out.truncated,
             stderrTruncated: err.truncated,
-            stoppedBy: stoppedBy,
+            stoppedBy: timing.stoppedBy,
             duration: Monotonic.seconds(since: start)
         )
+    }
+
+    /// Signals the process group; the leader alone when the group is gone but the leader was not reaped yet.
+    private static func signalGroup(_ pid: pid_t, _ signal: Int32, leaderReaped: Bool) {
+        // The group outlives its leader while any member lives; ESRCH means it is gone.
+        if kill(-pid, signal) != 0 && !leaderReaped { kill(pid, signal) }
+    }
+
+    /// Reads what stdout's or stderr's pipe has into its capture. - Returns: whether the stream ended (end of
+    /// file or an error), so its pipe can be closed.
+    private static func read(_ fd: Int32, into capture: inout Capture, buffer: inout [UInt8]) -> Bool {
+        // nil: nothing after all (would block); 0 or an error: that stream is over.
+        let got: Int? = buffer.withUnsafeMutableBytes { raw in
+            do throws(SystemError) { return try Sys.readSome(fd, into: raw) } catch { return 0 }
+        }
+        guard let got else { return false }
+        if got > 0 {
+            capture.append(buffer, count: got)
+            return false
+        }
+        capture.finish()
+        return true
+    }
+
+    /// After the loop. When the runner stopped the group it answers only once the group is gone: members that
+    /// outlived TERM (or are still dying) get KILL now, and the group is given 200 ms to disappear. A leader
+    /// still running (pipes closed early, poll failed) is never left behind.
+    private func reapAfterLoop(_ pid: pid_t, _ termination: Termination?, stopped: Bool) -> Termination? {
+        var termination = termination
+        if stopped && (kill(-pid, 0) == 0 || termination == nil) {
+            Self.signalGroup(pid, SIGKILL, leaderReaped: termination != nil)
+            let giveUp = Monotonic.now() + 200_000_000
+            while Monotonic.now() < giveUp {
+                if termination == nil { termination = reap(pid, block: false) }
+                if termination != nil && kill(-pid, 0) != 0 { break }
+                usleep(2000)
+            }
+        }
+        if termination == nil {
+            if stopped { Self.signalGroup(pid, SIGKILL, leaderReaped: false) }
+            termination = reap(pid, block: true)
+        }
+        return termination
     }
 
     private func reap(_ pid: pid_t, block: Bool) -> Termination? {
@@ -398,6 +381,33 @@ private func makePipe() throws(PipeError) -> PipePair {
 }
 
 /// The parent's ends of the child's pipes; each closed exactly once.
+/// What is left to write to the child's standard input (a non-blocking pipe, written as poll says it drains).
+private struct InputFeed {
+    var bytes: [UInt8]
+    var offset = 0
+
+    /// Writes what the pipe takes now. - Returns: whether the input is over (all written, or the child closed
+    /// its end: what it did not read is dropped).
+    mutating func write(_ pfd: pollfd) -> Bool {
+        guard pfd.revents & Int16(POLLOUT) != 0 else {
+            bytes = []  // POLLERR/POLLHUP
+            return true
+        }
+        // nil: the pipe is full after all; -1: the child closed its stdin.
+        let wrote: Int? = bytes.withUnsafeBytes { raw in
+            do throws(SystemError) {
+                return try Sys.writeSome(pfd.fd, UnsafeRawBufferPointer(rebasing: raw[offset...]))
+            } catch {
+                return -1
+            }
+        }
+        if let wrote, wrote > 0 { offset += wrote }
+        guard wrote == -1 || offset >= bytes.count else { return false }
+        bytes = []
+        return true
+    }
+}
+
 private struct Pipes {
     var out: PipePair?
     var err: PipePair?
