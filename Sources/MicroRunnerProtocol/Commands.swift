@@ -26,6 +26,10 @@ public struct ExecParams: Sendable, Equatable {
     public var maxOutputBytes: Int?
 
     /// Creates exec parameters.
+    ///
+    /// One default differs from the wire's on purpose: `captureOut` and `captureErr` are `true` here, while an
+    /// absent field on the wire is `false` (Go's zero value). A Swift caller who writes `ExecParams(command:)`
+    /// wants the output back, and the encoder always writes both fields, so the runner never has to guess.
     public init(
         command: String,
         args: [String] = [],
