@@ -127,7 +127,15 @@ extension RunnerClient {
             // Raw: read straight into the buffer that is written to ssh (no Data, no copy into the line). The
             // runner checks the whole file against `local.sha256` before it replaces anything, so no second
             // hash is taken here; base64: each chunk is hashed here, to say the file changed while it was sent.
-            let chunk = try Self.readChunk(handle.fileDescriptor, count: count, path: local.path, at: offset)
+            // Held in memory only within the process-wide budget (many hosts at once must not each hold chunks).
+            try await ContentBudget.shared.acquire(count)
+            let chunk: [UInt8]
+            do {
+                chunk = try Self.readChunk(handle.fileDescriptor, count: count, path: local.path, at: offset)
+            } catch {
+                ContentBudget.shared.release(count)
+                throw error
+            }
             if !raw { chunk.withUnsafeBytes { hash.update($0) } }
             let end = offset + count
             var command = chunkCommand(
@@ -143,7 +151,16 @@ extension RunnerClient {
             // Each chunk runs only if the one before succeeded: a failure stops the upload exactly.
             if chain, let previous { command.metadata = ["run_if_succeeded": previous] }
             previous = command.id
-            let promise = try await startSending(command, content: raw ? chunk : nil)
+            let promise: Promise<Answer>
+            do {
+                promise = try await startSending(command, content: raw ? chunk : nil)
+            } catch {
+                ContentBudget.shared.release(count)
+                throw error
+            }
+            // Written to ssh: raw, the bytes are gone from memory once this iteration ends; base64, the line that
+            // carried them too (params emptied below).
+            ContentBudget.shared.release(count)
             // Kept for its id and timeout only: the sent chunk's 5.6 MB of base64 must not stay alive while the
             // window waits (4 of them took the peak RSS from ~60 to ~96 MB).
             command.params = .object(JSONObject())
