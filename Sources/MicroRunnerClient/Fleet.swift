@@ -70,7 +70,7 @@ public enum Fleet {
                         body: body
                     )
                     let elapsed = ContinuousClock.now - start
-                    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                    let seconds = elapsed.inSeconds
                     logger?.debug(
                         "host finished",
                         metadata: [

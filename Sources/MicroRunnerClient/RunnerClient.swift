@@ -137,8 +137,7 @@ public actor RunnerClient {
                         "runner ready",
                         metadata: [
                             "host": "\(transport.name)", "version": "\(ready.version)", "arch": "\(ready.arch)",
-                            "ms":
-                                "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                            "ms": "\(elapsed.inMilliseconds)",
                         ]
                     )
                 }
