@@ -215,7 +215,7 @@ public actor RunnerClient {
                 .filter { !$0.isEmpty }.joined(separator: "; ")
             let kind: ClientError.Kind =
                 rawStderr.contains("micro-runner-bootstrap:")
-                ? .bootstrap : !textBeforeReady.isEmpty ? .refusedByHost : ClientError.sshFailureKind(rawStderr)
+                ? .bootstrap : !textBeforeReady.isEmpty ? .refusedByHost : transport.failureKind(stderr: rawStderr)
             failAll(
                 ClientError(
                     kind,

@@ -25,6 +25,9 @@ public protocol Transport: Sendable {
     func shutdown() async
     /// A one-line explanation of why a session ended, from what its process wrote on stderr.
     func explain(stderr: String) -> String
+    /// The kind of a failure before READY, from what the session's process wrote on stderr (ssh's words, a
+    /// container runtime's); the bootstrap's own failures are `.bootstrap` whatever this says.
+    func failureKind(stderr: String) -> ClientError.Kind
 }
 
 extension Transport {
@@ -36,6 +39,9 @@ extension Transport {
         let lines = stderr.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         return lines.isEmpty ? "no message on stderr" : lines.suffix(3).joined(separator: "; ")
     }
+
+    /// `.transport`: nothing more specific is known.
+    public func failureKind(stderr: String) -> ClientError.Kind { .transport }
 }
 
 /// A started runner: the process that carries its stdin/stdout (the runner itself, or ssh).

@@ -178,12 +178,13 @@ extension Inventory {
     }
 }
 
-/// A host of an inventory as mrctl reaches it: the ssh destination or the local machine, and how to become
-/// root, from Ansible's connection variables.
+/// A host of an inventory as mrctl reaches it: the ssh destination, a container (`spec.container`) or the local
+/// machine, and how to become root, from Ansible's connection variables.
 public struct InventoryHost: Sendable, Equatable {
     /// The inventory's name for the host (what reports show).
     public var name: String
-    /// Where ssh connects (`ansible_host`, `ansible_port`, `ansible_user`).
+    /// Where ssh connects (`ansible_host`, `ansible_port`, `ansible_user`), or the container
+    /// (`ansible_connection=docker|podman|machinectl|nsenter|kubectl` and their collection names).
     public var spec: HostSpec
     /// `ansible_connection=local`: runs through the local transport.
     public var isLocal: Bool
@@ -282,16 +283,41 @@ extension Inventory {
             port = n
         }
         let connection = vars["ansible_connection"] ?? "ssh"
-        guard ["ssh", "local", "smart", "paramiko"].contains(connection) else {
+        var container: ContainerRuntime?
+        var target = vars["ansible_host"] ?? name
+        switch connection {
+        case "ssh", "local", "smart", "paramiko": break
+        case "docker", "community.docker.docker", "community.general.docker": container = .docker
+        case "podman", "containers.podman.podman": container = .podman
+        case "machinectl", "community.general.machinectl", "nspawn": container = .nspawn
+        case "nsenter", "community.general.nsenter":
+            // Ansible's nsenter connection enters the namespaces of ansible_nsenter_pid (default 1: the host
+            // a privileged container runs on).
+            container = .nsenter
+            target = vars["ansible_nsenter_pid"] ?? (vars["ansible_host"].flatMap { Int($0) == nil ? nil : $0 } ?? "1")
+        case "kubectl", "kubernetes.core.kubectl", "community.kubernetes.kubectl":
+            container = .kubectl
+            let pod = vars["ansible_kubectl_pod"] ?? target
+            target = [vars["ansible_kubectl_namespace"], pod].compactMap { $0 }.joined(separator: "/")
+            if let c = vars["ansible_kubectl_container"] {
+                target = (vars["ansible_kubectl_namespace"] == nil ? "default/" : "") + target + "/" + c
+            }
+        default:
             throw ParseError(
                 file: "inventory",
                 line: 0,
-                reason: "\(name): ansible_connection \(connection) is not supported (ssh or local)"
+                reason: "\(name): ansible_connection \(connection) is not supported (ssh, local, docker, podman, "
+                    + "machinectl, nsenter or kubectl)"
             )
         }
         return InventoryHost(
             name: name,
-            spec: HostSpec(user: vars["ansible_user"], host: vars["ansible_host"] ?? name, port: port),
+            spec: HostSpec(
+                user: vars["ansible_user"],
+                host: target,
+                port: container == nil ? port : nil,
+                container: container
+            ),
             isLocal: connection == "local",
             identityFile: vars["ansible_ssh_private_key_file"],
             become: Self.truthy(vars["ansible_become"]),

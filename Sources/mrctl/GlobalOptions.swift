@@ -6,7 +6,11 @@ import MicroRunnerProtocol
 
 /// Options every subcommand shares: where to run, how to connect, how to report.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customLong("host"), help: "A host (user@host:port, an ssh alias, or 'local'); repeatable.")
+    @Option(
+        name: .customLong("host"),
+        help:
+            "A host (user@host:port, an ssh alias, 'local', or a container: docker:NAME, podman:NAME, nspawn:MACHINE, nsenter:PID, kubectl:[NS/]POD); repeatable."
+    )
     var hosts: [String] = []
 
     @Option(
@@ -183,7 +187,11 @@ struct GlobalOptions: ParsableArguments {
         if targets.isEmpty && inventory == nil { targets = [InventoryHost(HostSpec(host: "local"))] }
         // -u: the login for hosts that name none (Ansible: ansible_user and user@host win over -u).
         if let user {
-            for i in targets.indices where !targets[i].isLocal && targets[i].spec.user == nil {
+            // Not for nsenter and kubectl, which cannot choose a user (Ansible's ignore remote_user too).
+            for i in targets.indices
+            where !targets[i].isLocal && targets[i].spec.user == nil
+                && ![.nsenter, .kubectl].contains(targets[i].spec.container)
+            {
                 targets[i].spec.user = user
             }
         }
@@ -373,7 +381,7 @@ func runOnHosts(
         var o = ssh
         if let key = target.identityFile, options.identity == nil { o.identityFile = key }
         o.become = become
-        return SSHTransport(host: target.spec, options: o, runners: runners, name: target.name)
+        return target.spec.transport(options: o, runners: runners, name: target.name)
     }
     let hostBody = body
     let reporter = Reporter(

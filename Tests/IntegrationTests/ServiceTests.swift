@@ -3,40 +3,10 @@ import MicroRunnerProtocol
 import MicroRunnerTestSupport
 import Testing
 
-/// A bookworm container booted with systemd-nspawn (scripts/systemd-container), the runner inside it.
-final class SystemdContainer {
-    let dir: String
-    let pid: String
-
-    init() throws {
-        dir = "/tmp/mr-ct-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir + "/bind", withIntermediateDirectories: true)
-        try BuiltRunner.copy(to: dir + "/bind/micro-runner")
-        let script = BuiltRunner.repo.appendingPathComponent("scripts/systemd-container").path
-        let boot = shell("bash \(script) boot mr-\(UUID().uuidString.prefix(6).lowercased()) \(dir) \(dir)/bind 2>&1")
-        let lines = boot.output.split(separator: "\n")
-        guard boot.status == 0, let last = lines.last, Int(last) != nil else {
-            throw TestFailure("container did not boot: \(boot.output.suffix(2000))")
-        }
-        pid = String(last)
-    }
-
-    deinit {
-        let script = BuiltRunner.repo.appendingPathComponent("scripts/systemd-container").path
-        shell("bash \(script) stop \(dir)")
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-
-    /// A runner inside the container (`--keep`: its binary is a read-only bind mount).
-    func runner() throws -> RunnerProcess {
-        try RunnerProcess(arguments: ["-t", pid, "-a", "/mr/micro-runner", "--keep"], binary: "/usr/bin/nsenter")
-    }
-}
-
 @Suite(
     .serialized,
     .enabled(
-        if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-nspawn"),
+        if: SystemdContainer.available,
         "root, systemd-nspawn"
     )
 )

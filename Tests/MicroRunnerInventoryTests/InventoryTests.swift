@@ -239,3 +239,35 @@ let yamlInventory = """
         #expect(try inv.select("all") == ["web1", "web2.example.com"])
     }
 }
+
+/// Ansible's container connections (and their collection names) become container hosts.
+@Suite struct ContainerConnectionTests {
+    @Test func eachConnectionNamesItsRuntimeAndTarget() throws {
+        let inventory = try Inventory(
+            ini: """
+                web ansible_connection=community.docker.docker ansible_user=app
+                db ansible_connection=containers.podman.podman ansible_host=db-1
+                build ansible_connection=machinectl
+                hostns ansible_connection=community.general.nsenter
+                ctr ansible_connection=nsenter ansible_nsenter_pid=4242
+                api ansible_connection=kubernetes.core.kubectl ansible_kubectl_namespace=prod ansible_kubectl_container=app
+                solo ansible_connection=kubectl ansible_kubectl_pod=api-7f9c
+                """
+        )
+        let specs = Dictionary(uniqueKeysWithValues: try inventory.targets().map { ($0.name, $0.spec) })
+        #expect(specs["web"] == HostSpec(user: "app", host: "web", container: .docker))
+        #expect(specs["db"] == HostSpec(host: "db-1", container: .podman))
+        #expect(specs["build"] == HostSpec(host: "build", container: .nspawn))
+        #expect(specs["hostns"] == HostSpec(host: "1", container: .nsenter), "Ansible's default: PID 1")
+        #expect(specs["ctr"] == HostSpec(host: "4242", container: .nsenter))
+        #expect(specs["api"] == HostSpec(host: "prod/api/app", container: .kubectl))
+        #expect(specs["solo"] == HostSpec(host: "api-7f9c", container: .kubectl))
+        #expect(try inventory.targets().allSatisfy { !$0.isLocal })
+    }
+
+    @Test func anUnknownConnectionIsRefusedByName() {
+        #expect(throws: Inventory.ParseError.self) {
+            try Inventory(ini: "w ansible_connection=winrm").targets()
+        }
+    }
+}
