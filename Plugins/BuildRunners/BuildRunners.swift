@@ -1,7 +1,7 @@
 import Foundation
 import PackagePlugin
 
-/// `swift package --allow-writing-to-package-directory build-runners [amd64] [arm64]`, run from the root of a
+/// `swift package --allow-writing-to-package-directory build-runners [amd64] [arm64] [arm]`, run from the root of a
 /// package that depends on micro-runner: builds the static runners from micro-runner's own checkout (its
 /// `scripts/build-runner`, which installs what it needs on Debian and skips a runner whose inputs are unchanged)
 /// and puts them in this package's `.build/runner/<arch>/micro-runner`, where `RunnerSet.defaultDirectory()` looks
@@ -12,8 +12,8 @@ struct BuildRunners: CommandPlugin {
         var extractor = ArgumentExtractor(arguments)
         let into = extractor.extractOption(named: "into").last
         let architectures = extractor.remainingArguments
-        for arch in architectures where !["amd64", "arm64"].contains(arch) {
-            throw BuildRunnersError("unknown architecture \(arch) (amd64 or arm64)")
+        for arch in architectures where !["amd64", "arm64", "arm"].contains(arch) {
+            throw BuildRunnersError("unknown architecture \(arch) (amd64, arm64 or arm)")
         }
         guard let source = Self.microRunner(in: context.package) else {
             throw BuildRunnersError("micro-runner is not among \(context.package.displayName)'s dependencies")

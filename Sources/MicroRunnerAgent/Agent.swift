@@ -118,6 +118,8 @@ package final class Agent: @unchecked Sendable {
         let arch = "amd64"
         #elseif arch(arm64)
         let arch = "arm64"
+        #elseif arch(arm)
+        let arch = "arm"
         #else
         let arch = "unknown"
         #endif

@@ -158,7 +158,7 @@ final class IdempotencyStore {
         }
         // A journal is compacted at maxJournalBytes; anything much larger was not written by a runner.
         let limit = maxJournalBytes + 2 * maxResultBytes
-        guard Int(st.st_size) <= limit else {
+        guard Int64(st.st_size) <= Int64(limit) else {
             throw RunnerError(
                 .permissionDenied,
                 "--state-dir \(dir)/\(Self.journalName): \(st.st_size) bytes, more than a journal ever holds (\(limit))"

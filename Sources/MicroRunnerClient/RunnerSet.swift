@@ -1,6 +1,6 @@
 import Foundation
 
-/// Runners by architecture, named as READY names them (Go's GOARCH: `amd64`, `arm64`), so that each host gets
+/// Runners by architecture, named as READY names them (Go's GOARCH: `amd64`, `arm64`, `arm`), so that each host gets
 /// the one it can run. `scripts/build-runner` lays them out as `<directory>/<arch>/micro-runner`.
 ///
 /// ```swift
@@ -17,11 +17,12 @@ public struct RunnerSet: Sendable {
         self.runners = runners
     }
 
-    /// The runners under `directory` (`<directory>/amd64/micro-runner`, `<directory>/arm64/micro-runner`).
+    /// The runners under `directory` (`<directory>/amd64/micro-runner`, `<directory>/arm64/micro-runner`,
+    /// `<directory>/arm/micro-runner`).
     /// - Throws: `ClientError` `.usage` when there is none.
     public init(directory: String) throws {
         var found: [String: RunnerBinary] = [:]
-        for arch in ["amd64", "arm64"] {
+        for arch in ["amd64", "arm64", "arm"] {
             let path = directory + "/" + arch + "/micro-runner"
             if FileManager.default.isExecutableFile(atPath: path) { found[arch] = try RunnerBinary(path: path) }
         }
@@ -82,17 +83,21 @@ public struct RunnerSet: Sendable {
         return "amd64"
         #elseif arch(arm64)
         return "arm64"
+        #elseif arch(arm)
+        return "arm"
         #else
         return "unknown"
         #endif
     }
 
-    /// The GOARCH name for what `uname -m` prints (`x86_64` -> `amd64`, `aarch64` -> `arm64`), or the text
-    /// itself when it is not one the runner is built for.
+    /// The GOARCH name for what `uname -m` prints (`x86_64` -> `amd64`, `aarch64` -> `arm64`, `armv7l` and
+    /// `armv8l` (a 32-bit userland on a 64-bit kernel) -> `arm`), or the text itself when it is not one the runner
+    /// is built for (`armv6l`: the `arm` runner is ARMv7 code, which an ARMv6 core cannot run).
     public static func architecture(uname: String) -> String {
         switch uname {
         case "x86_64", "amd64": "amd64"
         case "aarch64", "arm64": "arm64"
+        case "armv7l", "armv8l", "arm": "arm"
         default: uname
         }
     }
@@ -101,9 +106,12 @@ public struct RunnerSet: Sendable {
     /// - Throws: `ClientError` `.usage` naming the architecture when there is no runner for it.
     public func runner(for architecture: String) throws -> RunnerBinary {
         guard let runner = runners[architecture] else {
+            let armv6 =
+                architecture.hasPrefix("armv6") || architecture.hasPrefix("armv5")
+                ? "; the arm runner is ARMv7 code, which an ARMv6 or older core (Raspberry Pi 1, Zero) cannot run" : ""
             throw ClientError(
                 .usage,
-                "no runner for architecture \(architecture) (have: \(runners.keys.sorted().joined(separator: ", ")))"
+                "no runner for architecture \(architecture) (have: \(runners.keys.sorted().joined(separator: ", "))\(armv6))"
             )
         }
         return runner

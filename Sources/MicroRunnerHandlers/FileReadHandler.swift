@@ -26,12 +26,14 @@ package final class FileReadHandler: CommandHandler {
         try context.host.refuseHardLinks(st, path: p.path, what: "file.read")
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         if p.digestOnly { return try digest(fd, st, path: p.path) }
+        // A 32-bit runner's Int stops at 2 GiB: a bigger file is refused as read(2) would (EOVERFLOW), not trapped on.
+        guard let fileSize = Int(exactly: st.st_size) else { throw FileSystem.error(EOVERFLOW, "file.read", p.path) }
 
         // Read one byte more than asked: it tells whether anything is left (files in /proc report size 0).
         let want = min(p.maxBytes, FileReadParams.defaultMaxBytes)
         // A regular file says how much there is: no need to allocate the whole window for a small one
         // (files in /proc say 0 and get a small buffer that grows).
-        let expected = st.st_size > 0 ? max(0, Int(st.st_size) - p.offset) : 4096
+        let expected = st.st_size > 0 ? max(0, fileSize - p.offset) : 4096
         var bytes = [UInt8](repeating: 0, count: min(want, expected) + 1)
         var got = 0
         while got <= want {
@@ -55,7 +57,7 @@ package final class FileReadHandler: CommandHandler {
             // The bytes as they are, after the DONE line: no UTF-8 check, no escaping, no base64.
             let result = FileReadResult(
                 content: "",
-                size: Int(st.st_size) > 0 ? Int(st.st_size) : p.offset + bytes.count + (moreLeft ? 1 : 0),
+                size: fileSize > 0 ? fileSize : p.offset + bytes.count + (moreLeft ? 1 : 0),
                 mode: FileSystem.octalMode(st.st_mode),
                 owner: String(st.st_uid),
                 group: String(st.st_gid),
@@ -90,11 +92,11 @@ package final class FileReadHandler: CommandHandler {
             content = Crypto.base64Encode(bytes)
             encoding = .base64
         }
-        let size = max(Int(st.st_size), p.offset + bytes.count + (moreLeft ? 1 : 0))
+        let size = max(fileSize, p.offset + bytes.count + (moreLeft ? 1 : 0))
         return encodeResult(
             FileReadResult(
                 content: content,
-                size: Int(st.st_size) > 0 ? Int(st.st_size) : size,
+                size: fileSize > 0 ? fileSize : size,
                 mode: FileSystem.octalMode(st.st_mode),
                 owner: String(st.st_uid),
                 group: String(st.st_gid),

@@ -107,7 +107,7 @@ package enum FileSystem {
             if (st.st_mode & S_IFMT) == S_IFDIR { throw .invalid("\(what): \(location.path): is a directory") }
             throw .invalid("\(what): \(location.path): not a regular file")
         }
-        if let expect, UInt(expect.st_dev) != UInt(st.st_dev) || UInt(expect.st_ino) != UInt(st.st_ino) {
+        if let expect, UInt64(expect.st_dev) != UInt64(st.st_dev) || UInt64(expect.st_ino) != UInt64(st.st_ino) {
             throw RunnerError(
                 .conflict,
                 "\(what): \(location.path) was replaced while it was being read; nothing was done",
@@ -191,7 +191,7 @@ package enum FileSystem {
     package static func backupStamp() -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        let stamp = Timestamp.format(seconds: Int(ts.tv_sec), nanoseconds: 0)
+        let stamp = Timestamp.format(seconds: Int64(ts.tv_sec), nanoseconds: 0)
         let compact = stamp.filter { $0 != "-" && $0 != ":" }.dropLast()
         var nanos = String(ts.tv_nsec)
         nanos = String(repeating: "0", count: 9 - nanos.count) + nanos

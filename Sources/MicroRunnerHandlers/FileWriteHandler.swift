@@ -226,7 +226,7 @@ package final class FileWriteHandler: CommandHandler {
             try FileSystem.openRegular(location, what: "file.write", expect: st)
         }
         var contentSame = false
-        if let old, let existing, Int(existing.st_size) == newSize {
+        if let old, let existing, Int64(existing.st_size) == Int64(newSize) {
             switch content {
             case .bytes(let b): contentSame = FileSystem.contentEquals(old, b)
             case .staged(let staged): contentSame = FileSystem.filesEqual(old, staged.file)

@@ -42,8 +42,8 @@ package final class StagedFile: @unchecked Sendable {
     package let name: String
     /// The open temporary file.
     package let file: Descriptor
-    private let device: UInt
-    private let inode: UInt
+    private let device: UInt64
+    private let inode: UInt64
     /// Bytes written so far.
     package private(set) var size = 0
     /// The path the controller named (a chunked upload checks every chunk names the same one).
@@ -81,8 +81,8 @@ package final class StagedFile: @unchecked Sendable {
             do { st = try descriptor.status() } catch { throw FileSystem.error(error.code, "write", target.path) }
             name = candidate
             file = descriptor
-            device = UInt(st.st_dev)
-            inode = UInt(st.st_ino)
+            device = UInt64(st.st_dev)
+            inode = UInt64(st.st_ino)
             return
         }
         throw FileSystem.error(lastError, "write", target.path, hint: "cannot create a temporary file beside it")
@@ -135,7 +135,7 @@ package final class StagedFile: @unchecked Sendable {
     /// Whether `name` in `directory` is still this file (not replaced by anything else).
     func isStillNamed(_ name: String) -> Bool {
         guard let st = try? Sys.lstatat(target.directory.fd, name) else { return false }
-        return UInt(st.st_dev) == device && UInt(st.st_ino) == inode
+        return UInt64(st.st_dev) == device && UInt64(st.st_ino) == inode
     }
 
     /// Renames the staged file over the target, after an optional backup of the file it replaces.
@@ -190,7 +190,7 @@ package final class StagedFile: @unchecked Sendable {
         let dir = target.directory.fd
         let backup = target.name + "." + FileSystem.backupStamp() + "~"
         let same: (stat) -> Bool = {
-            UInt($0.st_dev) == UInt(existing.st_dev) && UInt($0.st_ino) == UInt(existing.st_ino)
+            UInt64($0.st_dev) == UInt64(existing.st_dev) && UInt64($0.st_ino) == UInt64(existing.st_ino)
         }
         var linkError: SystemError?
         do { try Sys.linkat(dir, target.name, dir, backup) } catch { linkError = error }

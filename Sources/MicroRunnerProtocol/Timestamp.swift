@@ -2,9 +2,15 @@
 public enum Timestamp {
     /// Formats a Unix time as `2026-11-26T21:18:35.123456789Z` (nanoseconds, trailing zeros trimmed, as Go's RFC3339Nano).
     public static func format(seconds: Int, nanoseconds: Int) -> String {
-        let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
-        let secondOfDay = seconds - days * 86400
-        let (y, m, d) = civil(fromDays: days)
+        format(seconds: Int64(seconds), nanoseconds: nanoseconds)
+    }
+
+    /// Formats Unix seconds as RFC 3339 UTC; 64-bit seconds, so a 32-bit runner formats times after
+    /// 2038-01-19 (its `Int` cannot hold them; `time_t` is 64-bit on musl's 32-bit ARM).
+    public static func format(seconds: Int64, nanoseconds: Int) -> String {
+        let days64 = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
+        let secondOfDay = Int(seconds - days64 * 86400)
+        let (y, m, d) = civil(fromDays: Int(days64))
         var text = pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T"
         text += pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay % 3600 / 60, 2) + ":" + pad(secondOfDay % 60, 2)
         if nanoseconds > 0 {

@@ -84,7 +84,7 @@ package enum Monotonic {
 package func wallClockTimestamp() -> String {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
-    return Timestamp.format(seconds: Int(ts.tv_sec), nanoseconds: Int(ts.tv_nsec))
+    return Timestamp.format(seconds: Int64(ts.tv_sec), nanoseconds: Int(ts.tv_nsec))
 }
 
 /// Writes all of `bytes` to `fd`, retrying on EINTR and short writes.

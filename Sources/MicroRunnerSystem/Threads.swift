@@ -35,7 +35,7 @@ package final class ConditionLock: @unchecked Sendable {
             pthread_cond_wait(condition, mutex)
             return true
         }
-        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        var ts = timespec(tv_sec: time_t(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
         return pthread_cond_timedwait(condition, mutex, &ts) != ETIMEDOUT
     }
 

@@ -225,6 +225,33 @@ func statLine(_ path: String) -> String {
         #expect(s.read("data") == "new\n")
     }
 
+    /// Inode numbers above 2^32 (overlayfs with xino across two filesystems; XFS, btrfs and container roots give
+    /// them too): the 32-bit ARM runner once trapped turning one into its 32-bit UInt (file.write died, SIGILL).
+    @Test(.enabled(if: isRoot, "mounts an overlay")) func aFileWithA64BitInodeNumberIsWrittenAndRead() throws {
+        let s = try Scratch()
+        // The lower layer on this machine's disk, the upper on a tmpfs: two filesystems, so xino sets high bits.
+        let lower = "/var/tmp/mr-lower-\(UUID().uuidString.prefix(8))"
+        defer { shell("umount \(s.path)/m; umount \(s.path)/u; rm -rf \(lower)") }
+        let setUp = shell(
+            "mkdir -p \(lower) \(s.path)/u \(s.path)/m && echo old > \(lower)/data && mount -t tmpfs tmpfs \(s.path)/u "
+                + "&& mkdir \(s.path)/u/u \(s.path)/u/w && mount -t overlay overlay -o lowerdir=\(lower),"
+                + "upperdir=\(s.path)/u/u,workdir=\(s.path)/u/w,xino=on \(s.path)/m 2>&1"
+        )
+        try #require(setUp.status == 0, "\(setUp.output)")
+        let inode = UInt64(
+            shell("stat -c %i \(s.file("m/data"))").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        )
+        try #require((inode ?? 0) > UInt64(UInt32.max), "overlayfs gave inode \(inode ?? 0)")
+        let r = try RunnerProcess()
+        _ = try r.next(.ready)
+        r.sendCommand("w", "file.write", params: ["path": s.file("m/data"), "content": "new\n"])
+        let written = try r.answer()
+        #expect(written.type == .done, "\(written.data)")
+        r.sendCommand("r", "file.read", params: ["path": s.file("m/data")])
+        #expect(try r.answer().result["content"] == .string("new\n"))
+        #expect(s.read("m/data") == "new\n")
+    }
+
     @Test func writesThroughASymlinkKeepTheLink() throws {
         let s = try Scratch()
         try s.write("real", "one\n")

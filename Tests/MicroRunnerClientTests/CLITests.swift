@@ -53,13 +53,28 @@ struct CLITests {
         let s = try server()
         let directory = URL(fileURLWithPath: runnerPath).deletingLastPathComponent().deletingLastPathComponent().path
         let run = try mrctl(
-            ["ping", "--json", "--ssh-config", s.clientConfig, "--host", "arm2", "--host", "h11"],
+            ["ping", "--json", "--ssh-config", s.clientConfig, "--host", "arm2", "--host", "h11", "--host", "pi7"],
             environment: ["MICRO_RUNNER_DIR": directory]
         )
         #expect(run.status == 0, "\(run.stderr)")
         let byHost = Dictionary(uniqueKeysWithValues: run.objects.map { ($0["host"]?.stringValue ?? "", $0) })
         #expect(byHost["arm2"]?["result"]?["arch"] == .string("arm64"), "\(run.stdout)")
         #expect(byHost["h11"]?["result"]?["arch"] == .string("amd64"), "\(run.stdout)")
+        // uname -m armv7l: the 32-bit ARM runner, run here by qemu-arm (scripts/enable-qemu).
+        #expect(byHost["pi7"]?["result"]?["arch"] == .string("arm"), "\(run.stdout)")
+    }
+
+    /// ARMv6 (Raspberry Pi 1 and Zero) cannot run the ARMv7 runner: refused by name before anything runs there.
+    @Test func anArmv6HostIsRefusedByName() throws {
+        let s = try server()
+        let directory = URL(fileURLWithPath: runnerPath).deletingLastPathComponent().deletingLastPathComponent().path
+        let run = try mrctl(
+            ["ping", "--ssh-config", s.clientConfig, "--host", "pi6"],
+            environment: ["MICRO_RUNNER_DIR": directory]
+        )
+        #expect(run.status != 0)
+        #expect(run.stdout.contains("no runner for architecture armv6l"), "\(run.stdout)")
+        #expect(run.stdout.contains("ARMv7"), "\(run.stdout)")
     }
 
     @Test func aLowOpenFileLimitLowersForksAndEveryHostStillRuns() throws {

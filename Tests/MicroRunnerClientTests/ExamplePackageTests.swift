@@ -161,7 +161,7 @@ struct ExamplePackageTests {
     }
 
     @Test func thePluginPutTheRunnersWhereTheProgramsLook() throws {
-        for arch in ["amd64", "arm64"] {
+        for arch in ["amd64", "arm64", "arm"] {
             let copied = FileManager.default.contents(atPath: "\(examplePackage)/.build/runner/\(arch)/micro-runner")
             let built = FileManager.default.contents(
                 atPath: "\(examplePackage)/../../.build/runner/\(arch)/micro-runner"

@@ -64,7 +64,7 @@ final class SSHServer: @unchecked Sendable {
         // Hosts that look like other machines: on these ports, sessions get a PATH whose `uname -m` says so.
         var pretend = ""
         var archPorts: [String: Int] = [:]
-        for machine in ["aarch64", "riscv64"] {
+        for machine in ["aarch64", "riscv64", "armv7l", "armv6l"] {
             let bin = "\(dir)/uname-\(machine)"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
             try "#!/bin/sh\n[ \"$1\" = -m ] && { echo \(machine); exit 0; }\nexec /bin/uname \"$@\"\n".write(
@@ -142,6 +142,12 @@ final class SSHServer: @unchecked Sendable {
         }
         if let riscv = archPorts["riscv64"] {
             aliases += "Host riscv1\n  HostName 127.0.0.1\n  Port \(riscv)\n  User \(Self.user)\n"
+        }
+        // pi7: a 32-bit ARMv7 board (Raspberry Pi 2/3 on a 32-bit OS); pi6: an ARMv6 one (Pi 1, Zero).
+        for (alias, machine) in [("pi7", "armv7l"), ("pi6", "armv6l")] {
+            if let p = archPorts[machine] {
+                aliases += "Host \(alias)\n  HostName 127.0.0.1\n  Port \(p)\n  User \(Self.user)\n"
+            }
         }
         for (name, p) in awkwardPorts {
             aliases += "Host \(name)1\n  HostName 127.0.0.1\n  Port \(p)\n  User \(Self.user)\n"

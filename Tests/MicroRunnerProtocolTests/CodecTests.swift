@@ -237,6 +237,13 @@ struct SeededGenerator: RandomNumberGenerator {
         #expect(parsed?.nanoseconds == ns)
     }
 
+    /// 64-bit seconds, as a 32-bit runner's `time_t` gives them: past 2038-01-19 and before 1901.
+    @Test func formatsSecondsBeyondA32BitInt() {
+        #expect(Timestamp.format(seconds: Int64(Int32.max) + 1, nanoseconds: 0) == "2038-01-19T03:14:08Z")
+        #expect(Timestamp.format(seconds: Int64(1) << 32, nanoseconds: 5) == "2106-02-07T06:28:16.000000005Z")
+        #expect(Timestamp.format(seconds: Int64(Int32.min) - 1, nanoseconds: 0) == "1901-12-13T20:45:51Z")
+    }
+
     @Test func parsesOffsetsAndRejectsJunk() {
         #expect(Timestamp.parse("2026-11-26T22:18:35+01:00")?.seconds == 1_795_727_915)
         for bad in ["", "2026-11-26", "2026-13-01T00:00:00Z", "2026-11-26T21:18:35", "2026-11-26T21:18:35.Z"] {
