@@ -126,7 +126,7 @@ public struct ContainerTransport: Transport {
     /// Where the start and tidy-up are logged (as `SSHOptions.logger`).
     public let logger: Logger?
     /// What reports call the container.
-    public var name: String { displayName ?? "\(runtime.rawValue):\(user.map { $0 + "@" } ?? "")\(target)" }
+    public var name: String { displayName ?? HostSpec(user: user, host: target, container: runtime).description }
     private let displayName: String?
 
     /// Creates a transport for one container.
@@ -164,7 +164,7 @@ public struct ContainerTransport: Transport {
         let transport = self
         return RemoteBootstrap(
             name: name,
-            key: "\(runtime.rawValue):\(target)",
+            key: HostSpec(host: target, container: runtime).description,
             runners: runners,
             remoteDirectory: remoteDirectory,
             become: become,
