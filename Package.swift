@@ -21,9 +21,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
-        // The client signs with swift-crypto's Ed25519, so that dependents need no libsodium; 3.x and 4.x have
-        // the same Curve25519 API, and the range lets a dependent that pins either resolve.
-        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // `swift package generate-documentation --target MicroRunnerClient` (DocC).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
@@ -52,7 +49,8 @@ let package = Package(
         .target(name: "MicroRunnerSystem", dependencies: ["CMicroRunnerShims", "MicroRunnerProtocol"]),
         // SHA-256 (SHA-NI shim), hex, base64: shared by runner and client, no libsodium.
         .target(name: "MicroRunnerCrypto", dependencies: ["CMicroRunnerShims", "MicroRunnerProtocol"]),
-        // Ed25519 by libsodium: the runner's verification (and signing, for tests to cross-check swift-crypto).
+        // Ed25519 by libsodium: the runner's verification (and signing, for tests to check the client's own
+        // Ed25519 byte for byte).
         .target(name: "MicroRunnerSignatures", dependencies: ["CSodium", "MicroRunnerCrypto"]),
         .target(
             name: "MicroRunnerHandlers",
@@ -74,7 +72,6 @@ let package = Package(
             name: "MicroRunnerClient",
             dependencies: [
                 "MicroRunnerProtocol", "MicroRunnerCrypto", "MicroRunnerSystem", "CMicroRunnerShims",
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

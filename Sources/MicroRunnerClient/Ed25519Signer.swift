@@ -2,30 +2,29 @@ import Foundation
 import MicroRunnerCrypto
 import MicroRunnerProtocol
 
-import enum Crypto.Curve25519
-
 /// Signs commands with an Ed25519 key for a runner started with `--verify-key`.
 ///
-/// Signing is swift-crypto's `Curve25519.Signing` (RFC 8032, deterministic: the same key and command give the same
-/// signature as the runner's libsodium would), so a program using this library links no libsodium.
+/// Signing is RFC 8032's Ed25519 in Swift (deterministic: the same key and command give the same signature as the
+/// runner's libsodium, which the tests check byte for byte), so a program using this library links no libsodium and
+/// builds no BoringSSL.
 ///
 /// ```swift
 /// let signer = try Ed25519Signer(keyFile: "/home/me/.config/mr/signing.key")
 /// let client = try await RunnerClient.start(on: transport, runners: runners, signer: signer)
 /// ```
 public struct Ed25519Signer: CommandSigning {
-    private let key: Curve25519.Signing.PrivateKey
+    private let key: Ed25519.PrivateKey
     /// The public key, base64: what the runner's `--verify-key` takes.
     public let publicKeyBase64: String
 
     /// Creates a signer from a 32-byte seed (the RFC 8032 private key).
     /// - Throws: `ClientError` `.usage` for a wrong length.
     public init(seed: [UInt8]) throws {
-        guard seed.count == 32, let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: seed) else {
+        guard seed.count == 32 else {
             throw ClientError(.usage, "an Ed25519 private key is 32 bytes (got \(seed.count))")
         }
-        self.key = key
-        publicKeyBase64 = Crypto.base64Encode(Array(key.publicKey.rawRepresentation))
+        key = Ed25519.PrivateKey(seed: seed)
+        publicKeyBase64 = Crypto.base64Encode(key.publicKey)
     }
 
     /// Reads a key file written by `mrctl keygen`: the base64 seed on the first line.
@@ -52,30 +51,24 @@ public struct Ed25519Signer: CommandSigning {
 
     /// A new random key: (seed, public key), both base64.
     public static func generate() -> (privateKey: String, publicKey: String) {
-        let key = Curve25519.Signing.PrivateKey()
-        return (
-            Crypto.base64Encode(Array(key.rawRepresentation)),
-            Crypto.base64Encode(Array(key.publicKey.rawRepresentation))
-        )
+        // getrandom(2), as the runner's nonces.
+        let seed = Crypto.randomBytes(32)
+        return (Crypto.base64Encode(seed), Crypto.base64Encode(Ed25519.PrivateKey(seed: seed).publicKey))
     }
 
     /// The base64 signature of `command` for the runner whose READY carried `nonce`.
     public func signature(for command: CommandMessage, nonce: String) throws -> String {
         // The runner hashes the params bytes as they arrive; the client sends exactly this serialization.
         let input = signingInput(for: command, nonce: nonce, paramsBytes: JSONWriter.serialize(command.params))
-        return try sign(input)
+        return sign(input)
     }
 
     /// The base64 signature of a CANCEL of `commandID`.
     public func cancelSignature(commandID: String, nonce: String) throws -> String {
-        try sign(cancelSigningInput(nonce: nonce, commandID: commandID))
+        sign(cancelSigningInput(nonce: nonce, commandID: commandID))
     }
 
-    private func sign(_ message: [UInt8]) throws -> String {
-        do {
-            return Crypto.base64Encode(Array(try key.signature(for: message)))
-        } catch {
-            throw ClientError(.usage, "signing failed: \(error)")
-        }
+    private func sign(_ message: [UInt8]) -> String {
+        Crypto.base64Encode(key.signature(for: message))
     }
 }

@@ -2,7 +2,7 @@ import CMicroRunnerShims
 import MicroRunnerProtocol
 
 /// SHA-256 (SHA-NI shim), hex and base64: no libsodium here, so the client library and its dependents never link it
-/// (Ed25519 lives in MicroRunnerSignatures, the runner's, and swift-crypto, the client's).
+/// (Ed25519 verification lives in MicroRunnerSignatures, the runner's; signing in MicroRunnerClient).
 package enum Crypto {
     /// Incremental SHA-256 (the shim's: SHA-NI when the CPU has it, ~30x libsodium's portable code).
     package struct SHA256 {

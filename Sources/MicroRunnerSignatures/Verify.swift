@@ -2,7 +2,7 @@ import CSodium
 import MicroRunnerCrypto
 
 // Ed25519 by libsodium: the runner verifies with it (linked statically into the runner only). The client signs
-// with swift-crypto instead, so that a package depending on the client library needs no libsodium.
+// with its own Ed25519 (MicroRunnerClient's Ed25519.swift), so that a package depending on it needs no libsodium.
 extension Crypto {
     /// Whether `signature` is a valid Ed25519 signature of `message` by `publicKey` (libsodium). No
     /// `sodium_init` here: verification uses no CPU-dispatched code, and calling it would link every cipher

@@ -1,14 +1,15 @@
-import MicroRunnerClient
 import MicroRunnerCrypto
 import MicroRunnerProtocol
 import MicroRunnerSignatures
 import Testing
 
-/// The client signs with swift-crypto, the runner verifies with libsodium: the two must agree byte for byte.
-/// Ed25519 is deterministic (RFC 8032), so the same seed and message give one signature in both.
+@testable import MicroRunnerClient
+
+/// The client signs with its own Ed25519 (Ed25519.swift), the runner verifies with libsodium: the two must agree
+/// byte for byte. Ed25519 is deterministic (RFC 8032), so the same seed and message give one signature in both.
 @Suite struct Ed25519SignerTests {
     @Test(arguments: 0..<16)
-    func swiftCryptoSignsAsLibsodiumDoes(_ round: Int) throws {
+    func theClientSignsAsLibsodiumDoes(_ round: Int) throws {
         let seed = Crypto.randomBytes(32)
         let signer = try Ed25519Signer(seed: seed)
         let pair = try #require(Crypto.ed25519KeyPair(seed: seed))
@@ -40,5 +41,96 @@ import Testing
         for count in [0, 31, 33, 64] {
             #expect(throws: ClientError.self) { try Ed25519Signer(seed: [UInt8](repeating: 7, count: count)) }
         }
+    }
+
+    /// Random seeds and messages of every length from 0 to 300 bytes (SHA-512's padding crosses a block at 112):
+    /// the public key and signature equal libsodium's, and libsodium accepts the signature.
+    @Test func everyMessageLengthSignsAsLibsodiumDoes() throws {
+        for length in 0...300 {
+            let seed = Crypto.randomBytes(32)
+            let message = Crypto.randomBytes(length)
+            let pair = try #require(Crypto.ed25519KeyPair(seed: seed))
+            let key = Ed25519.PrivateKey(seed: seed)
+            #expect(key.publicKey == pair.publicKey)
+            let signature = key.signature(for: message)
+            #expect(signature == Crypto.ed25519Sign(message: message, secretKey: pair.secretKey), "length \(length)")
+            #expect(Crypto.ed25519Verify(signature: signature, message: message, publicKey: pair.publicKey))
+        }
+    }
+
+    /// RFC 8032, 7.1: TEST 1, 2, 3 and SHA(abc), whose message is SHA-512("abc").
+    @Test(arguments: [
+        (
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        ),
+        (
+            "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+            "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+            "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
+        ),
+        (
+            "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+            "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+            "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"
+        ),
+        (
+            "833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42",
+            "ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf",
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
+            "dc2a4459e7369633a52b1bf277839a00201009a3efbf3ecb69bea2186c26b58909351fc9ac90b3ecfdfbc7c66431e0303dca179c138ac17ad9bef1177331a704"
+        ),
+    ])
+    func rfc8032Vectors(_ vector: (seed: String, publicKey: String, message: String, signature: String)) throws {
+        let key = Ed25519.PrivateKey(seed: try #require(Crypto.unhex(vector.seed)))
+        #expect(Crypto.hex(key.publicKey) == vector.publicKey)
+        #expect(Crypto.hex(key.signature(for: try #require(Crypto.unhex(vector.message)))) == vector.signature)
+    }
+
+    /// FIPS 180-4 examples and the one-million-"a" vector (padding in one block, across two, and many blocks).
+    @Test func sha512Vectors() {
+        #expect(
+            Crypto.hex(SHA512.hash([]))
+                == "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e"
+        )
+        #expect(
+            Crypto.hex(SHA512.hash(Array("abc".utf8)))
+                == "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+        )
+        let twoBlocks =
+            "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu"
+        #expect(
+            Crypto.hex(SHA512.hash(Array(twoBlocks.utf8)))
+                == "8e959b75dae313da8cf4f72814fc143f8f7779c6eb9f7fa17299aeadb6889018501d289e4900f7e4331b99dec4b5433ac7d329eeb6dd26545e96e55b874be909"
+        )
+        #expect(
+            Crypto.hex(SHA512.hash([UInt8](repeating: 0x61, count: 1_000_000)))
+                == "e718483d0ce769644e2e42c7bc15b4638e1f98b13b2044285632a803afa973ebde0ff244877ea60a4cb0432ce577c31beb009c5c2c49aa2e4eadb217ad8cc09b"
+        )
+    }
+
+    /// The curve's constants are what RFC 8032 says: B lies on the curve, its encoding is the standard one, and
+    /// [L]B is the identity, so scalars are reduced modulo the right order.
+    @Test func theBasePointHasOrderL() throws {
+        #expect(EdwardsPoint.base.isOnCurve)
+        #expect(
+            Crypto.hex(EdwardsPoint.base.encoded())
+                == "5866666666666666666666666666666666666666666666666666666666666666"
+        )
+        let order = Scalar.order.map { UInt8($0) }
+        #expect(EdwardsPoint.base.multiplied(by: order).encoded() == EdwardsPoint.identity.encoded())
+        var one = [UInt8](repeating: 0, count: 32)
+        one[0] = 1
+        #expect(EdwardsPoint.base.multiplied(by: one).encoded() == EdwardsPoint.base.encoded())
+        // L reduces to 0, L + 1 to 1, and 2^512 - 1 to its known residue.
+        #expect(Scalar.reduce(order + [UInt8](repeating: 0, count: 32)) == [UInt8](repeating: 0, count: 32))
+        var orderPlusOne = order
+        orderPlusOne[0] += 1
+        #expect(Scalar.reduce(orderPlusOne + [UInt8](repeating: 0, count: 32)) == one)
+        #expect(
+            Crypto.hex(Scalar.reduce([UInt8](repeating: 0xFF, count: 64)))
+                == "000f9c44e31106a447938568a71b0ed065bef517d273ecce3d9a307c1b419903"
+        )
     }
 }
