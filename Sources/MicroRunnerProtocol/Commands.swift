@@ -294,37 +294,27 @@ public struct FileReadResult: Sendable, Equatable {
     }
 }
 
-extension ExecParams: WireCodable {
+extension ExecParams: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        command = try f.string("command")
-        args = try f.strings("args")
-        workDir = try f.string("work_dir")
-        env = try f.stringMap("env")
-        shell = try f.string("shell")
-        captureOut = try f.bool("capture_out")
-        captureErr = try f.bool("capture_err")
-        streamLines = try f.bool("stream_lines")
-        useSudo = try f.bool("use_sudo")
-        sudoPassword = try f.string("sudo_password")
-        stdin = try f.optionalString("stdin")
-        maxOutputBytes = try f.optionalInt("max_output_bytes")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(command: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("command", command)
-        o.set("args", args)
-        o.set("work_dir", workDir)
-        o.set("env", env)
-        o.set("shell", shell)
-        o.set("capture_out", captureOut)
-        o.set("capture_err", captureErr)
-        o.set("stream_lines", streamLines)
-        o.set("use_sudo", useSudo)
-        o.set("sudo_password", sudoPassword)
-        o.set("stdin", stdin)
-        o.set("max_output_bytes", maxOutputBytes)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("command", &command)
+        try wire("args", &args)
+        try wire("work_dir", &workDir)
+        try wire("env", &env)
+        try wire("shell", &shell)
+        try wire("capture_out", &captureOut)
+        try wire("capture_err", &captureErr)
+        try wire("stream_lines", &streamLines)
+        try wire("use_sudo", &useSudo)
+        try wire("sudo_password", &sudoPassword)
+        try wire("stdin", &stdin)
+        try wire("max_output_bytes", &maxOutputBytes)
     }
 }
 
@@ -353,147 +343,110 @@ extension DoneMessage {
     public var succeeded: Bool { Self.succeeded(result) }
 }
 
-extension ExecResult: WireCodable {
+extension ExecResult: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        exitCode = try f.int(Self.exitCodeKey)
-        stdout = try f.string("stdout")
-        stderr = try f.string("stderr")
-        duration = try f.double("duration")
-        signal = try f.optionalString("signal")
-        stdoutTruncated = try f.optionalBool("stdout_truncated")
-        stderrTruncated = try f.optionalBool("stderr_truncated")
-        skipped = try f.optionalBool("skipped")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(exitCode: 0, stdout: "", stderr: "", duration: 0)
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set(Self.exitCodeKey, exitCode)
-        o.set("stdout", stdout)
-        o.set("stderr", stderr)
-        o.set("duration", duration)
-        o.set("signal", signal)
-        o.set("stdout_truncated", stdoutTruncated)
-        o.set("stderr_truncated", stderrTruncated)
-        o.set("skipped", skipped)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire(Self.exitCodeKey, &exitCode)
+        try wire("stdout", &stdout)
+        try wire("stderr", &stderr)
+        try wire("duration", &duration)
+        try wire("signal", &signal)
+        try wire("stdout_truncated", &stdoutTruncated)
+        try wire("stderr_truncated", &stderrTruncated)
+        try wire("skipped", &skipped)
     }
 }
 
-extension FileWriteParams: WireCodable {
+extension FileWriteParams: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        path = try f.string("path")
-        content = try f.string("content")
-        contentBase64 = try f.optionalString("content_base64")
-        mode = try f.string("mode")
-        owner = try f.string("owner")
-        group = try f.string("group")
-        backup = try f.bool("backup")
-        create = try f.bool("create")
-        useSudo = try f.bool("use_sudo")
-        sudoPassword = try f.string("sudo_password")
-        uploadID = try f.nonEmptyString("upload_id")
-        offset = try f.optionalInt("offset")
-        final = try f.optionalBool("final")
-        contentLength = try f.optionalInt("content_length")
-        contentSHA256 = try f.nonEmptyString("content_sha256")
-        fileSHA256 = try f.nonEmptyString("file_sha256")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(path: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("path", path)
-        o.set("content", content)
-        o.set("content_base64", contentBase64)
-        o.set("mode", mode)
-        o.set("owner", owner)
-        o.set("group", group)
-        o.set("backup", backup)
-        o.set("create", create)
-        o.set("use_sudo", useSudo)
-        o.set("sudo_password", sudoPassword)
-        o.set("upload_id", uploadID)
-        o.set("offset", offset)
-        o.set("final", final)
-        o.set("content_length", contentLength)
-        o.set("content_sha256", contentSHA256)
-        o.set("file_sha256", fileSHA256)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("path", &path)
+        try wire("content", &content)
+        try wire("content_base64", &contentBase64)
+        try wire("mode", &mode)
+        try wire("owner", &owner)
+        try wire("group", &group)
+        try wire("backup", &backup)
+        try wire("create", &create)
+        try wire("use_sudo", &useSudo)
+        try wire("sudo_password", &sudoPassword)
+        try wire.nonEmpty("upload_id", &uploadID)
+        try wire("offset", &offset)
+        try wire("final", &final)
+        try wire("content_length", &contentLength)
+        try wire.nonEmpty("content_sha256", &contentSHA256)
+        try wire.nonEmpty("file_sha256", &fileSHA256)
     }
 }
 
-extension FileWriteResult: WireCodable {
+extension FileWriteResult: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        bytesWritten = try f.int("bytes_written")
-        created = try f.bool("created")
-        backupPath = try f.nonEmptyString("backup_path")
-        checksum = try f.string("checksum")
-        changed = try f.optionalBool("changed")
-        diff = try f.optionalString("diff")
-        bytesStaged = try f.optionalInt("bytes_staged")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(bytesWritten: 0, created: false, checksum: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("bytes_written", bytesWritten)
-        o.set("created", created)
-        o.set("backup_path", backupPath)
-        o.set("checksum", checksum)
-        o.set("changed", changed)
-        o.set("diff", diff)
-        o.set("bytes_staged", bytesStaged)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("bytes_written", &bytesWritten)
+        try wire("created", &created)
+        try wire.nonEmpty("backup_path", &backupPath)
+        try wire("checksum", &checksum)
+        try wire("changed", &changed)
+        try wire("diff", &diff)
+        try wire("bytes_staged", &bytesStaged)
     }
 }
 
-extension FileReadParams: WireCodable {
+extension FileReadParams: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        path = try f.string("path")
-        let requested = try f.int("max_bytes")
-        maxBytes = requested > 0 ? requested : Self.defaultMaxBytes
-        offset = try f.int("offset")
-        digestOnly = try f.bool("digest_only")
-        rawContent = try f.bool("raw_content")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(path: "")
+        try read(fields)
     }
 
-    /// Writes the wire object (`digest_only` only when set: an older runner never sees it).
-    public func encode(to o: inout WireObject) {
-        o.set("path", path)
-        o.set("max_bytes", maxBytes)
-        o.set("offset", offset)
-        if digestOnly { o.set("digest_only", true) }
-        if rawContent { o.set("raw_content", true) }
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("path", &path)
+        try wire("max_bytes", &maxBytes)
+        if wire.isReading && maxBytes <= 0 { maxBytes = Self.defaultMaxBytes }  // 0 or absent: the default
+        try wire("offset", &offset)
+        try wire.flag("digest_only", &digestOnly)
+        try wire.flag("raw_content", &rawContent)
     }
 }
 
-extension FileReadResult: WireCodable {
+extension FileReadResult: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        content = try f.string("content")
-        size = try f.int("size")
-        mode = try f.string("mode")
-        owner = try f.string("owner")
-        group = try f.string("group")
-        checksum = try f.string("checksum")
-        truncated = try f.bool("truncated")
-        encoding = try f.optionalString("encoding").map(ContentEncoding.init(rawValue:))
-        offset = try f.optionalInt("offset")
-        fileChecksum = try f.optionalString("file_checksum")
-        contentLength = try f.optionalInt("content_length")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(content: "", size: 0, mode: "", owner: "", group: "", checksum: "", truncated: false)
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("content", content)
-        o.set("size", size)
-        o.set("mode", mode)
-        o.set("owner", owner)
-        o.set("group", group)
-        o.set("checksum", checksum)
-        o.set("truncated", truncated)
-        o.set("encoding", encoding)
-        o.set("offset", offset)
-        o.set("file_checksum", fileChecksum)
-        o.set("content_length", contentLength)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("content", &content)
+        try wire("size", &size)
+        try wire("mode", &mode)
+        try wire("owner", &owner)
+        try wire("group", &group)
+        try wire("checksum", &checksum)
+        try wire("truncated", &truncated)
+        try wire("encoding", &encoding)
+        try wire("offset", &offset)
+        try wire("file_checksum", &fileChecksum)
+        try wire("content_length", &contentLength)
     }
 }

@@ -300,158 +300,136 @@ public struct CancelMessage: Sendable, Equatable {
     }
 }
 
-extension ReadyMessage: WireCodable {
+extension ReadyMessage: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        version = try f.string("version")
-        platform = try f.string("platform")
-        arch = try f.string("arch")
-        pid = try f.int("pid")
-        capabilities = try f.boolMap("capabilities")
-        metadata = try f.stringMap("metadata")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(version: "", platform: "", arch: "", pid: 0, capabilities: [:], metadata: [:])
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("version", version)
-        o.set("platform", platform)
-        o.set("arch", arch)
-        o.set("pid", pid)
-        o.set("capabilities", capabilities)
-        o.set("metadata", metadata)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("version", &version)
+        try wire("platform", &platform)
+        try wire("arch", &arch)
+        try wire("pid", &pid)
+        try wire("capabilities", &capabilities)
+        try wire("metadata", &metadata)
     }
 }
 
-extension EventProgress: WireCodable {
+extension EventProgress: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        current = try f.int("current")
-        total = try f.int("total")
-        unit = try f.string("unit")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(current: 0, total: 0, unit: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("current", current)
-        o.set("total", total)
-        o.set("unit", unit)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("current", &current)
+        try wire("total", &total)
+        try wire("unit", &unit)
     }
 }
 
-extension EventMessage: WireCodable {
+extension EventMessage: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        commandID = try f.string("command_id")
-        level = try f.name("level")
-        message = try f.string("message")
-        progress = try f.nested("progress")
-        metadata = try f.optionalStringMap("metadata")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(commandID: "", level: "", message: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("command_id", commandID)
-        o.set("level", level)
-        o.set("message", message)
-        o.set("progress", progress)
-        o.set("metadata", metadata)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("command_id", &commandID)
+        try wire("level", &level)
+        try wire("message", &message)
+        try wire("progress", &progress)
+        try wire("metadata", &metadata)
     }
 }
 
-extension DoneMessage: WireCodable {
+extension DoneMessage: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        commandID = try f.string("command_id")
-        result = f.value("result")
-        duration = try f.double("duration")
-        metadata = try f.optionalStringMap("metadata")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(commandID: "", result: .null, duration: 0)
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("command_id", commandID)
-        o.set("result", result)
-        o.set("duration", duration)
-        o.set("metadata", metadata)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("command_id", &commandID)
+        try wire("result", &result)
+        try wire("duration", &duration)
+        try wire("metadata", &metadata)
     }
 }
 
-extension ErrorMessage: WireCodable {
+extension ErrorMessage: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        commandID = try f.nonEmptyString("command_id")
-        code = try f.name("code")
-        message = try f.string("message")
-        details = try f.optionalStringMap("details")
-        retryable = try f.bool("retryable")
-        retryAfter = try f.optionalInt("retry_after")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(commandID: nil, code: "", message: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("command_id", commandID)
-        o.set("code", code)
-        o.set("message", message)
-        o.set("details", details)
-        o.set("retryable", retryable)
-        o.set("retry_after", retryAfter)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire.nonEmpty("command_id", &commandID)
+        try wire("code", &code)
+        try wire("message", &message)
+        try wire("details", &details)
+        try wire("retryable", &retryable)
+        try wire("retry_after", &retryAfter)
     }
 }
 
-extension ExitMessage: WireCodable {
+extension ExitMessage: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        reason = try f.name("reason")
-        exitCode = try f.int("exit_code")
-        selfDeleted = try f.bool("self_deleted")
-        commandsTotal = try f.int("commands_total")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(reason: "", exitCode: 0, selfDeleted: false, commandsTotal: 0)
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("reason", reason)
-        o.set("exit_code", exitCode)
-        o.set("self_deleted", selfDeleted)
-        o.set("commands_total", commandsTotal)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("reason", &reason)
+        try wire("exit_code", &exitCode)
+        try wire("self_deleted", &selfDeleted)
+        try wire("commands_total", &commandsTotal)
     }
 }
 
-extension CommandMessage: WireCodable {
+extension CommandMessage: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        id = try f.string("id")
-        type = try f.name("type")
-        idempotencyKey = try f.nonEmptyString("idempotency_key")
-        timeout = try f.int("timeout")
-        params = f.value("params")
-        signature = try f.nonEmptyString("signature")
-        metadata = try f.optionalStringMap("metadata")
-        dryRun = try f.bool("dry_run")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(id: "", type: "", timeout: 0, params: .null)
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("id", id)
-        o.set("type", type)
-        o.set("idempotency_key", idempotencyKey)
-        o.set("timeout", timeout)
-        o.set("params", params)
-        o.set("signature", signature)
-        o.set("metadata", metadata)
-        if dryRun { o.set("dry_run", true) }  // only when asked: an older runner ignores it anyway
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("id", &id)
+        try wire("type", &type)
+        try wire.nonEmpty("idempotency_key", &idempotencyKey)
+        try wire("timeout", &timeout)
+        try wire("params", &params)
+        try wire.nonEmpty("signature", &signature)
+        try wire("metadata", &metadata)
+        try wire.flag("dry_run", &dryRun)
     }
 }
 
-extension CancelMessage: WireCodable {
+extension CancelMessage: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        commandID = try f.string("command_id")
-        signature = try f.optionalString("signature")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(commandID: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("command_id", commandID)
-        o.set("signature", signature)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("command_id", &commandID)
+        try wire("signature", &signature)
     }
 }

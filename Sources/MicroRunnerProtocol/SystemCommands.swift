@@ -177,150 +177,132 @@ public struct SshdHardenResult: Sendable, Equatable {
     }
 }
 
-extension PkgEnsureParams: WireCodable {
+extension PkgEnsureParams: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        name = try f.string("name")
-        version = try f.string("version")
-        state = try f.name("state")
-        manager = try f.name("manager")
-        options = try f.strings("options")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(name: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("name", name)
-        o.set("version", version)
-        o.set("state", state)
-        o.set("manager", manager)
-        o.set("options", options)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("name", &name)
+        try wire("version", &version)
+        try wire("state", &state)
+        try wire("manager", &manager)
+        try wire("options", &options)
     }
 }
 
-extension PkgEnsureResult: WireCodable {
+extension PkgEnsureResult: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        changed = try f.bool("changed")
-        previousVersion = try f.string("previous_version")
-        installedVersion = try f.string("installed_version")
-        action = try f.string("action")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(changed: false, previousVersion: "", installedVersion: "", action: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("changed", changed)
-        o.set("previous_version", previousVersion)
-        o.set("installed_version", installedVersion)
-        o.set("action", action)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("changed", &changed)
+        try wire("previous_version", &previousVersion)
+        try wire("installed_version", &installedVersion)
+        try wire("action", &action)
     }
 }
 
-extension ServiceReloadParams: WireCodable {
+extension ServiceReloadParams: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        name = try f.string("name")
-        action = try f.name("action")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(name: "", action: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("name", name)
-        o.set("action", action)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("name", &name)
+        try wire("action", &action)
     }
 }
 
-extension ServiceReloadResult: WireCodable {
+extension ServiceReloadResult: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        changed = try f.bool("changed")
-        action = try f.string("action")
-        status = try f.string("status")
-        enabled = try f.bool("enabled")
-        subState = try f.string("sub_state")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(changed: false, action: "", status: "", enabled: false, subState: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("changed", changed)
-        o.set("action", action)
-        o.set("status", status)
-        o.set("enabled", enabled)
-        o.set("sub_state", subState)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("changed", &changed)
+        try wire("action", &action)
+        try wire("status", &status)
+        try wire("enabled", &enabled)
+        try wire("sub_state", &subState)
     }
 }
 
-extension SudoersEnsureParams: WireCodable {
+extension SudoersEnsureParams: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        user = try f.string("user")
-        commands = try f.strings("commands")
-        noPasswd = try f.bool("no_passwd")
-        state = try f.name("state")
-        useSudo = try f.bool("use_sudo")
-        sudoPassword = try f.string("sudo_password")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(user: "", commands: [])
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("user", user)
-        o.set("commands", commands)
-        o.set("no_passwd", noPasswd)
-        o.set("state", state)
-        o.set("use_sudo", useSudo)
-        o.set("sudo_password", sudoPassword)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("user", &user)
+        try wire("commands", &commands)
+        try wire("no_passwd", &noPasswd)
+        try wire("state", &state)
+        try wire("use_sudo", &useSudo)
+        try wire("sudo_password", &sudoPassword)
     }
 }
 
-extension SudoersEnsureResult: WireCodable {
+extension SudoersEnsureResult: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        changed = try f.bool("changed")
-        filePath = try f.string("file_path")
-        action = try f.string("action")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(changed: false, filePath: "", action: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("changed", changed)
-        o.set("file_path", filePath)
-        o.set("action", action)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("changed", &changed)
+        try wire("file_path", &filePath)
+        try wire("action", &action)
     }
 }
 
-extension SshdHardenParams: WireCodable {
+extension SshdHardenParams: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        disablePasswordAuth = try f.bool("disable_password_auth")
-        disableRootLogin = try f.bool("disable_root_login")
-        allowUsers = try f.strings("allow_users")
-        port = try f.int("port")
-        testConnection = try f.bool("test_connection")
+    public init(fields: WireFields) throws(WireError) {
+        self.init()
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("disable_password_auth", disablePasswordAuth)
-        o.set("disable_root_login", disableRootLogin)
-        o.set("allow_users", allowUsers)
-        o.set("port", port)
-        o.set("test_connection", testConnection)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("disable_password_auth", &disablePasswordAuth)
+        try wire("disable_root_login", &disableRootLogin)
+        try wire("allow_users", &allowUsers)
+        try wire("port", &port)
+        try wire("test_connection", &testConnection)
     }
 }
 
-extension SshdHardenResult: WireCodable {
+extension SshdHardenResult: WireMapped {
     /// Reads the value from its wire object (absent members take Go's zero values).
-    public init(fields f: WireFields) throws(WireError) {
-        changed = try f.bool("changed")
-        backupPath = try f.string("backup_path")
-        modifiedKeys = try f.strings("modified_keys")
-        serviceAction = try f.string("service_action")
+    public init(fields: WireFields) throws(WireError) {
+        self.init(changed: false, backupPath: "", modifiedKeys: [], serviceAction: "")
+        try read(fields)
     }
 
-    /// Writes the wire object.
-    public func encode(to o: inout WireObject) {
-        o.set("changed", changed)
-        o.set("backup_path", backupPath)
-        o.set("modified_keys", modifiedKeys)
-        o.set("service_action", serviceAction)
+    /// The members in wire order, read and written by this one list.
+    public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+        try wire("changed", &changed)
+        try wire("backup_path", &backupPath)
+        try wire("modified_keys", &modifiedKeys)
+        try wire("service_action", &serviceAction)
     }
 }

@@ -234,6 +234,155 @@ public struct WireObject {
     }
 }
 
+/// A wire type that lists its members once, in `members(_:)`, for both directions: that list is the only place a
+/// member's key is spelled, so decoding and encoding cannot drift apart.
+///
+/// ```swift
+/// extension ServiceReloadParams: WireMapped {
+///     public init(fields: WireFields) throws(WireError) {
+///         self.init(name: "")
+///         try read(fields)
+///     }
+///     public mutating func members(_ wire: inout WireMembers) throws(WireError) {
+///         try wire("name", &name)
+///         try wire("action", &action)
+///     }
+/// }
+/// ```
+public protocol WireMapped: WireCodable {
+    /// Visits every member in wire order as `try wire(key, &member)`. Reading sets each one (an absent or `null`
+    /// member to Go's zero value, see `WireFields`); writing appends each one (a `nil` optional left out).
+    mutating func members(_ wire: inout WireMembers) throws(WireError)
+}
+
+extension WireMapped {
+    /// Sets every member from `fields`.
+    /// - Throws: `WireError` naming the first member that does not fit.
+    public mutating func read(_ fields: WireFields) throws(WireError) {
+        var wire = WireMembers(reading: fields)
+        try members(&wire)
+    }
+
+    /// Writes the members in the order `members(_:)` lists them.
+    public func encode(to object: inout WireObject) {
+        var copy = self
+        var wire = WireMembers(writing: object)
+        object = WireObject()  // the members' storage stays uniquely owned while they are appended
+        do {
+            try copy.members(&wire)
+        } catch {
+            fatalError("writing a wire object cannot fail")
+        }
+        object = wire.object
+    }
+}
+
+/// One direction of a `WireMapped` type's member list: reading from `WireFields` or writing to a `WireObject`.
+/// Each member kind reads and writes with the rules of `WireFields` and `WireObject`.
+public struct WireMembers {
+    private let fields: WireFields?
+    /// What has been written (writing only).
+    public private(set) var object: WireObject
+
+    init(reading fields: WireFields) {
+        self.fields = fields
+        object = WireObject()
+    }
+
+    init(writing object: WireObject) {
+        fields = nil
+        self.object = object
+    }
+
+    /// Whether members are being read (a type with a read-side rule, such as a default for 0, applies it then).
+    public var isReading: Bool { fields != nil }
+
+    /// A string; `""` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout String) throws(WireError) {
+        if let fields { value = try fields.string(key) } else { object.set(key, value) }
+    }
+
+    /// A string, or `nil` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout String?) throws(WireError) {
+        if let fields { value = try fields.optionalString(key) } else { object.set(key, value) }
+    }
+
+    /// A string read as `nil` when absent or empty (Go's `omitempty` strings).
+    public mutating func nonEmpty(_ key: String, _ value: inout String?) throws(WireError) {
+        if let fields { value = try fields.nonEmptyString(key) } else { object.set(key, value) }
+    }
+
+    /// A boolean; `false` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout Bool) throws(WireError) {
+        if let fields { value = try fields.bool(key) } else { object.set(key, value) }
+    }
+
+    /// A boolean written only when true: an extension an older peer never sees unless it is asked for.
+    public mutating func flag(_ key: String, _ value: inout Bool) throws(WireError) {
+        if let fields { value = try fields.bool(key) } else if value { object.set(key, true) }
+    }
+
+    /// A boolean, or `nil` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout Bool?) throws(WireError) {
+        if let fields { value = try fields.optionalBool(key) } else { object.set(key, value) }
+    }
+
+    /// An integer; `0` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout Int) throws(WireError) {
+        if let fields { value = try fields.int(key) } else { object.set(key, value) }
+    }
+
+    /// An integer, or `nil` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout Int?) throws(WireError) {
+        if let fields { value = try fields.optionalInt(key) } else { object.set(key, value) }
+    }
+
+    /// A number; `0` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout Double) throws(WireError) {
+        if let fields { value = try fields.double(key) } else { object.set(key, value) }
+    }
+
+    /// A list of strings; empty when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout [String]) throws(WireError) {
+        if let fields { value = try fields.strings(key) } else { object.set(key, value) }
+    }
+
+    /// A string map (written with sorted keys); empty when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout [String: String]) throws(WireError) {
+        if let fields { value = try fields.stringMap(key) } else { object.set(key, value) }
+    }
+
+    /// A string map (written with sorted keys), or `nil` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout [String: String]?) throws(WireError) {
+        if let fields { value = try fields.optionalStringMap(key) } else { object.set(key, value) }
+    }
+
+    /// A boolean map (written with sorted keys); empty when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout [String: Bool]) throws(WireError) {
+        if let fields { value = try fields.boolMap(key) } else { object.set(key, value) }
+    }
+
+    /// Any JSON value, kept as it is; `null` when absent.
+    public mutating func callAsFunction(_ key: String, _ value: inout JSONValue) throws(WireError) {
+        if let fields { value = fields.value(key) } else { object.set(key, value) }
+    }
+
+    /// An open wire name; empty when absent.
+    public mutating func callAsFunction<N: WireName>(_ key: String, _ value: inout N) throws(WireError) {
+        if let fields { value = try fields.name(key) } else { object.set(key, value) }
+    }
+
+    /// An open wire name, or `nil` when absent.
+    public mutating func callAsFunction<N: WireName>(_ key: String, _ value: inout N?) throws(WireError) {
+        if let fields { value = try fields.optionalString(key).map { N(rawValue: $0) } } else { object.set(key, value) }
+    }
+
+    /// A nested object, or `nil` when absent.
+    public mutating func callAsFunction<T: WireCodable>(_ key: String, _ value: inout T?) throws(WireError) {
+        if let fields { value = try fields.nested(key) } else { object.set(key, value) }
+    }
+}
+
 extension JSONValue {
     /// A JSON number for `d`: integral values below 1e15 without a fraction (`2`, as Go writes them), others
     /// in Swift's shortest round-trip form. JSON has no NaN or infinity: NaN is written as 0 and the infinities
