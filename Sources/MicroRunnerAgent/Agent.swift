@@ -207,107 +207,19 @@ package final class Agent: @unchecked Sendable {
         commandsTotal += 1
         let started = Monotonic.now()
         do throws(RunnerError) {
-            try command.validate()
-            if content != nil {
-                try Self.checkRawContent(command, signed: config.verifyKey != nil)
-            }
-            if let key = config.verifyKey {
-                try verifySignature(command, rawParams: rawParams, key: key)
-            }
-            // ext: a pipelined batch that must stop at the first failure chains its commands this way, so the
-            // rule holds however fast the runner is (a CANCEL sent after a failure can arrive too late).
-            if let earlier = command.metadata?["run_if_succeeded"], !succeeded.contains(earlier) {
-                throw RunnerError(
-                    .cancelled,
-                    "\(command.type) \(command.id): skipped because \(earlier) did not succeed"
-                )
-            }
+            try admit(command, rawParams: rawParams, content: content)
             var fingerprint: String?
             if let key = command.idempotencyKey, !command.dryRun {
-                let fp = IdempotencyStore.fingerprint(command)
-                switch idempotency.lookup(key, fingerprint: fp) {
-                case .replay(let earlier):
-                    noteSuccess(command.id, earlier.result)
-                    var metadata = ["idempotent_replay": "true", "original_command_id": earlier.commandID]
-                    if earlier.truncated { metadata["result_truncated"] = "true" }
-                    send(
-                        .done,
-                        DoneMessage(
-                            commandID: command.id,
-                            result: earlier.result,
-                            duration: earlier.duration,
-                            metadata: metadata
-                        )
-                    )
-                    return
-                case .conflict(let earlier):
-                    throw RunnerError(
-                        .conflict,
-                        "idempotency_key \"\(key)\" was used by \(earlier.commandID) (\(earlier.type)) with different params"
-                    )
-                case .miss:
-                    fingerprint = fp
-                }
+                guard let fp = try lookUp(key, for: command) else { return }  // answered from the journal
+                fingerprint = fp
             }
-            guard let handler = handlers[command.type] else {
-                if CommandType.all.contains(command.type) {
-                    throw RunnerError(
-                        .unsupported,
-                        "\(command.type) is not implemented by this runner (READY capabilities say false)"
-                    )
-                }
-                throw RunnerError(.unsupported, "unknown command type \"\(command.type)\"")
-            }
-            guard capability(command.type) else {
-                throw RunnerError(
-                    .unsupported,
-                    "\(command.type) is not available on this runner (READY capabilities say false)"
-                )
-            }
+            let handler = try handler(for: command)
             if queue.takeCancelled(id: command.id) {
                 throw RunnerError(.cancelled, "\(command.type) \(command.id): cancelled before it started")
             }
-            let token = CancellationToken()
-            state.withLock {
-                running = (command.id, token)
-                if earlyCancels.remove(command.id) != nil { token.cancel(.cancelled) }
-            }
-            defer { state.withLock { running = nil } }
-            let deadline = Monotonic.deadline(from: started, seconds: command.timeout)
-            let output = self.output
-            let context = CommandContext(
-                command: command,
-                deadline: deadline,
-                ttlDeadline: ttlDeadline,
-                cancellation: token,
-                host: config.host,
-                content: content,
-                emit: { event in output.send(.event, event) }
-            )
-            if let reason = token.stopReason {
-                throw stopError(reason, what: "\(command.type) \(command.id)")
-            }
-            let result = try handler.run(context)
+            let (result, trailing) = try run(handler, command, content: content, started: started)
             let duration = Monotonic.seconds(since: started)
-            var metadata: [String: String]?
-            // Only successes are remembered (PROTOCOL.md): an exec that exits non-zero is retried for real. An
-            // answer with raw bytes after it is not: a replay would announce bytes it does not have.
-            let trailing = context.trailing.bytes
-            if let key = command.idempotencyKey, let fingerprint, DoneMessage.succeeded(result), trailing == nil {
-                // Durable (journal written and fsynced) before the controller can see DONE; when the journal
-                // write fails the DONE says so, since a replay after a restart would then run the command again.
-                let durable = idempotency.record(
-                    .init(
-                        key: key,
-                        fingerprint: fingerprint,
-                        type: command.type.rawValue,
-                        commandID: command.id,
-                        result: result,
-                        duration: duration
-                    )
-                )
-                if !durable { metadata = ["idempotency_journal": "write_failed"] }
-            }
+            let metadata = remember(command, fingerprint: fingerprint, result: result, duration: duration, trailing)
             noteSuccess(command.id, result)
             output.send(
                 .done,
@@ -317,6 +229,131 @@ package final class Agent: @unchecked Sendable {
         } catch {
             sendError(error, commandID: command.id)
         }
+    }
+
+    /// The checks before anything runs: the CMD's own fields, raw content's rules, the signature, and a chain's
+    /// `run_if_succeeded`.
+    private func admit(_ command: CommandMessage, rawParams: [UInt8]?, content: [UInt8]?) throws(RunnerError) {
+        try command.validate()
+        if content != nil {
+            try Self.checkRawContent(command, signed: config.verifyKey != nil)
+        }
+        if let key = config.verifyKey {
+            try verifySignature(command, rawParams: rawParams, key: key)
+        }
+        // ext: a pipelined batch that must stop at the first failure chains its commands this way, so the
+        // rule holds however fast the runner is (a CANCEL sent after a failure can arrive too late).
+        if let earlier = command.metadata?["run_if_succeeded"], !succeeded.contains(earlier) {
+            throw RunnerError(.cancelled, "\(command.type) \(command.id): skipped because \(earlier) did not succeed")
+        }
+    }
+
+    /// An idempotency key's earlier answer: replayed here (`nil`: nothing more to do), a conflict thrown, or, for a
+    /// key not seen yet, the fingerprint to record the result under.
+    private func lookUp(_ key: String, for command: CommandMessage) throws(RunnerError) -> String? {
+        let fingerprint = IdempotencyStore.fingerprint(command)
+        switch idempotency.lookup(key, fingerprint: fingerprint) {
+        case .replay(let earlier):
+            noteSuccess(command.id, earlier.result)
+            var metadata = ["idempotent_replay": "true", "original_command_id": earlier.commandID]
+            if earlier.truncated { metadata["result_truncated"] = "true" }
+            send(
+                .done,
+                DoneMessage(
+                    commandID: command.id,
+                    result: earlier.result,
+                    duration: earlier.duration,
+                    metadata: metadata
+                )
+            )
+            return nil
+        case .conflict(let earlier):
+            throw RunnerError(
+                .conflict,
+                "idempotency_key \"\(key)\" was used by \(earlier.commandID) (\(earlier.type)) with different params"
+            )
+        case .miss:
+            return fingerprint
+        }
+    }
+
+    /// The handler for the command's type, when this runner has it and the allow-list lets it run.
+    private func handler(for command: CommandMessage) throws(RunnerError) -> any CommandHandler {
+        guard let handler = handlers[command.type] else {
+            if CommandType.all.contains(command.type) {
+                throw RunnerError(
+                    .unsupported,
+                    "\(command.type) is not implemented by this runner (READY capabilities say false)"
+                )
+            }
+            throw RunnerError(.unsupported, "unknown command type \"\(command.type)\"")
+        }
+        guard capability(command.type) else {
+            throw RunnerError(
+                .unsupported,
+                "\(command.type) is not available on this runner (READY capabilities say false)"
+            )
+        }
+        return handler
+    }
+
+    /// Runs the handler as the command in progress (a CANCEL finds it by id): its result and any raw bytes that
+    /// follow the DONE.
+    private func run(
+        _ handler: any CommandHandler,
+        _ command: CommandMessage,
+        content: [UInt8]?,
+        started: Int64
+    ) throws(RunnerError) -> (JSONValue, [UInt8]?) {
+        let token = CancellationToken()
+        state.withLock {
+            running = (command.id, token)
+            if earlyCancels.remove(command.id) != nil { token.cancel(.cancelled) }
+        }
+        defer { state.withLock { running = nil } }
+        let output = self.output
+        let context = CommandContext(
+            command: command,
+            deadline: Monotonic.deadline(from: started, seconds: command.timeout),
+            ttlDeadline: ttlDeadline,
+            cancellation: token,
+            host: config.host,
+            content: content,
+            emit: { event in output.send(.event, event) }
+        )
+        if let reason = token.stopReason {
+            throw stopError(reason, what: "\(command.type) \(command.id)")
+        }
+        let result = try handler.run(context)
+        return (result, context.trailing.bytes)
+    }
+
+    /// Records a keyed success in the journal and says in the DONE's metadata when that failed. Only successes are
+    /// remembered (PROTOCOL.md): an exec that exits non-zero is retried for real. An answer with raw bytes after it
+    /// is not: a replay would announce bytes it does not have.
+    private func remember(
+        _ command: CommandMessage,
+        fingerprint: String?,
+        result: JSONValue,
+        duration: Double,
+        _ trailing: [UInt8]?
+    ) -> [String: String]? {
+        guard let key = command.idempotencyKey, let fingerprint, DoneMessage.succeeded(result), trailing == nil else {
+            return nil
+        }
+        // Durable (journal written and fsynced) before the controller can see DONE; when the journal write fails
+        // the DONE says so, since a replay after a restart would then run the command again.
+        let durable = idempotency.record(
+            .init(
+                key: key,
+                fingerprint: fingerprint,
+                type: command.type.rawValue,
+                commandID: command.id,
+                result: result,
+                duration: duration
+            )
+        )
+        return durable ? nil : ["idempotency_journal": "write_failed"]
     }
 
     /// Raw content (ext `file.raw_content`) is for `file.write` only, and is bound by its SHA-256 wherever the

@@ -79,10 +79,35 @@ package struct PathResolver: Sendable {
     ///   - createParents: create missing directories on the way (mode 0755, as the Go runner does).
     /// - Throws: `RunnerError`: `PERMISSION_DENIED` outside the root, `NOT_FOUND` for a missing directory.
     package func locate(_ path: String, what: String, createParents: Bool = false) throws(RunnerError) -> Location {
+        var walk = try startWalk(path, what)
+        while let component = walk.pending.popLast() {
+            if component == ".." {
+                if !walk.leave() && root != nil { throw outside(path, what) }
+                continue
+            }
+            // The owner of `component` when it is a symlink to follow; else the walk moved on or returned.
+            let symlinkOwner: uid_t
+            if walk.pending.isEmpty {
+                // The last component: not opened here (the caller opens it with O_NOFOLLOW), but a symlink is
+                // followed to what it names.
+                guard let owner = try walk.symlinkOwner(ofLast: component) else { return walk.location(component) }
+                symlinkOwner = owner
+            } else {
+                guard let owner = try walk.enter(component, createParents: createParents) else { continue }
+                symlinkOwner = owner
+            }
+            try follow(component, owner: symlinkOwner, in: &walk)
+        }
+        // Only `..` components were left: the path names a directory.
+        throw .invalid("\(what): \(path): is a directory")
+    }
+
+    /// A walk at its start: the root's descriptor (confined) or `/`'s, with the path's components to go.
+    private func startWalk(_ path: String, _ what: String) throws(RunnerError) -> Walk {
         guard path.utf8.first == 0x2F else { throw .invalid("\(what): path \"\(path)\" must be absolute") }
         var components = Self.components(path)
         let start: Descriptor
-        var base: [String]
+        var base: [String] = []
         if let root {
             let rootComponents = Self.components(root.path)
             guard components.count >= rootComponents.count,
@@ -97,104 +122,105 @@ package struct PathResolver: Sendable {
             } catch {
                 throw FileSystem.error(error.code, what, "/")
             }
-            base = []
         }
         guard !components.isEmpty else { throw .invalid("\(what): \(path): is a directory") }
+        return Walk(path: path, what: what, base: base, stack: [start], pending: Array(components.reversed()))
+    }
 
-        // The walk: `stack` holds the directories entered (their names in `names`); `pending` the components
-        // left, last one first.
-        var stack: [Descriptor] = [start]
+    /// One resolution in progress: the directories entered (held open, their names beside them) and the
+    /// components left, last one first.
+    private struct Walk {
+        let path: String
+        let what: String
+        /// The confinement root's components (empty unconfined): where `stack[0]` is.
+        let base: [String]
+        var stack: [Descriptor]
         var names: [String] = []
-        var pending = Array(components.reversed())
+        var pending: [String]
         var links = 0
-        func dirPath() -> String {
+
+        init(path: String, what: String, base: [String], stack: [Descriptor], pending: [String]) {
+            (self.path, self.what, self.base, self.stack, self.pending) = (path, what, base, stack, pending)
+        }
+
+        /// The directory the walk is in.
+        var top: Int32 { stack[stack.count - 1].fd }
+
+        /// The path of the directory the walk is in, as walked.
+        var directoryPath: String {
             let all = base + names
             return all.isEmpty ? "/" : "/" + all.joined(separator: "/")
         }
-        while let component = pending.popLast() {
-            if component == ".." {
-                if stack.count > 1 {
-                    stack.removeLast()
-                    names.removeLast()
-                } else if root != nil {
-                    throw outside(path, what)
-                }
-                continue
+
+        /// `name` in the directory the walk is in.
+        func location(_ name: String) -> Location {
+            Location(directory: stack[stack.count - 1], name: name, directoryPath: directoryPath)
+        }
+
+        /// `..`: back to the directory before; false at the start (where `/..` is `/`, and a root's is outside).
+        mutating func leave() -> Bool {
+            guard stack.count > 1 else { return false }
+            stack.removeLast()
+            names.removeLast()
+            return true
+        }
+
+        /// Goes back to the start, for an absolute symlink.
+        mutating func restart() {
+            stack.removeSubrange(1...)
+            names.removeAll()
+        }
+
+        /// The owner of the last component when it is a symlink; `nil` when it is anything else or absent (the
+        /// caller opens it, or creates it, by name in `top`).
+        func symlinkOwner(ofLast name: String) throws(RunnerError) -> uid_t? {
+            let st: stat
+            do {
+                st = try Sys.lstatat(top, name)
+            } catch {
+                if error.code == ENOENT { return nil }
+                throw FileSystem.error(error.code, what, path)
             }
-            let top = stack[stack.count - 1].fd
-            // The owner of `component` when it is a symlink to follow; else the walk moved on or returned.
-            let symlinkOwner: uid_t
-            if pending.isEmpty {
-                // The last component: not opened here (the caller opens it with O_NOFOLLOW), but a symlink is
-                // followed to what it names.
-                let st: stat
-                do {
-                    st = try Sys.lstatat(top, component)
-                } catch {
-                    if error.code == ENOENT {
-                        return Location(directory: stack[stack.count - 1], name: component, directoryPath: dirPath())
+            return (st.st_mode & S_IFMT) == S_IFLNK ? st.st_uid : nil
+        }
+
+        /// Enters the directory `name` (`O_NOFOLLOW`), creating it first when asked: `nil` when the walk moved on
+        /// (or will open what was created on its next turn), the symlink's owner when `name` is one to follow.
+        mutating func enter(_ name: String, createParents: Bool) throws(RunnerError) -> uid_t? {
+            do {
+                stack.append(Descriptor(try Sys.openat(top, name, O_PATH | O_DIRECTORY | O_NOFOLLOW)))
+                names.append(name)
+                return nil
+            } catch {
+                switch error.code {
+                case ENOENT where createParents:
+                    do {
+                        try Sys.mkdirat(top, name, 0o755)
+                    } catch {
+                        if error.code != EEXIST {
+                            throw FileSystem.error(error.code, "\(what): create directory", path)
+                        }
                     }
+                    pending.append(name)  // open it (O_NOFOLLOW) on the next turn: whatever is there now
+                    return nil
+                case ENOENT:
+                    throw RunnerError(
+                        .notFound,
+                        "\(what): \(path): directory \(directoryPath)/\(name) does not exist (create it first, or set create: true)"
+                    )
+                case ELOOP, ENOTDIR:
+                    // Either a symlink (followed by this walk) or not a directory.
+                    let st: stat
+                    do { st = try Sys.lstatat(top, name) } catch { throw FileSystem.error(error.code, what, path) }
+                    guard (st.st_mode & S_IFMT) == S_IFLNK else {
+                        throw RunnerError(.notFound, "\(what): \(path): \(directoryPath)/\(name) is not a directory")
+                    }
+                    return st.st_uid
+                default:
                     throw FileSystem.error(error.code, what, path)
                 }
-                guard (st.st_mode & S_IFMT) == S_IFLNK else {
-                    return Location(directory: stack[stack.count - 1], name: component, directoryPath: dirPath())
-                }
-                symlinkOwner = st.st_uid
-            } else {
-                do {
-                    let fd = try Sys.openat(top, component, O_PATH | O_DIRECTORY | O_NOFOLLOW)
-                    stack.append(Descriptor(fd))
-                    names.append(component)
-                    continue
-                } catch {
-                    switch error.code {
-                    case ENOENT where createParents:
-                        do {
-                            try Sys.mkdirat(top, component, 0o755)
-                        } catch {
-                            if error.code != EEXIST {
-                                throw FileSystem.error(error.code, "\(what): create directory", path)
-                            }
-                        }
-                        pending.append(component)  // open it (O_NOFOLLOW) on the next turn: whatever is there now
-                        continue
-                    case ENOENT:
-                        throw RunnerError(
-                            .notFound,
-                            "\(what): \(path): directory \(dirPath())/\(component) does not exist (create it first, or set create: true)"
-                        )
-                    case ELOOP, ENOTDIR:
-                        // Either a symlink (followed by this walk) or not a directory.
-                        let st: stat
-                        do { st = try Sys.lstatat(top, component) } catch {
-                            throw FileSystem.error(error.code, what, path)
-                        }
-                        guard (st.st_mode & S_IFMT) == S_IFLNK else {
-                            throw RunnerError(
-                                .notFound,
-                                "\(what): \(path): \(dirPath())/\(component) is not a directory"
-                            )
-                        }
-                        symlinkOwner = st.st_uid
-                    default:
-                        throw FileSystem.error(error.code, what, path)
-                    }
-                }
             }
-            try follow(
-                top,
-                component,
-                owner: symlinkOwner,
-                into: &pending,
-                stack: &stack,
-                names: &names,
-                links: &links,
-                path,
-                what
-            )
         }
-        // Only `..` components were left: the path names a directory.
-        throw .invalid("\(what): \(path): is a directory")
     }
 
     /// `locate`, for a file a helper tool will read by path (visudo, sshd -t): its directory must belong to root
@@ -217,17 +243,8 @@ package struct PathResolver: Sendable {
     /// the runner's user are followed: one made by another user (a neighbour who can write in the directory)
     /// could point anywhere, and the kernel's own check (`fs.protected_symlinks`) covers only sticky
     /// directories and may be off.
-    private func follow(
-        _ dir: Int32,
-        _ name: String,
-        owner: uid_t,
-        into pending: inout [String],
-        stack: inout [Descriptor],
-        names: inout [String],
-        links: inout Int,
-        _ path: String,
-        _ what: String
-    ) throws(RunnerError) {
+    private func follow(_ name: String, owner: uid_t, in walk: inout Walk) throws(RunnerError) {
+        let (path, what) = (walk.path, walk.what)
         let me = geteuid()
         guard owner == 0 || owner == me else {
             throw RunnerError(
@@ -235,13 +252,13 @@ package struct PathResolver: Sendable {
                 "\(what): \(path): the symlink \(name) belongs to uid \(owner); only symlinks of root or uid \(me) are followed"
             )
         }
-        links += 1
-        guard links <= Self.maxSymlinks else {
+        walk.links += 1
+        guard walk.links <= Self.maxSymlinks else {
             throw RunnerError(.invalidCommand, "\(what): \(path): too many levels of symbolic links")
         }
         let target: String
         do {
-            target = try Sys.readlinkat(dir, name)
+            target = try Sys.readlinkat(walk.top, name)
         } catch {
             // EINVAL: no longer a symlink (replaced between the lstat and here).
             guard error.code == EINVAL || error.code == ENOENT else { throw FileSystem.error(error.code, what, path) }
@@ -250,10 +267,9 @@ package struct PathResolver: Sendable {
         if target.utf8.first == 0x2F {
             // An absolute target restarts at the top: the file system's root, or outside a confinement root.
             guard root == nil else { throw outside(path, what, hint: "an absolute symlink leads out of it") }
-            stack.removeSubrange(1...)
-            names.removeAll()
+            walk.restart()
         }
-        pending.append(contentsOf: Self.components(target).reversed())
+        walk.pending.append(contentsOf: Self.components(target).reversed())
     }
 
     private func outside(_ path: String, _ what: String, hint: String = "") -> RunnerError {
