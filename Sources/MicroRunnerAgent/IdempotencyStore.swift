@@ -156,6 +156,11 @@ final class IdempotencyStore {
         guard flock(fd.fd, LOCK_EX | LOCK_NB) == 0 else {
             throw RunnerError(.conflict, "--state-dir \(dir): another runner is using it", retryable: true)
         }
+        // This runner owns the directory now: a rewrite a killed runner left half done (`.journal.jsonl.mr-journal-PID-
+        // HEX`) goes at once, not at this runner's first compaction (16 MiB of results later, or never).
+        StagedFile.removeStale(
+            beside: PathResolver.Location(directory: dirFD, name: Self.journalName, directoryPath: dir)
+        )
         // A journal is compacted at maxJournalBytes; anything much larger was not written by a runner.
         let limit = maxJournalBytes + 2 * maxResultBytes
         guard Int64(st.st_size) <= Int64(limit) else {

@@ -255,7 +255,7 @@ package final class StagedFile: @unchecked Sendable {
     /// this user, PID gone. Each directory is swept once in a runner's life, not at every write: listing a
     /// crowded /tmp costs ~0.4 µs an entry (measured: 1.1 ms a write among 3,000 entries), and leftovers only
     /// appear when a runner dies (one that dies while this one runs is swept by the next).
-    static func removeStale(beside target: PathResolver.Location) {
+    package static func removeStale(beside target: PathResolver.Location) {
         guard let st = try? target.directory.status() else { return }
         let directory = SweptDirectory(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
         let first = swept.withLock { list in

@@ -250,6 +250,31 @@ struct TestKey {
         #expect(third.stderrText().contains("another runner"))
     }
 
+    /// What a runner killed in the middle of rewriting its journal leaves (the staging file, named as StagedFile
+    /// names the journal's) is removed by the next runner of that state directory as it starts; a staging file of a
+    /// process that still runs is left alone.
+    @Test func aKilledRunnersJournalRewriteIsSweptByTheNext() throws {
+        let dir = "/tmp/mr-state-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = try RunnerProcess(arguments: ["--state-dir", dir])
+        _ = try first.next(.ready)
+        let dead = first.process.processIdentifier
+        kill(dead, SIGKILL)
+        _ = try first.waitForExit()
+        let leftover = dir + "/.journal.jsonl.mr-journal-\(dead)-9f86d081884c7d65"
+        let alive = dir + "/.journal.jsonl.mr-journal-\(getpid())-9f86d081884c7d65"
+        for path in [leftover, alive] {
+            #expect(FileManager.default.createFile(atPath: path, contents: Data("{\"key\":".utf8)))
+        }
+
+        let second = try RunnerProcess(arguments: ["--state-dir", dir])
+        _ = try second.next(.ready)
+        #expect(!FileManager.default.fileExists(atPath: leftover))
+        #expect(FileManager.default.fileExists(atPath: alive))
+        second.send(cmd("a", "echo served", key: "k"))
+        #expect(try second.answer().result["stdout"] == .string("served\n"))
+    }
+
     @Test func withoutStateDirNothingIsRemembered() throws {
         let file = "/tmp/mr-idem2-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: file) }
