@@ -439,33 +439,3 @@ func runOnHosts(
     let status = reporter.unreachable > 0 ? 4 : (reporter.failed > 0 ? 2 : 0)
     if status != 0 { throw ExitCode(Int32(status)) }
 }
-
-/// SIGINT and SIGTERM as events (DispatchSource) instead of the default of dying on the spot.
-final class Interrupts: @unchecked Sendable {
-    private var sources: [any DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var signal: Int32?
-
-    /// The first signal received, if any.
-    var received: Int32? { lock.withLock { signal } }
-
-    init(_ handler: @escaping @Sendable (Int32) -> Void) {
-        for s in [SIGINT, SIGTERM] {
-            Foundation.signal(s, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
-            source.setEventHandler { [self] in
-                let first = lock.withLock {
-                    defer { if signal == nil { signal = s } }
-                    return signal == nil
-                }
-                if first { handler(s) }
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    func stop() {
-        for s in sources { s.cancel() }
-    }
-}

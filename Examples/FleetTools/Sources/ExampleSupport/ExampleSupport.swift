@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import MicroRunnerClient
 
@@ -82,40 +81,3 @@ public func reason(_ error: any Error) -> (word: String, unreachable: Bool) {
 
 /// Text from a host, made safe for this terminal (control and bidi characters shown escaped).
 public func safe(_ text: String) -> String { TerminalText.visible(text) }
-
-/// Runs `action` once on the first SIGINT or SIGTERM (and ignores their default of ending the process), until
-/// `stop` is called. Built outside any actor on purpose: a closure written inside `@main`'s `main()` is
-/// main-actor isolated, and Dispatch calling it from its own queue stops the program (SIGILL) under Swift 6.
-/// `@unchecked`: Dispatch's sources are not marked Sendable, but they are set once here and `cancel()` may be
-/// called from any thread.
-public final class Interrupts: @unchecked Sendable {
-    private let sources: [any DispatchSourceSignal]
-
-    /// Starts listening.
-    public init(_ action: @escaping @Sendable (Int32) -> Void) {
-        let fired = Fired()
-        sources = [SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { if fired.first() { action(number) } }
-            source.resume()
-            return source
-        }
-    }
-
-    /// Stops listening.
-    public func stop() {
-        for source in sources { source.cancel() }
-    }
-
-    private final class Fired: @unchecked Sendable {
-        private let lock = NSLock()
-        private var done = false
-        func first() -> Bool {
-            lock.withLock {
-                defer { done = true }
-                return !done
-            }
-        }
-    }
-}

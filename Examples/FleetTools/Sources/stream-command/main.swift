@@ -41,7 +41,7 @@ struct StreamCommand {
         do {
             exit(try await work.value)
         } catch {
-            if work.isCancelled { exit(130) }
+            if let signal = interrupts.received { exit(128 + signal) }
             let (word, unreachable) = reason(error)
             FileHandle.standardError.write(
                 Data("\(safe(invocation.arguments[0])): \(word): \(safe("\(error)"))\n".utf8)
