@@ -238,15 +238,10 @@ package final class RunnerProcess: @unchecked Sendable {
     }
 
     package func waitForExit(timeout: TimeInterval = 15) throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        var status: Int32 = 0
-        // The kernel's word, not only Foundation's (see mr_test_peek_exit).
-        while process.isRunning {
-            if mr_test_peek_exit(process.processIdentifier, &status) == 1 { return status }
-            if Date() > deadline { throw TestFailure("runner still running after \(timeout)s") }
-            usleep(10_000)
+        guard let status = process.exitStatus(within: timeout) else {
+            throw TestFailure("runner still running after \(timeout)s")
         }
-        return process.terminationStatus
+        return status
     }
 
     package func stderrText() -> String {
@@ -342,4 +337,21 @@ package func ensureTestUser(_ name: String, loginShell: String = "/bin/sh") -> B
 /// `s` as one sh word.
 package func shellQuoted(_ s: String) -> String {
     "'" + s.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+}
+
+extension Process {
+    /// The exit status (or the ending signal's number, as `terminationStatus`) as soon as the kernel has it, or
+    /// `nil` after `timeout` seconds. Not `isRunning` or `waitUntilExit()` alone: Foundation learns of the end
+    /// through a socket the child inherited, and a process another test forks at that moment inherits it too and
+    /// holds it up while it lives (an sshd fixture: 20-30 s; mr_test_peek_exit says more).
+    package func exitStatus(within timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while isRunning {
+            if mr_test_peek_exit(processIdentifier, &status) == 1 { return status }
+            if Date() > deadline { return nil }
+            usleep(5_000)
+        }
+        return terminationStatus
+    }
 }
