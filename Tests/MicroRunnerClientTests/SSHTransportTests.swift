@@ -383,9 +383,7 @@ struct SSHTransportTests {
     }
 
     func ended(_ p: Process, within seconds: Double = 5) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        return !p.isRunning
+        p.exitStatus(within: seconds) != nil
     }
 
     @Test(arguments: SSHServer.loginShells.map(\.1))
