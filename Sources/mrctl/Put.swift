@@ -17,10 +17,15 @@ struct Put: AsyncParsableCommand {
     @Argument(help: "Absolute path on the host.") var destination: String
 
     func run() async throws {
-        // Read once through SHA-256 for every host (4 MiB at a time), then streamed from disk to each host that
-        // does not already have these bytes: a 1 GiB put no longer holds the file, let alone several copies.
-        let local: LocalFileDigest
-        do { local = try LocalFileDigest(path: source) } catch { throw ValidationError("cannot read \(source)") }
+        // Read once through SHA-256 for every host (4 MiB at a time, on a thread of its own while the hosts are
+        // reached and asked for their copies), then streamed from disk to each host that does not already have
+        // these bytes: a 1 GiB put never holds the file, and an unchanged one costs one hash here and one there,
+        // side by side.
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory), !isDirectory.boolValue,
+            FileManager.default.isReadableFile(atPath: source)
+        else { throw ValidationError("cannot read \(source)") }
+        let digest = LocalFileDigest.start(path: source)
         var fileMode: FileMode?
         if !mode.isEmpty {
             guard let m = FileMode(mode) else { throw ValidationError("--mode must be octal, e.g. 0644, not \(mode)") }
@@ -36,7 +41,7 @@ struct Put: AsyncParsableCommand {
         try await runOnHosts(global) { client in
             func put(_ path: String) async throws -> FileWriteResult {
                 try await client.putFile(
-                    contentsOf: local,
+                    contentsOf: digest,
                     to: path,
                     mode: mode,
                     owner: owner,
@@ -53,7 +58,8 @@ struct Put: AsyncParsableCommand {
                 r = try await put(dest + "/" + name)
             }
             let changed = r.changed ?? true
-            var summary = changed ? (dryRun ? "would write" : "wrote") + " \(local.size) bytes" : "unchanged"
+            let size = try await digest.value.size
+            var summary = changed ? (dryRun ? "would write" : "wrote") + " \(size) bytes" : "unchanged"
             if let b = r.backupPath { summary += ", backup \(b)" }
             return HostReport(
                 ok: true,

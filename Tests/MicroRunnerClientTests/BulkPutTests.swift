@@ -89,6 +89,47 @@ import Testing
             "no staging file left"
         )
     }
+
+    /// The host is asked for its copy while the local file is still being hashed, so that for an unchanged file
+    /// the two hashes run side by side: the local digest here finishes only once the runner has been sent the
+    /// digest request (and fails the put if that never happens).
+    @Test func theHostIsAskedWhileTheLocalFileIsStillBeingHashed() async throws {
+        let dir = NSTemporaryDirectory() + "mr-overlap-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (runner, log) = try Self.loggingRunner(in: dir)
+        let source = dir + "/source.bin"
+        let target = dir + "/target.bin"
+        shell("head -c \(9 << 20) /dev/urandom > \(source) && cp \(source) \(target)")
+        let pending = Task { () async throws -> LocalFileDigest in
+            for _ in 0..<1000 {
+                if let sent = FileManager.default.contents(atPath: log), sent.range(of: Data("digest_only".utf8)) != nil
+                {
+                    return try LocalFileDigest(path: source)
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            throw TestFailure("the host was not asked for its copy while the local digest was pending")
+        }
+        let result = try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: runner)
+        ) { client in
+            try await client.putFile(contentsOf: pending, to: target)
+        }
+        #expect(result.changed == false)
+        #expect(Self.sentWrites(log) == 0, "nothing sent for an unchanged file")
+
+        Self.flipByte(source, at: 4 << 20)
+        let changed = try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: runner)
+        ) { client in
+            try await client.putFile(contentsOf: LocalFileDigest.start(path: source), to: target)
+        }
+        #expect(changed.changed != false && changed.bytesWritten == 9 << 20)
+        #expect(shell("cmp \(source) \(target)").status == 0)
+    }
 }
 
 /// The bytes that reach the host are the ones that were hashed, or nothing changes there: the runner checks the
