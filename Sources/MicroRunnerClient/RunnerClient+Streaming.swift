@@ -4,7 +4,7 @@ import MicroRunnerCrypto
 import MicroRunnerProtocol
 import MicroRunnerSystem
 
-/// A local file's size and SHA-256, read once (in 4 MiB reads, memory flat) and shared by every host it goes to.
+/// A local file's size and SHA-256, read once (1 MiB at a time, memory flat) and shared by every host it goes to.
 ///
 /// ```swift
 /// let digest = try LocalFileDigest(path: "build/app.tar.gz")  // read once, for every host
@@ -23,15 +23,29 @@ public struct LocalFileDigest: Sendable, Equatable {
     /// Reads `path` through SHA-256.
     /// - Throws: `ClientError` `.usage` when it cannot be read.
     public init(path: String) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ClientError(.usage, "cannot read \(path)")
+        let fd: Int32
+        do {
+            fd = try Sys.openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC)
+        } catch {
+            throw ClientError(.usage, "cannot read \(path): \(String(cString: strerror(error.code)))")
         }
-        defer { try? handle.close() }
+        defer { Sys.close(fd) }
+        // One 1 MiB buffer, read(2) into it again and again: a new 4 MiB Data per read (FileHandle) cost 1.4 s of
+        // page faults a GiB here, more than the hash itself (~0.9 s with SHA-NI).
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
         var hash = Crypto.SHA256()
         var size = 0
-        while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty {
-            chunk.withUnsafeBytes { hash.update($0) }
-            size += chunk.count
+        while true {
+            let n: Int
+            do {
+                n = try Sys.read(fd, into: buffer)
+            } catch {
+                throw ClientError(.usage, "cannot read \(path): \(String(cString: strerror(error.code)))")
+            }
+            if n == 0 { break }
+            hash.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            size += n
         }
         self.path = path
         self.size = size
