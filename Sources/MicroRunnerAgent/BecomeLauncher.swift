@@ -172,7 +172,7 @@ package enum BecomeLauncher {
             check.standardError = .inherited
             let pid: pid_t
             do throws(SpawnError) {
-                pid = try Spawn.start(check)
+                pid = try Spawn.start(check).pid
             } catch {
                 fail("cannot start sudo: \(errnoText(error.code))", status: Status.failed)
             }

@@ -67,41 +67,35 @@ final class ChildProcess: @unchecked Sendable {
     init(executable: String, arguments: [String]) throws {
         Self.ignoreSIGPIPE
         (lines, linesContinuation) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .unbounded)
-        var inPipe: [Int32] = [-1, -1]
-        var outPipe: [Int32] = [-1, -1]
-        var errPipe: [Int32] = [-1, -1]
-        guard mr_pipe_cloexec(&inPipe) == 0, mr_pipe_cloexec(&outPipe) == 0, mr_pipe_cloexec(&errPipe) == 0 else {
-            for fd in inPipe + outPipe + errPipe where fd >= 0 { close(fd) }
-            throw ClientError(.transport, "cannot create pipes: \(String(cString: strerror(errno)))")
-        }
         var request = SpawnRequest(
             executable: executable,
             arguments: [executable.split(separator: "/").last.map(String.init) ?? executable] + arguments
         )
-        request.standardInput = .descriptor(inPipe[0])
-        request.standardOutput = .descriptor(outPipe[1])
-        request.standardError = .descriptor(errPipe[1])
-        let spawned = Result { () throws(SpawnError) in try Spawn.startRetryingBusyText(request) }
-        close(inPipe[0])
-        close(outPipe[1])
-        close(errPipe[1])
-        let child: pid_t
-        switch spawned {
-        case .success(let started): child = started
-        case .failure(let e):
-            close(inPipe[1])
-            close(outPipe[0])
-            close(errPipe[0])
-            throw ClientError(.transport, "cannot start \(executable): \(String(cString: strerror(e.code)))")
+        request.standardInput = .pipe
+        request.standardOutput = .pipe
+        request.standardError = .pipe
+        let spawned: SpawnedProcess
+        do throws(SpawnError) {
+            spawned = try Spawn.startRetryingBusyText(request)
+        } catch {
+            let why = String(cString: strerror(error.code))
+            throw ClientError(
+                .transport,
+                error.creatingPipes ? "cannot create pipes: \(why)" : "cannot start \(executable): \(why)"
+            )
         }
+        guard let stdinFD = spawned.standardInput, let stdoutFD = spawned.standardOutput,
+            let stderrFD = spawned.standardError
+        else { preconditionFailure("Spawn returns the pipes it was asked for") }
+        let child = spawned.pid
         pid = child
-        for fd in [inPipe[1], outPipe[0], errPipe[0]] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        for fd in [stdinFD, stdoutFD, stderrFD] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         // 1 MiB pipes instead of 64 KiB: a put's chunks and a read's answers cross in 16x fewer wake-ups of
         // this loop and of ssh (best effort: the limit is /proc/sys/fs/pipe-max-size).
-        for fd in [inPipe[1], outPipe[0]] { _ = mr_set_pipe_size(fd, 1 << 20) }
-        stdinFD = inPipe[1]
-        stdoutFD = outPipe[0]
-        stderrFD = errPipe[0]
+        for fd in [stdinFD, stdoutFD] { _ = mr_set_pipe_size(fd, 1 << 20) }
+        self.stdinFD = stdinFD
+        self.stdoutFD = stdoutFD
+        self.stderrFD = stderrFD
         // Linux 5.3+: the exit is one more descriptor in the poll set; older kernels are polled with WNOHANG.
         pidFD = mr_pidfd_open(child)
         ChildIOLoop.shared.add(self)

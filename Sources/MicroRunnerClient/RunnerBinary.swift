@@ -122,28 +122,26 @@ public struct RunnerBinary: Sendable {
     /// project's `Spawn`, not Foundation's `Process`: that one fails with EBADF ("Bad file descriptor") when the
     /// program inherited a descriptor above a lowered open-file limit (seen in CI: every host of a run failed).
     private static func run(_ script: String, argument: String, input: Data?) throws -> Data {
-        var outPipe: [Int32] = [-1, -1]
-        var inPipe: [Int32] = [-1, -1]
-        guard mr_pipe_cloexec(&outPipe) == 0, input == nil || mr_pipe_cloexec(&inPipe) == 0 else {
-            for fd in outPipe + inPipe where fd >= 0 { close(fd) }
-            throw ClientError(.usage, "gzip: cannot create pipes: \(String(cString: strerror(errno)))")
-        }
         var request = SpawnRequest(executable: "/bin/sh", arguments: ["sh", "-c", script, argument])
-        request.standardOutput = .descriptor(outPipe[1])
+        request.standardOutput = .pipe
         request.standardError = .inherited
-        if input != nil { request.standardInput = .descriptor(inPipe[0]) }
-        let pid: pid_t
-        do { pid = try Spawn.start(request) } catch {
-            for fd in outPipe + inPipe where fd >= 0 { close(fd) }
-            throw ClientError(.usage, "gzip: cannot start sh: \(String(cString: strerror(error.code)))")
+        if input != nil { request.standardInput = .pipe }
+        let spawned: SpawnedProcess
+        do { spawned = try Spawn.start(request) } catch {
+            let why = String(cString: strerror(error.code))
+            throw ClientError(
+                .usage,
+                error.creatingPipes ? "gzip: cannot create pipes: \(why)" : "gzip: cannot start sh: \(why)"
+            )
         }
-        close(outPipe[1])
-        if let input {
-            close(inPipe[0])
+        let pid = spawned.pid
+        guard let output = spawned.standardOutput else {
+            preconditionFailure("Spawn returns the pipes it was asked for")
+        }
+        if let input, let writer = spawned.standardInput {
             // Written from another thread: gzip's output pipe would otherwise fill while we block on its input.
             // gzip -dc stops at the first byte that is not gzip (a corrupt cache entry) and closes its input.
             ChildProcess.ignoreSIGPIPE
-            let writer = inPipe[1]
             Thread.detachNewThread {
                 _ = input.withUnsafeBytes { writeAll(writer, $0) }
                 close(writer)
@@ -152,11 +150,11 @@ public struct RunnerBinary: Sendable {
         var data = Data()
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = (try? chunk.withUnsafeMutableBytes { try Sys.read(outPipe[0], into: $0) }) ?? 0
+            let n = (try? chunk.withUnsafeMutableBytes { try Sys.read(output, into: $0) }) ?? 0
             if n == 0 { break }
             data.append(contentsOf: chunk[0..<n])
         }
-        close(outPipe[0])
+        close(output)
         let status = try? Sys.waitForExit(pid)
         guard status == 0, !data.isEmpty else {
             throw ClientError(.usage, "gzip failed (status \(status.map(String.init) ?? "unknown"))")

@@ -129,23 +129,13 @@ package struct ProcessRunner: Sendable {
             }
         }
 
-        var pipes = Pipes()
-        defer { pipes.closeAll() }
         let wantOut = spec.captureOutput || spec.onLine != nil
         let wantErr = spec.captureError || spec.onLine != nil
-        do {
-            if wantOut { pipes.out = try makePipe() }
-            if wantErr { pipes.err = try makePipe() }
-            if spec.standardInput != nil { pipes.input = try makePipe() }
-        } catch {
-            throw RunnerError(.execFailed, "exec: cannot create pipes: \(errnoText(error.code))")
-        }
-
         var request = SpawnRequest(executable: spec.executable, arguments: spec.arguments)
         request.environment = spec.environment
-        request.standardInput = pipes.input.map { .descriptor($0.read) } ?? .null
-        request.standardOutput = pipes.out.map { .descriptor($0.write) } ?? .null
-        request.standardError = pipes.err.map { .descriptor($0.write) } ?? .null
+        request.standardInput = spec.standardInput != nil ? .pipe : .null
+        request.standardOutput = wantOut ? .pipe : .null
+        request.standardError = wantErr ? .pipe : .null
         request.workingDirectory = spec.workingDirectory
         // Own process group, so the whole tree can be signalled; no ignored or blocked signals inherited (the
         // runner ignores SIGPIPE and blocks its termination signals; children must not).
@@ -153,9 +143,11 @@ package struct ProcessRunner: Sendable {
         request.defaultSignals = [SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD]
 
         let start = Monotonic.now()
-        let pid: pid_t
+        let spawned: SpawnedProcess
         do throws(SpawnError) {
-            pid = try Spawn.start(request)
+            spawned = try Spawn.start(request)
+        } catch let error where error.creatingPipes {
+            throw RunnerError(.execFailed, "exec: cannot create pipes: \(errnoText(error.code))")
         } catch let error where error.workingDirectoryUnsupported {
             // Never run in the wrong directory: a libc without the chdir action is an error, not a fallback.
             throw RunnerError(.execFailed, "exec: work_dir \(spec.workingDirectory): \(errnoText(error.code))")
@@ -168,9 +160,10 @@ package struct ProcessRunner: Sendable {
             default: throw RunnerError(.execFailed, "exec: \(what): cannot start: \(errnoText(rc))")
             }
         }
-        // The child has its copies; close ours so EOF arrives when it (and its children) finish.
-        pipes.closeChildEnds()
-        return supervise(pid: pid, spec: spec, pipes: &pipes, start: start)
+        // Spawn closed the child's ends once it had its copies: EOF arrives when it (and its children) finish.
+        var pipes = Pipes(out: spawned.standardOutput, err: spawned.standardError, input: spawned.standardInput)
+        defer { pipes.closeAll() }
+        return supervise(pid: spawned.pid, spec: spec, pipes: &pipes, start: start)
     }
 
     private func supervise(pid: pid_t, spec: ProcessSpec, pipes: inout Pipes, start: Int64) -> ProcessOutcome {
@@ -179,7 +172,7 @@ package struct ProcessRunner: Sendable {
         var out = Capture(limit: spec.captureOutput ? spec.maxOutputBytes : 0, stream: .stdout, spec: spec)
         var err = Capture(limit: spec.captureError ? spec.maxOutputBytes : 0, stream: .stderr, spec: spec)
         var input = InputFeed(bytes: spec.standardInput ?? [])
-        if let w = pipes.input?.write {
+        if let w = pipes.input {
             _ = fcntl(w, F_SETFL, fcntl(w, F_GETFL) | O_NONBLOCK)
             if input.bytes.isEmpty { pipes.closeInput() }
         }
@@ -205,9 +198,9 @@ package struct ProcessRunner: Sendable {
             if timing.readingIsOver(at: now, pipesOpen: pipes.out != nil || pipes.err != nil) { break }
 
             var fds: [pollfd] = []
-            if let r = pipes.out?.read { fds.append(pollfd(fd: r, events: Int16(POLLIN), revents: 0)) }
-            if let r = pipes.err?.read { fds.append(pollfd(fd: r, events: Int16(POLLIN), revents: 0)) }
-            if let w = pipes.input?.write { fds.append(pollfd(fd: w, events: Int16(POLLOUT), revents: 0)) }
+            if let r = pipes.out { fds.append(pollfd(fd: r, events: Int16(POLLIN), revents: 0)) }
+            if let r = pipes.err { fds.append(pollfd(fd: r, events: Int16(POLLIN), revents: 0)) }
+            if let w = pipes.input { fds.append(pollfd(fd: w, events: Int16(POLLOUT), revents: 0)) }
             if termination == nil && pidfd >= 0 { fds.append(pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)) }
             if timing.stoppedBy == nil, let token = spec.cancellation, token.fd >= 0 {
                 fds.append(pollfd(fd: token.fd, events: Int16(POLLIN), revents: 0))
@@ -228,11 +221,11 @@ package struct ProcessRunner: Sendable {
             if ready == 0 { continue }
 
             for pfd in fds where pfd.revents != 0 {
-                if pfd.fd == pipes.out?.read {
+                if pfd.fd == pipes.out {
                     if Self.read(pfd.fd, into: &out, buffer: &buffer) { pipes.closeOut() }
-                } else if pfd.fd == pipes.err?.read {
+                } else if pfd.fd == pipes.err {
                     if Self.read(pfd.fd, into: &err, buffer: &buffer) { pipes.closeErr() }
-                } else if pfd.fd == pipes.input?.write {
+                } else if pfd.fd == pipes.input {
                     if input.write(pfd) { pipes.closeInput() }
                 } else if pfd.fd == pidfd && termination == nil {
                     termination = reap(pid, block: true)
@@ -365,22 +358,6 @@ private struct Capture {
     }
 }
 
-private struct PipePair {
-    var read: Int32
-    var write: Int32
-}
-
-private struct PipeError: Error {
-    var code: Int32
-}
-
-private func makePipe() throws(PipeError) -> PipePair {
-    var fds: [Int32] = [-1, -1]
-    guard mr_pipe_cloexec(&fds) == 0 else { throw PipeError(code: errno) }
-    return PipePair(read: fds[0], write: fds[1])
-}
-
-/// The parent's ends of the child's pipes; each closed exactly once.
 /// What is left to write to the child's standard input (a non-blocking pipe, written as poll says it drains).
 private struct InputFeed {
     var bytes: [UInt8]
@@ -408,37 +385,28 @@ private struct InputFeed {
     }
 }
 
+/// The parent's ends of the child's pipes (from `Spawn`); each closed exactly once.
 private struct Pipes {
-    var out: PipePair?
-    var err: PipePair?
-    var input: PipePair?
-    var childEndsOpen = true
-
-    mutating func closeChildEnds() {
-        guard childEndsOpen else { return }
-        childEndsOpen = false
-        if let p = out { close(p.write) }
-        if let p = err { close(p.write) }
-        if let p = input { close(p.read) }
-    }
+    var out: Int32?
+    var err: Int32?
+    var input: Int32?
 
     mutating func closeOut() {
-        if let p = out { close(p.read) }
+        if let fd = out { close(fd) }
         out = nil
     }
 
     mutating func closeErr() {
-        if let p = err { close(p.read) }
+        if let fd = err { close(fd) }
         err = nil
     }
 
     mutating func closeInput() {
-        if let p = input { close(p.write) }
+        if let fd = input { close(fd) }
         input = nil
     }
 
     mutating func closeAll() {
-        closeChildEnds()
         closeOut()
         closeErr()
         closeInput()

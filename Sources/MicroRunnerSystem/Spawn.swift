@@ -8,6 +8,21 @@ package enum ChildStream {
     case inherited
     /// This descriptor of the parent's, dup2'ed onto the standard one (the parent keeps and closes its own).
     case descriptor(Int32)
+    /// A new close-on-exec pipe: the child gets one end (the read end for stdin, the write end for stdout and
+    /// stderr), the parent the other in `SpawnedProcess`, its to close. The child's end is closed here once the
+    /// child has its copy, so that EOF arrives when the child (and its children) are done with it.
+    case pipe
+}
+
+/// A started child: its pid and the parent's end of each pipe the request asked for (`ChildStream.pipe`).
+package struct SpawnedProcess {
+    package var pid: pid_t
+    /// The write end of the child's standard input.
+    package var standardInput: Int32?
+    /// The read end of the child's standard output.
+    package var standardOutput: Int32?
+    /// The read end of the child's standard error.
+    package var standardError: Int32?
 }
 
 /// One `posix_spawn`: what to run and with which descriptors, environment, directory and signals.
@@ -41,6 +56,52 @@ package struct SpawnError: Error {
     /// The libc cannot set a working directory (no `posix_spawn_file_actions_addchdir_np`): never run the
     /// command somewhere else instead.
     package var workingDirectoryUnsupported: Bool
+    /// A pipe could not be made (EMFILE, ENFILE): nothing was started.
+    package var creatingPipes = false
+}
+
+/// The pipes one spawn makes: the parent's ends (returned) and the child's (closed after the spawn). Three
+/// optionals and three integers, not arrays: this runs on every exec.
+private struct SpawnPipes {
+    var input: Int32?, output: Int32?, error: Int32?
+    var childInput: Int32 = -1, childOutput: Int32 = -1, childError: Int32 = -1
+
+    mutating func open(for request: SpawnRequest) throws(SpawnError) {
+        if case .pipe = request.standardInput {
+            let p = try Self.make()
+            (childInput, input) = (p.read, p.write)
+        }
+        if case .pipe = request.standardOutput {
+            let p = try Self.make()
+            (output, childOutput) = (p.read, p.write)
+        }
+        if case .pipe = request.standardError {
+            let p = try Self.make()
+            (error, childError) = (p.read, p.write)
+        }
+    }
+
+    private static func make() throws(SpawnError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard mr_pipe_cloexec(&fds) == 0 else {
+            throw SpawnError(code: errno, workingDirectoryUnsupported: false, creatingPipes: true)
+        }
+        return (fds[0], fds[1])
+    }
+
+    mutating func closeChildEnds() {
+        if childInput >= 0 { Sys.close(childInput) }
+        if childOutput >= 0 { Sys.close(childOutput) }
+        if childError >= 0 { Sys.close(childError) }
+        (childInput, childOutput, childError) = (-1, -1, -1)
+    }
+
+    mutating func closeParentEnds() {
+        if let fd = input { Sys.close(fd) }
+        if let fd = output { Sys.close(fd) }
+        if let fd = error { Sys.close(fd) }
+        (input, output, error) = (nil, nil, nil)
+    }
 }
 
 /// The one place the runner, the client and the benchmark start processes. The child gets an empty signal
@@ -49,7 +110,7 @@ package enum Spawn {
     /// Starts `request`, trying again for up to 100 ms while exec fails with ETXTBSY: a just-written executable
     /// (the client's runner copy) is still open for writing in a child another thread forked before that child
     /// exec'd; it clears within milliseconds.
-    package static func startRetryingBusyText(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
+    package static func startRetryingBusyText(_ request: SpawnRequest) throws(SpawnError) -> SpawnedProcess {
         var attempts = 0
         while true {
             do {
@@ -61,23 +122,31 @@ package enum Spawn {
         }
     }
 
-    /// Starts `request`.
-    /// - Returns: the child's pid.
-    package static func start(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
+    /// Starts `request`, making the pipes it asks for.
+    /// - Returns: the child's pid and the parent's pipe ends; on a throw nothing is left open.
+    package static func start(_ request: SpawnRequest) throws(SpawnError) -> SpawnedProcess {
+        var pipes = SpawnPipes()
+        var started = false
+        defer {
+            pipes.closeChildEnds()
+            if !started { pipes.closeParentEnds() }
+        }
+        try pipes.open(for: request)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         // Three calls, not a loop over an array: this runs on every exec, and the array was a heap allocation.
-        func add(_ stream: ChildStream, as fd: Int32) {
+        func add(_ stream: ChildStream, as fd: Int32, pipeEnd: Int32) {
             switch stream {
             case .null: posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
             case .inherited: break
             case .descriptor(let source): posix_spawn_file_actions_adddup2(&actions, source, fd)
+            case .pipe: posix_spawn_file_actions_adddup2(&actions, pipeEnd, fd)
             }
         }
-        add(request.standardInput, as: 0)
-        add(request.standardOutput, as: 1)
-        add(request.standardError, as: 2)
+        add(request.standardInput, as: 0, pipeEnd: pipes.childInput)
+        add(request.standardOutput, as: 1, pipeEnd: pipes.childOutput)
+        add(request.standardError, as: 2, pipeEnd: pipes.childError)
         if !request.workingDirectory.isEmpty {
             let rc = mr_spawn_addchdir(&actions, request.workingDirectory)
             if rc != 0 { throw SpawnError(code: rc, workingDirectoryUnsupported: true) }
@@ -107,7 +176,13 @@ package enum Spawn {
             }
         }
         guard rc == 0 else { throw SpawnError(code: rc, workingDirectoryUnsupported: false) }
-        return pid
+        started = true
+        return SpawnedProcess(
+            pid: pid,
+            standardInput: pipes.input,
+            standardOutput: pipes.output,
+            standardError: pipes.error
+        )
     }
 
     /// Calls `body` with the process's environment block, `overrides` applied.

@@ -37,22 +37,22 @@ final class Runner {
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
 
     init(_ path: String) {
-        var inPipe: [Int32] = [0, 0]
-        var outPipe: [Int32] = [0, 0]
-        guard mr_pipe_cloexec(&inPipe) == 0, mr_pipe_cloexec(&outPipe) == 0 else { fatalError("pipe: \(errno)") }
         var request = SpawnRequest(executable: path, arguments: [path, "--keep"])
-        request.standardInput = .descriptor(inPipe[0])
-        request.standardOutput = .descriptor(outPipe[1])
+        request.standardInput = .pipe
+        request.standardOutput = .pipe
         request.standardError = .inherited  // the runner's complaints stay visible
+        let spawned: SpawnedProcess
         do throws(SpawnError) {
-            pid = try Spawn.start(request)
+            spawned = try Spawn.start(request)
         } catch {
             fatalError("cannot start \(path): \(errnoText(error.code))")
         }
-        close(inPipe[0])
-        close(outPipe[1])
-        toRunner = inPipe[1]
-        fromRunner = outPipe[0]
+        guard let input = spawned.standardInput, let output = spawned.standardOutput else {
+            fatalError("Spawn returns the pipes it was asked for")
+        }
+        pid = spawned.pid
+        toRunner = input
+        fromRunner = output
     }
 
     func send(_ line: [UInt8]) {

@@ -7,26 +7,22 @@ import Testing
 @Suite struct SpawnTests {
     /// Runs `script` with `/bin/sh -c` through `Spawn`, returning its stdout.
     func output(_ script: String, _ configure: (inout SpawnRequest) -> Void = { _ in }) throws -> String {
-        var fds: [Int32] = [-1, -1]
-        try #require(mr_pipe_cloexec(&fds) == 0)
         var request = SpawnRequest(executable: "/bin/sh", arguments: ["sh", "-c", script])
-        request.standardOutput = .descriptor(fds[1])
+        request.standardOutput = .pipe
         configure(&request)
-        let pid: pid_t
-        do { pid = try Spawn.start(request) } catch {
-            close(fds[0])
-            close(fds[1])
-            throw error
-        }
-        close(fds[1])
+        let spawned = try Spawn.start(request)
+        let pid = spawned.pid
+        let output = try #require(spawned.standardOutput)
+        #expect(spawned.standardInput == nil && spawned.standardError == nil, "only the pipes asked for")
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
+        // EOF: Spawn closed the child's end in this process, so the child's exit ends the read.
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            let n = chunk.withUnsafeMutableBytes { read(output, $0.baseAddress, $0.count) }
             if n <= 0 { break }
             bytes += chunk[0..<n]
         }
-        close(fds[0])
+        close(output)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         return String(decoding: bytes, as: UTF8.self)
@@ -60,6 +56,19 @@ import Testing
         #expect(parts[1] == "/usr")
         #expect(parts[2] != String(getpgrp()), "a process group of its own")
         #expect(try output("printf '%s' \"$HOME\"") == ProcessInfo.processInfo.environment["HOME"] ?? "")
+    }
+
+    /// A spawn that fails leaves no pipe open: 20 failed spawns with three pipes each would leak 120 descriptors;
+    /// other suites running beside this one open and close a few, hence the margin.
+    @Test func aFailedSpawnClosesThePipesItMade() throws {
+        func openDescriptors() -> Int {
+            (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+        }
+        var request = SpawnRequest(executable: "/nonexistent/x", arguments: ["x"])
+        (request.standardInput, request.standardOutput, request.standardError) = (.pipe, .pipe, .pipe)
+        let before = openDescriptors()
+        for _ in 0..<20 { _ = try? Spawn.start(request) }
+        #expect(openDescriptors() - before < 20, "\(openDescriptors() - before) more descriptors open")
     }
 
     @Test func aMissingExecutableIsAnErrorWithItsErrno() {
