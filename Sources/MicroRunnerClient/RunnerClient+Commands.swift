@@ -41,6 +41,9 @@ extension RunnerClient {
 
     /// `exec`. A non-zero exit status is a result, not an error.
     ///
+    /// `params.streamBatch`: `onEvent` may get several lines of one stream in one EVENT, joined by `\n` (see
+    /// ``EventMessage/lines``); a 100 MB flood of short lines then costs ~1,500 EVENTs rather than 1.25 million.
+    ///
     /// `dryRun`: the runner checks the command and answers without running it (`skipped` is true), as Ansible's
     /// check mode skips shell and command tasks; a runner that does not list the `dry_run` extension would run
     /// it for real, so it is refused here (`.unsupported`) before anything is sent.
@@ -54,6 +57,9 @@ extension RunnerClient {
         // A handler for events means the caller wants the lines as they come: ask for them (a runner that does
         // not stream ignores it, and its final output still arrives in the result).
         if onEvent != nil { params.streamLines = true }
+        // Several lines per EVENT only from a runner that says it batches (the rule for every extension), so a
+        // handler that asked for batches may still get one line per EVENT and must split either way.
+        if params.streamBatch && !supports(ExecParams.streamBatchExtension) { params.streamBatch = false }
         let result = try await run(
             .exec,
             params,

@@ -66,6 +66,7 @@ extension RunnerClient {
     public func execStream(_ params: ExecParams, timeout: Duration = .seconds(300)) -> ExecOutputStream {
         var params = params
         params.streamLines = true
+        params.streamBatch = supports(ExecParams.streamBatchExtension)
         let command = CommandMessage(
             id: makeID(),
             type: .exec,
@@ -76,8 +77,8 @@ extension RunnerClient {
         let task = Task {
             do {
                 let answer = try await send(command) { event in
-                    let line = event.message
-                    continuation.yield(event.metadata?["stream"] == "stderr" ? .stderr(line) : .stdout(line))
+                    let stderr = event.metadata?["stream"] == "stderr"
+                    for line in event.lines { continuation.yield(stderr ? .stderr(line) : .stdout(line)) }
                 }
                 let result = try WireDecoder().decode(ExecResult.self, from: try answer.result().result)
                 continuation.yield(.finished(result))

@@ -13,6 +13,12 @@
 public enum TerminalText {
     /// `text` with its control characters made visible, tabs and newlines kept.
     public static func visible(_ text: String) -> String {
+        // Printable ASCII, tabs and newlines (nearly all output) pass in one byte scan: a 100 MB stream of lines
+        // spent ~0.3 s decoding scalars only to find nothing to escape.
+        let plain = text.utf8.withContiguousStorageIfAvailable { bytes in
+            bytes.allSatisfy { ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x09 || $0 == 0x0A }
+        }
+        if plain == true { return text }
         guard text.unicodeScalars.contains(where: needsEscape) else { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 16)

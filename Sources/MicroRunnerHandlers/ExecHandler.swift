@@ -77,7 +77,10 @@ package final class ExecHandler: CommandHandler {
         spec.deadline = context.deadline
         spec.ttlDeadline = context.ttlDeadline
         spec.cancellation = context.cancellation
-        if p.streamLines { spec.onLine = context.lineEvents() }
+        if p.streamLines {
+            spec.onLine = context.lineEvents()
+            spec.batchLines = p.streamBatch
+        }
         let outcome = try context.host.processes.run(spec)
         let (stdout, stdoutCut) = Self.fit(outcome.stdout, budget: Self.answerBudget / 2)
         let (stderr, stderrCut) = Self.fit(outcome.stderr, budget: Self.answerBudget / 2)

@@ -16,6 +16,10 @@ public struct ExecParams: Sendable, Equatable {
     public var captureErr: Bool
     /// Send each output line as an EVENT while the command runs.
     public var streamLines: Bool
+    /// **ext** `exec.stream_batch`: with `streamLines`, one EVENT may carry several whole lines of one stream,
+    /// joined by `\n` (those that came in one read of the pipe). Sent only to a runner that lists the extension;
+    /// an older runner that ignored it would send one line per EVENT, which splits the same way.
+    public var streamBatch: Bool
     /// Run through `sudo` (non-interactive unless `sudoPassword` is set).
     public var useSudo: Bool
     /// The password sudo reads on its standard input; never echoed back.
@@ -39,6 +43,7 @@ public struct ExecParams: Sendable, Equatable {
         captureOut: Bool = true,
         captureErr: Bool = true,
         streamLines: Bool = false,
+        streamBatch: Bool = false,
         useSudo: Bool = false,
         sudoPassword: String = "",
         stdin: String? = nil,
@@ -52,6 +57,7 @@ public struct ExecParams: Sendable, Equatable {
         self.captureOut = captureOut
         self.captureErr = captureErr
         self.streamLines = streamLines
+        self.streamBatch = streamBatch
         self.useSudo = useSudo
         self.sudoPassword = sudoPassword
         self.stdin = stdin
@@ -315,7 +321,13 @@ extension ExecParams: WireMapped {
         try wire("sudo_password", &sudoPassword)
         try wire("stdin", &stdin)
         try wire("max_output_bytes", &maxOutputBytes)
+        try wire.flag("stream_batch", &streamBatch)
     }
+}
+
+extension ExecParams {
+    /// The READY extension under which a runner batches streamed lines (`streamBatch`).
+    public static let streamBatchExtension = "exec.stream_batch"
 }
 
 extension ExecResult {

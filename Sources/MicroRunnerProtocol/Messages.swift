@@ -77,6 +77,27 @@ public struct EventMessage: Sendable, Equatable {
     }
 }
 
+extension EventMessage {
+    /// The output lines this EVENT carries: one, or several joined by `\n` from a runner asked to batch them
+    /// (`ExecParams.streamBatch`). An empty message is one empty line.
+    public var lines: [String] {
+        var lines: [String] = []
+        var start = message.startIndex
+        let utf8 = message.utf8
+        // On the UTF-8 view: splitting by Character would run grapheme breaking over every byte of a flood.
+        var i = utf8.startIndex
+        while i != utf8.endIndex {
+            if utf8[i] == 0x0A {
+                lines.append(String(message[start..<i]))
+                start = utf8.index(after: i)
+            }
+            i = utf8.index(after: i)
+        }
+        lines.append(String(message[start...]))
+        return lines
+    }
+}
+
 /// DONE: a command finished with a result.
 public struct DoneMessage: Sendable, Equatable {
     /// The `id` of the CMD this is about.

@@ -51,16 +51,17 @@ func execReport(
     live: Bool,
     raw: Bool
 ) async throws -> HostReport {
-    let host = client.hostName
+    let prefix = Array("[\(client.hostName)] ".utf8)
     let streamed = EventCount()
     // Events only when asked for (--stream): a handler makes the client ask the runner to stream.
     let showEvent: @Sendable (EventMessage) -> Void = { event in
         streamed.increment()
-        if live {
-            let line = "[\(host)] \(event.message)"
-            print(raw ? line : TerminalText.visible(line))
-        }
+        if live { printPrefixed(raw ? event.message : TerminalText.visible(event.message), prefix: prefix) }
     }
+    var p = p
+    // Lines come several to an EVENT where the runner can (one per pipe read): 100 MB of 80-byte lines took
+    // 14.8 s as 1.25 million EVENTs.
+    p.streamBatch = p.streamLines
     let r = try await client.exec(
         p,
         timeout: .seconds(timeout),
@@ -89,6 +90,25 @@ func execReport(
         text: live && streamed.value > 0 ? "" : text,
         summary: "rc=\(r.exitCode)" + (r.signal.map { " \($0)" } ?? "") + (r.cutNotice.isEmpty ? "" : " (output cut)")
     )
+}
+
+/// Prints each line of `text` (one or several, joined by `\n`) after `prefix`, in one `print`.
+func printPrefixed(_ text: String, prefix: [UInt8]) {
+    var out: [UInt8] = []
+    var text = text
+    text.withUTF8 { bytes in
+        out.reserveCapacity(bytes.count + prefix.count * (1 + bytes.count / 40) + 1)
+        var start = 0
+        while true {
+            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+            out.append(contentsOf: prefix)
+            out.append(contentsOf: bytes[start..<end])
+            out.append(0x0A)
+            guard end < bytes.count else { break }
+            start = end + 1
+        }
+    }
+    print(String(decoding: out, as: UTF8.self), terminator: "")
 }
 
 /// Counts EVENTs from the client's callback (which may run on another thread).

@@ -107,6 +107,18 @@ enum OlderRunner {
         #expect(!old.log.contains("content_base64"))
     }
 
+    /// Batched lines are an extension: a runner that does not list it is never asked for them, and the
+    /// output still comes in the result (the Go runner sends no EVENTs at all).
+    @Test func streamBatchIsNotSentToARunnerThatDoesNotListIt() async throws {
+        let old = try OlderRunner.Instance()
+        let r = try await OlderRunner.with(old) { client in
+            try await client.exec(ExecParams(command: "echo one; echo two", streamBatch: true), onEvent: { _ in })
+        }
+        #expect(r.stdout == "one\ntwo\n")
+        #expect(old.log.contains(#""stream_lines": true"#), "streaming asked for: \(old.log)")
+        #expect(!old.log.contains("stream_batch"), "batches not asked for: \(old.log)")
+    }
+
     @Test func binaryContentIsRefusedBeforeAnythingIsSent() async throws {
         let old = try OlderRunner.Instance()
         let target = old.file("bin")

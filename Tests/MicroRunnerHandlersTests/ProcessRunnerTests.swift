@@ -46,6 +46,38 @@ import Testing
         #expect(lines.items.map { String(decoding: $0, as: UTF8.self) } == ["xxxx", "xxxx", "xx", "yy"])
     }
 
+    /// `batchLines`: the pieces of one read come in one call, joined by `\n`, and split back into exactly the
+    /// pieces an unbatched run gives (the `\r` before a newline dropped, long lines in pieces, the last line
+    /// without its newline); a flood comes in batches no larger than a read and a line piece.
+    @Test func batchedLinesSplitIntoTheSamePieces() throws {
+        final class Calls: @unchecked Sendable { var items: [[UInt8]] = [] }
+        func run(_ script: String, batch: Bool, maxLineBytes: Int = 64 * 1024) throws -> [[UInt8]] {
+            let calls = Calls()
+            var spec = ProcessSpec(executable: "/bin/sh", arguments: ["sh", "-c", script])
+            spec.maxLineBytes = maxLineBytes
+            spec.batchLines = batch
+            spec.onLine = { _, bytes in calls.items.append(bytes) }
+            _ = try ProcessRunner().run(spec)
+            return calls.items
+        }
+        let text = { (calls: [[UInt8]]) in calls.map { String(decoding: $0, as: UTF8.self) } }
+        // One write: all of it in one read.
+        let script = "printf 'a\\r\\nb\\n\\nxxxxxxxxxx\\nta'"
+        let single = text(try run(script, batch: false, maxLineBytes: 4))
+        let batched = text(try run(script, batch: true, maxLineBytes: 4))
+        #expect(single == ["a", "b", "", "xxxx", "xxxx", "xx", "ta"])
+        #expect(batched == ["a\nb\n\nxxxx\nxxxx\nxx", "ta"])
+        #expect(
+            batched.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) } == single
+        )
+
+        let flood = try run("seq 1 200000", batch: true)
+        #expect(flood.allSatisfy { $0.count <= 65536 + 64 * 1024 }, "a batch is bounded by a read and a line")
+        #expect(flood.count < 20000, "\(flood.count) calls for 200,000 lines")
+        let lines = flood.flatMap { String(decoding: $0, as: UTF8.self).split(separator: "\n") }
+        #expect(lines == (1...200000).map { Substring(String($0)) })
+    }
+
     @Test func deadlineAndCancellationStopTheGroup() throws {
         var spec = ProcessSpec(executable: "/bin/sh", arguments: ["sh", "-c", "sleep 30 | cat"])
         spec.deadline = Monotonic.now() + 200_000_000

@@ -170,6 +170,20 @@ struct SeededGenerator: RandomNumberGenerator {
         }
     }
 
+    /// `stream_batch` goes on the wire only when asked for, so a CMD without it is byte for byte what it was;
+    /// an EVENT's lines split on `\n` only (a `\r` or an empty line is kept).
+    @Test func streamBatchIsWrittenOnlyWhenTrueAndLinesSplit() throws {
+        let plain = String(decoding: WireEncoder().encode(ExecParams(command: "x", streamLines: true)), as: UTF8.self)
+        #expect(!plain.contains("stream_batch"))
+        let batched = WireEncoder().encode(ExecParams(command: "x", streamLines: true, streamBatch: true))
+        #expect(String(decoding: batched, as: UTF8.self).hasSuffix(#","stream_batch":true}"#))
+        #expect(try WireDecoder().decode(ExecParams.self, from: batched).streamBatch)
+        let event = { (message: String) in EventMessage(commandID: "c", level: .info, message: message) }
+        #expect(event("").lines == [""])
+        #expect(event("one").lines == ["one"])
+        #expect(event("a\r\n\nb\u{e9}\n").lines == ["a\r", "", "b\u{e9}", ""])
+    }
+
     @Test func unknownWireNamesStillDecode() throws {
         let e = try WireDecoder().decode(ErrorMessage.self, from: Array(#"{"code":"FUTURE_CODE","message":"m"}"#.utf8))
         #expect(e.code == ErrorCode(rawValue: "FUTURE_CODE"))
