@@ -30,6 +30,11 @@ final class ChildProcess: @unchecked Sendable {
     private var pidFD: Int32
     private var stderrTail: [UInt8] = []
     private var stdoutPending: [UInt8] = []
+    /// The I/O thread's read buffers for stdout, kept between wake-ups: allocated on each, the 64 KiB chunk and
+    /// the bytes of one wake-up were page-faulted in again every time (a tenth of mrctl's time on a 100 MB
+    /// stream).
+    private var stdoutChunk = [UInt8](repeating: 0, count: 1 << 16)
+    private var stdoutRead: [UInt8] = []
     /// Bytes of whole lines handed to `lines` and not yet taken (`consumed`): past `maxQueuedBytes` stdout is
     /// not read, so a runner that floods makes ssh, and then itself, wait instead of growing this process.
     private var queuedBytes = 0
@@ -164,34 +169,35 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Reads what `fd` has until it would block; at end of file closes it (through `closed`) and says so.
     /// - Returns: the bytes read, and whether the stream ended.
-    private func drain(_ fd: Int32, chunk: inout [UInt8], closed: () -> Void) -> (bytes: [UInt8], ended: Bool) {
-        var bytes: [UInt8] = []
+    /// Reads what `fd` has into `bytes` (emptied first, its capacity kept). - Returns: whether the stream ended.
+    private func drain(_ fd: Int32, chunk: inout [UInt8], into bytes: inout [UInt8], closed: () -> Void) -> Bool {
+        bytes.removeAll(keepingCapacity: true)
         // At most 1 MiB a wake-up: a child that writes as fast as it is read must not grow this without end.
         while bytes.count < 1 << 20 {
             // nil: nothing more for now; 0 (end of file) or an error: the stream is over.
             let n: Int? = chunk.withUnsafeMutableBytes { raw in
                 do { return try Sys.readSome(fd, into: raw) } catch { return 0 }
             }
-            guard let n else { return (bytes, false) }
+            guard let n else { return false }
             if n == 0 {
                 lock.withLock(closed)
-                return (bytes, true)
+                return true
             }
             bytes += chunk[0..<n]
         }
-        return (bytes, false)
+        return false
     }
 
     /// From now on, answers may carry raw bytes after their DONE line (see `rawAnswers`).
     func expectRawAnswers() { lock.withLock { rawAnswers = true } }
 
     private func readStdout() {
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         guard let fd = lock.withLock({ stdoutFD >= 0 ? stdoutFD : nil }) else { return }
-        let (bytes, ended) = drain(fd, chunk: &chunk) {
+        let ended = drain(fd, chunk: &stdoutChunk, into: &stdoutRead) {
             close(stdoutFD)
             stdoutFD = -1
         }
+        let bytes = stdoutRead
         var found: [[UInt8]] = []
         let tooLong: Bool = lock.withLock {
             var scan = stdoutPending.count
@@ -209,7 +215,7 @@ final class ChildProcess: @unchecked Sendable {
                     awaitingRaw = nil
                     continue
                 }
-                guard let nl = stdoutPending[scan...].firstIndex(of: 0x0A) else { break }
+                guard let nl = firstNewline(in: stdoutPending, from: scan) else { break }
                 if nl - start > Self.maxLineBytes { break }
                 if rawAnswers, let length = RawAnswer.announcedLength(stdoutPending[start..<nl]) {
                     guard length <= Self.maxLineBytes else {
@@ -290,8 +296,9 @@ final class ChildProcess: @unchecked Sendable {
 
     private func readStderr() {
         var chunk = [UInt8](repeating: 0, count: 4096)
+        var bytes: [UInt8] = []
         guard let fd = lock.withLock({ stderrFD >= 0 ? stderrFD : nil }) else { return }
-        let (bytes, ended) = drain(fd, chunk: &chunk) {
+        let ended = drain(fd, chunk: &chunk, into: &bytes) {
             close(stderrFD)
             stderrFD = -1
         }
@@ -520,5 +527,15 @@ package enum RawAnswer {
             i += 1
         }
         return nil
+    }
+}
+
+/// The index of the first `\n` in `bytes[from...]`: memchr, where `firstIndex(of:)` went byte by byte (5% of
+/// mrctl's time on a 100 MB stream, and the same again in the client's own split of each line).
+func firstNewline(in bytes: [UInt8], from start: Int) -> Int? {
+    guard start < bytes.count else { return nil }
+    return bytes.withUnsafeBytes { raw -> Int? in
+        guard let hit = memchr(raw.baseAddress! + start, 0x0A, raw.count - start) else { return nil }
+        return raw.baseAddress!.distance(to: UnsafeRawPointer(hit))
     }
 }

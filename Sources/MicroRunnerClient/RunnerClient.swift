@@ -236,7 +236,7 @@ public actor RunnerClient {
         var line = received
         // An answer with raw bytes after it arrives as one item: the line, `\n`, the bytes (ChildProcess).
         var raw: [UInt8]?
-        if let nl = received.firstIndex(of: 0x0A) {
+        if let nl = firstNewline(in: received, from: 0) {
             line = Array(received[..<nl])
             raw = Array(received[(nl + 1)...])
         }

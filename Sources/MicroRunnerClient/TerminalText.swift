@@ -15,10 +15,7 @@ public enum TerminalText {
     public static func visible(_ text: String) -> String {
         // Printable ASCII, tabs and newlines (nearly all output) pass in one byte scan: a 100 MB stream of lines
         // spent ~0.3 s decoding scalars only to find nothing to escape.
-        let plain = text.utf8.withContiguousStorageIfAvailable { bytes in
-            bytes.allSatisfy { ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x09 || $0 == 0x0A }
-        }
-        if plain == true { return text }
+        if text.utf8.withContiguousStorageIfAvailable(isPlain) == true { return text }
         guard text.unicodeScalars.contains(where: needsEscape) else { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 16)
@@ -34,6 +31,33 @@ public enum TerminalText {
             }
         }
         return out
+    }
+
+    /// Whether every byte is printable ASCII, a tab or a newline: eight bytes at a time, and byte by byte only in
+    /// a word that may hold something else (the newline of each line). `allSatisfy` byte by byte was 10% of
+    /// mrctl's time on a 100 MB stream.
+    static func isPlain(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let raw = UnsafeRawPointer(base)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        var i = 0
+        while i < bytes.count {
+            if i + 8 <= bytes.count {
+                let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                // Some byte >= 0x80, < 0x20 or == 0x7F (has-less-than and has-zero-byte tests).
+                let del = w ^ (ones &* 0x7F)
+                if (w | ((w &- ones &* 0x20) & ~w) | ((del &- ones) & ~del)) & high == 0 {
+                    i += 8
+                    continue
+                }
+            }
+            for b in bytes[i..<min(i + 8, bytes.count)] where !((b >= 0x20 && b < 0x7F) || b == 0x09 || b == 0x0A) {
+                return false
+            }
+            i += 8
+        }
+        return true
     }
 
     /// Whether `scalar` is shown escaped: C0 but tab and newline, DEL, C1, and the bidi controls.

@@ -46,7 +46,7 @@ package struct CommandContext: Sendable {
     /// A line handler for `ProcessSpec.onLine` that sends each output line as an EVENT of this command
     /// (`metadata.stream` = `stdout` | `stderr`).
     /// - Parameter skipEmpty: drop empty lines (package manager chatter).
-    package func lineEvents(skipEmpty: Bool = false) -> @Sendable (OutputStream, [UInt8]) -> Void {
+    package func lineEvents(skipEmpty: Bool = false) -> @Sendable (OutputStream, ArraySlice<UInt8>) -> Void {
         let id = command.id
         let emit = self.emit
         return { stream, line in

@@ -100,9 +100,14 @@ func printPrefixed(_ text: String, prefix: [UInt8]) {
         out.reserveCapacity(bytes.count + prefix.count * (1 + bytes.count / 40) + 1)
         var start = 0
         while true {
-            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+            // memchr: firstIndex(of:) went byte by byte, 6% of mrctl's time on a 100 MB stream.
+            let end =
+                start < bytes.count
+                ? memchr(bytes.baseAddress! + start, 0x0A, bytes.count - start).map {
+                    bytes.baseAddress!.distance(to: $0.assumingMemoryBound(to: UInt8.self))
+                } ?? bytes.count : bytes.count
             out.append(contentsOf: prefix)
-            out.append(contentsOf: bytes[start..<end])
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<end]))
             out.append(0x0A)
             guard end < bytes.count else { break }
             start = end + 1
