@@ -93,8 +93,20 @@ struct RemoteBootstrap: Sendable {
             )
         }
         let runnerArguments = (try become?.runnerArguments() ?? []) + arguments
-        // Size and hash come after the host has said what it is, when it has to.
-        let (size, sum) = learnArchitecture ? ("-", "-") : (String(try chosen.gzipped().count), chosen.sha256)
+        // Size and hash come after the host has said what it is, when it has to. Otherwise the cache entry's size
+        // goes in argv and its check overlaps the connection; a copy of another size means the entry was replaced,
+        // and the host is started again with the checked one's.
+        let checked: Task<Data, any Error>? =
+            learnArchitecture ? nil : Task { [chosen] in try await chosen.gzippedChecked() }
+        var size = "-"
+        if let checked {
+            if let expected = chosen.expectedGzipSize() {
+                size = String(expected)
+            } else {
+                size = String(try await checked.value.count)
+            }
+        }
+        let sum = learnArchitecture ? "-" : chosen.sha256
         let child = try launch(
             Self.command(directory: remoteDirectory, size: size, sha256: sum, arguments: runnerArguments)
         )
@@ -121,10 +133,16 @@ struct RemoteBootstrap: Sendable {
                     child.terminate()
                     throw ClientError(.usage, "\(name): \(error)")
                 }
-                header = Array("\(try chosen.gzipped().count) \(chosen.sha256)\n".utf8)
+                header = Array("\(try await chosen.gzippedChecked().count) \(chosen.sha256)\n".utf8)
             }
             // The become password, if any, is the line right after the runner's bytes (BecomeLauncher reads it).
-            let payload = try chosen.gzipped()
+            let payload: Data
+            if let checked { payload = try await checked.value } else { payload = try await chosen.gzippedChecked() }
+            if checked != nil && String(payload.count) != size {
+                child.terminate()
+                logger?.debug("runner cache entry replaced while connecting; starting again", metadata: metadata)
+                return try await start(runner: runner, arguments: arguments, describe: describe)
+            }
             try await child.send(header + [UInt8](payload) + (become?.passwordLine() ?? []))
             logger?.debug(
                 "runner sent",

@@ -67,8 +67,9 @@ public struct RunnerBinary: Sendable {
 
     /// The gzip-compressed executable (level 6), cached under `~/.cache/micro-runner/<sha256>.gz` so it is
     /// compressed once per build, not once per run. A cached copy is used only after it decompresses to
-    /// exactly this executable (its SHA-256): the host checks the hash of the compressed stream it receives,
-    /// so an unchecked cache entry would run whatever someone put there.
+    /// exactly this executable (its SHA-256). The host checks the decompressed runner against that hash as
+    /// well, so a replaced entry could never run there; checking here first repairs the entry instead of
+    /// failing every host.
     /// - Throws: `ClientError` when gzip fails.
     public func gzipped() throws -> Data {
         // Checked once per process: a fan-out to 50 hosts must not decompress the cache entry 50 times.
@@ -80,6 +81,46 @@ public struct RunnerBinary: Sendable {
 
     /// Compressed copies already checked in this process, by the runner's SHA-256.
     private static let verified = Mutex<[String: Data]>([:])
+    /// Checks under way, by the runner's SHA-256: hosts that start at once wait for the one check.
+    private static let checking = Mutex<[String: Promise<Data>]>([:])
+
+    /// `gzipped()` on a thread of its own, awaited: the check of the cache entry (a `gzip -dc` of it, ~40 ms)
+    /// runs while ssh connects instead of before, once per process however many hosts ask at once, and never
+    /// holds a thread of the cooperative pool.
+    package func gzippedChecked() async throws -> Data {
+        if let known = Self.verified.withLock({ $0[sha256] }) { return known }
+        let (promise, first): (Promise<Data>, Bool) = Self.checking.withLock { table in
+            if let running = table[sha256] { return (running, false) }
+            let promise = Promise<Data>()
+            table[sha256] = promise
+            return (promise, true)
+        }
+        if first {
+            let runner = self
+            let thread = Thread {
+                let outcome = Result { try runner.gzipped() }
+                // A failure is not kept: the next host tries again, as it would have without this.
+                Self.checking.withLock { _ = $0.removeValue(forKey: runner.sha256) }
+                promise.complete(outcome)
+            }
+            thread.name = "mr-gzip-check"
+            thread.start()
+        }
+        return try await promise.value()
+    }
+
+    /// The size the compressed copy is expected to have, for the bootstrap's argv before the copy is checked:
+    /// the checked copy's, else the cache entry's as it stands (what is sent is checked against it first), or
+    /// nil when there is no entry yet.
+    package func expectedGzipSize() -> Int? {
+        if let known = Self.verified.withLock({ $0[sha256] }) { return known.count }
+        let cached = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(
+            ".cache/micro-runner/\(sha256).gz"
+        )
+        var st = stat()
+        guard stat(cached.path, &st) == 0, st.st_size > 0 else { return nil }
+        return Int(st.st_size)
+    }
 
     /// The disk cache's copy, checked (or made anew), without the per-process memo.
     package func gzippedUncached() throws -> Data {

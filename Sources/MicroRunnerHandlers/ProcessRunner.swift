@@ -328,7 +328,6 @@ private struct Capture {
         self.batchLines = spec.batchLines
     }
 
-    @_optimize(speed)
     mutating func append(_ buffer: [UInt8], count: Int) {
         if limit > 0 {
             let room = limit - kept.count
@@ -363,7 +362,6 @@ private struct Capture {
     /// The end of the read's last line when its whole lines are, byte for byte, what batching them would give:
     /// no `\r` to drop, no line to cut, and an unfinished tail too short to cut. Under -Osize every
     /// `append(contentsOf:)` copies byte by byte: two copies of a 100 MB flood were a fifth of the runner's time.
-    @_optimize(speed)
     func wholeLines(_ buffer: [UInt8], count: Int) -> Int? {
         buffer.withUnsafeBytes { raw -> Int? in
             let base = raw.baseAddress!
@@ -390,7 +388,6 @@ private struct Capture {
     }
 
     /// The line in `pending` is complete: hand it on (without a `\r` before its `\n`), in pieces when long.
-    @_optimize(speed)
     mutating func endLine() {
         if pending.last == 0x0D { pending.removeLast() }
         // A long line that arrived whole in one read still goes out in pieces of at most maxLineBytes.
@@ -403,7 +400,6 @@ private struct Capture {
         pending.removeAll(keepingCapacity: true)
     }
 
-    @_optimize(speed)
     mutating func deliver(_ piece: ArraySlice<UInt8>) {
         guard batchLines else {
             onLine?(stream, piece)

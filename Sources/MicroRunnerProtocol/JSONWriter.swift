@@ -52,7 +52,6 @@ public enum JSONWriter {
     }
 
     /// Appends `s` as a quoted, escaped JSON string.
-    @_optimize(speed)
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var s = s

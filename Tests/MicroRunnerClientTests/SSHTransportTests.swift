@@ -61,6 +61,35 @@ struct SSHTransportTests {
         #expect(!FileManager.default.fileExists(atPath: dir), "remote directory left behind")
     }
 
+    /// The bootstrap is started with the cache entry's size while the entry is still being checked: an entry
+    /// someone replaced (here: another file, compressed, of another size) is caught before a byte is sent, and the
+    /// host is started again with the checked copy.
+    @Test func aCacheEntryReplacedBeforeTheCheckIsNotSentAndTheHostStillStarts() async throws {
+        let s = try server()
+        // A runner this process has not checked yet: the real one with bytes after its end (still a valid ELF).
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-fresh-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/micro-runner"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: runnerPath))
+        bytes.append(contentsOf: Array("\(UUID().uuidString)".utf8))
+        try bytes.write(to: URL(fileURLWithPath: path))
+        chmod(path, 0o755)
+        let runner = try RunnerBinary(path: path)
+        let entry = try cacheEntry(of: runner)
+        defer { try? FileManager.default.removeItem(at: entry) }
+        try Data([0x1F, 0x8B] + Array(repeating: 0x41, count: 1000)).write(to: entry)
+        #expect(runner.expectedGzipSize() == 1002, "the entry as it stands goes in argv")
+        let out = try await RunnerClient.withRunner(transport: transport("h1", s), runner: runner) { client in
+            try await client.exec(ExecParams(command: "echo started")).stdout
+        }
+        #expect(out == "started\n")
+        let good = try runner.gzippedUncached()
+        let replaced = try Data(contentsOf: entry) == good
+        #expect(replaced, "the entry was replaced by the checked copy")
+        #expect(runner.expectedGzipSize() == good.count)
+    }
+
     @Test func aSharedConnectionServesSeveralSessionsAndShutdownClosesIt() async throws {
         let s = try server()
         var template = Array((NSTemporaryDirectory() + "/mr-cm.XXXXXX").utf8CString)
