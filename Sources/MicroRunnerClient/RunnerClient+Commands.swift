@@ -42,7 +42,7 @@ extension RunnerClient {
     /// `exec`. A non-zero exit status is a result, not an error.
     ///
     /// `params.streamBatch`: `onEvent` may get several lines of one stream in one EVENT, joined by `\n` (see
-    /// ``EventMessage/lines``); a 100 MB flood of short lines then costs ~6,100 EVENTs rather than 1.25 million.
+    /// `EventMessage.lines`); a 100 MB flood of short lines then costs ~6,100 EVENTs rather than 1.25 million.
     ///
     /// `dryRun`: the runner checks the command and answers without running it (`skipped` is true), as Ansible's
     /// check mode skips shell and command tasks; a runner that does not list the `dry_run` extension would run
