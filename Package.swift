@@ -86,6 +86,7 @@ let package = Package(
                 "MicroRunnerClient",
                 "MicroRunnerInventory",
                 "MicroRunnerProtocol",
+                "MicroRunnerSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -131,3 +131,20 @@ package func signalName(_ signal: Int32) -> String {
     default: "SIG\(signal)"
     }
 }
+
+/// The index of the first `byte` in `bytes[start..<end]` (`end` defaults to the end), by memchr: `firstIndex(of:)`
+/// goes byte by byte, in the runner's `-Osize` build as in mrctl, and a 100 MB stream of 80-byte lines is 1.25
+/// million searches on each side (5-6% of mrctl's time, and more of the runner's, before).
+package func firstIndex(
+    of byte: UInt8,
+    in bytes: UnsafeRawBufferPointer,
+    from start: Int = 0,
+    to end: Int? = nil
+)
+    -> Int?
+{
+    let end = min(end ?? bytes.count, bytes.count)
+    guard start < end, let base = bytes.baseAddress else { return nil }
+    guard let hit = memchr(base + start, Int32(byte), end - start) else { return nil }
+    return base.distance(to: UnsafeRawPointer(hit))
+}
