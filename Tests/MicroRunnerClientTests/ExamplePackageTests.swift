@@ -22,7 +22,21 @@ let examplesBuilt =
 )
 struct ExamplePackageTests {
     /// Runs an example program (without MICRO_RUNNER_DIR: it finds the runners the plugin put beside its build).
+    ///
+    /// On threads of its own, not the cooperative pool: its two blocking reads there once held both of the pool's
+    /// threads (2 cores) while another test's runner, which had inherited these pipes in a concurrent spawn, kept
+    /// them open and waited for that pool itself; neither test ever finished (a fresh-clone run hung).
     func run(_ program: String, _ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try Self.runBlocking(program, arguments) }) }
+            thread.start()
+        }
+    }
+
+    static func runBlocking(
+        _ program: String,
+        _ arguments: [String]
+    ) throws -> (status: Int32, out: String, err: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: examplePackage + "/.build/debug/" + program)
         p.arguments = arguments
@@ -31,11 +45,20 @@ struct ExamplePackageTests {
         p.standardOutput = out
         p.standardError = err
         try p.run()
-        let errData = Task { err.fileHandleForReading.readDataToEndOfFile() }
+        let errData = Box(Data())
+        let errDone = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            errData.value = err.fileHandleForReading.readDataToEndOfFile()
+            errDone.signal()
+        }
+        reader.start()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        let errText = String(decoding: await errData.value, as: UTF8.self)
-        return (p.terminationStatus, String(decoding: outData, as: UTF8.self), errText)
+        errDone.wait()
+        return (
+            p.terminationStatus, String(decoding: outData, as: UTF8.self),
+            String(decoding: errData.value, as: UTF8.self)
+        )
     }
 
     /// The fixture's ssh config with three more hosts: an unresolvable name, a key the server does not know and
