@@ -95,7 +95,7 @@ package final class StagedFile: @unchecked Sendable {
     /// Appends bytes at the end of what is staged.
     package func append(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
         do {
-            try Sys.writeAll(file.fd, bytes)
+            try Sys.writeAll(file.fd, bytes, slice: Sys.fileWriteSlice)
         } catch {
             // Keep the staged bytes consistent with `size`: cut back what this call half-wrote.
             try? Sys.ftruncate(file.fd, size)
