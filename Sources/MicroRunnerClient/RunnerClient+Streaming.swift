@@ -53,23 +53,50 @@ public struct LocalFileDigest: Sendable, Equatable {
     }
 
     /// Starts hashing `path` on a thread of its own, for `RunnerClient.putFile(contentsOf:to:...)`'s overload
-    /// that takes the task: the hosts are reached and asked for their copies while the file is still being read.
-    /// A thread, not a task: a gibibyte is ~0.7 s of one core, too long to hold one of the cooperative threads
-    /// every host's session shares (two on a 2-core machine).
+    /// that takes the pending digest: the hosts are reached and asked for their copies, and a file known to
+    /// differ is already sent, while the file is still being read. A thread, not a task: a gibibyte is ~0.7 s of
+    /// one core, too long to hold one of the cooperative threads every host's session shares (two on a 2-core
+    /// machine).
     ///
     /// ```swift
     /// let digest = LocalFileDigest.start(path: "build/app.tar.gz")   // hashing starts now
     /// // ... connect to the hosts, then in each one's session:
     /// let result = try await client.putFile(contentsOf: digest, to: "/srv/app.tar.gz")
     /// ```
-    public static func start(path: String) -> Task<LocalFileDigest, any Error> {
-        Task {
+    public static func start(path: String) -> PendingFileDigest {
+        let task = Task {
             try await withCheckedThrowingContinuation { continuation in
                 let thread = Thread { continuation.resume(with: Result { try LocalFileDigest(path: path) }) }
                 thread.name = "mr-digest"
                 thread.start()
             }
         }
+        return PendingFileDigest(path: path, digest: task)
+    }
+}
+
+/// A `LocalFileDigest` still being taken (`LocalFileDigest.start(path:)`), with the file's size as it was when
+/// hashing started.
+public struct PendingFileDigest: Sendable {
+    /// The file's path.
+    public let path: String
+    /// Its size when hashing started (nil when it was not a regular file then); the digest's own size is checked
+    /// against it wherever it is relied on.
+    public let size: Int?
+    let task: Task<LocalFileDigest, any Error>
+
+    /// A digest of `path` being taken by `digest` (however the caller takes it); `size` is read now.
+    public init(path: String, digest: Task<LocalFileDigest, any Error>) {
+        var st = stat()
+        self.path = path
+        self.size = stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
+        self.task = digest
+    }
+
+    /// The digest, once the whole file has been read.
+    /// - Throws: `ClientError` `.usage` when it cannot be read.
+    public var value: LocalFileDigest {
+        get async throws { try await task.value }
     }
 }
 
@@ -131,7 +158,7 @@ extension RunnerClient {
     /// host is asked for its copy at once, while the local file is read. For an unchanged file the two hashes
     /// (each ~0.7 s a GiB on this machine's CPU) then overlap instead of adding up.
     public func putFile(
-        contentsOf pending: Task<LocalFileDigest, any Error>,
+        contentsOf pending: PendingFileDigest,
         to path: String,
         mode: FileMode? = nil,
         owner: String = "",
@@ -143,10 +170,39 @@ extension RunnerClient {
         timeout: Duration = .seconds(300)
     ) async throws -> FileWriteResult {
         async let there = hostCopy(path, timeout: timeout)
+        let copy = await there
+        // Known to differ before the local hash is done (no file there, or another size): the chunks go out while
+        // the file is still being hashed, and only the final one, which carries the whole file's SHA-256, waits
+        // for it. A 1 GiB put started sending ~1 s earlier (the local hash), and on this VM that also kept the
+        // host's page-cache writes on memory it still backs (see docs/PERFORMANCE.md).
+        if !dryRun, let size = pending.size, size > chunkSize, copy == nil || copy?.size != size,
+            supports("file.raw_content"), supports("file.chunked_write"), supports("file.content_base64")
+        {
+            return try await streamChunks(
+                of: pending.path,
+                size: size,
+                sha256: {
+                    let local = try await pending.value
+                    // Grown or shrunk since it was measured: what was sent is not the file that was hashed.
+                    guard local.size == size else {
+                        throw ClientError(
+                            .usage,
+                            "\(pending.path) changed while it was sent (\(size) -> \(local.size) bytes)"
+                        )
+                    }
+                    return local.sha256
+                },
+                to: path,
+                target: ChunkTarget(path: path, mode: mode, owner: owner, group: group, backup: backup),
+                timeout: timeout,
+                chunkSize: chunkSize,
+                window: window
+            )
+        }
         let local = try await pending.value
         return try await putFile(
             contentsOf: local,
-            hostCopy: await there,
+            hostCopy: copy,
             to: path,
             mode: mode,
             owner: owner,
@@ -205,12 +261,37 @@ extension RunnerClient {
                 timeout: timeout
             )
         }
-        guard let handle = FileHandle(forReadingAtPath: local.path) else {
-            throw ClientError(.usage, "cannot read \(local.path)")
+        return try await streamChunks(
+            of: local.path,
+            size: local.size,
+            sha256: { local.sha256 },
+            to: path,
+            target: ChunkTarget(path: path, mode: mode, owner: owner, group: group, backup: backup),
+            timeout: timeout,
+            chunkSize: chunkSize,
+            window: window
+        )
+    }
+
+    /// Sends `size` bytes of the file at `source` in chunks, at most `window` in flight, and checks the answer.
+    /// `sha256` is the whole file's digest: asked for only when the final chunk is sent (raw content: the runner
+    /// checks the staged file against it) or after the last one (base64: compared with the hash taken here of
+    /// what was sent), so a digest still being taken does not hold the first bytes back.
+    private func streamChunks(
+        of source: String,
+        size: Int,
+        sha256: () async throws -> String,
+        to path: String,
+        target: ChunkTarget,
+        timeout: Duration,
+        chunkSize: Int,
+        window: Int
+    ) async throws -> FileWriteResult {
+        guard let handle = FileHandle(forReadingAtPath: source) else {
+            throw ClientError(.usage, "cannot read \(source)")
         }
         defer { try? handle.close() }
         let uploadID = "u" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let target = ChunkTarget(path: path, mode: mode, owner: owner, group: group, backup: backup)
         let chain = supports("run_if_succeeded")
         // Raw bytes after the line: no base64 to make and check on either side and a third less through ssh
         // (a 1 GiB put on loopback: 20.2 s with base64, 7.6-8.6 s raw, with scp at 3.2-4.6 s in the same runs).
@@ -220,30 +301,32 @@ extension RunnerClient {
         var previous: String?
         var last: DoneMessage?
         var hash = Crypto.SHA256()
-        while offset < local.size {
-            let count = min(chunkSize, local.size - offset)
+        while offset < size {
+            let count = min(chunkSize, size - offset)
+            let end = offset + count
             // Raw: read straight into the buffer that is written to ssh (no Data, no copy into the line). The
-            // runner checks the whole file against `local.sha256` before it replaces anything, so no second
-            // hash is taken here; base64: each chunk is hashed here, to say the file changed while it was sent.
+            // runner checks the whole file against `sha256` (on the final chunk) before it replaces anything, so
+            // no second hash is taken here; base64: each chunk is hashed here, to say the file changed while it
+            // was sent.
+            let fileSHA256 = raw && end == size ? try await sha256() : nil
             // Held in memory only within the process-wide budget (many hosts at once must not each hold chunks).
             try await ContentBudget.shared.acquire(count)
             let chunk: [UInt8]
             do {
-                chunk = try Self.readChunk(handle.fileDescriptor, count: count, path: local.path, at: offset)
+                chunk = try Self.readChunk(handle.fileDescriptor, count: count, path: source, at: offset)
             } catch {
                 ContentBudget.shared.release(count)
                 throw error
             }
             if !raw { chunk.withUnsafeBytes { hash.update($0) } }
-            let end = offset + count
             var command = chunkCommand(
                 chunk,
                 of: target,
                 upload: uploadID,
                 at: offset,
-                final: end == local.size,
+                final: end == size,
                 raw: raw,
-                fileSHA256: local.sha256,
+                fileSHA256: fileSHA256,
                 timeout: timeout
             )
             // Each chunk runs only if the one before succeeded: a failure stops the upload exactly.
@@ -271,10 +354,11 @@ extension RunnerClient {
         }
         for (promise, sent) in inFlight { last = try await awaitAnswer(promise, sent).result() }
         // The file changed under us while it was sent: what arrived is not what was hashed before.
-        guard raw || hash.finalizeHex() == local.sha256 else {
+        let expected = try await sha256()
+        guard raw || hash.finalizeHex() == expected else {
             throw ClientError(
                 .usage,
-                "\(local.path) changed while it was sent; the host has its new bytes, not the old"
+                "\(source) changed while it was sent; the host has its new bytes, not the old"
             )
         }
         guard let last else { throw ClientError(.protocolViolation, "file.write \(path): no answer") }
@@ -284,7 +368,7 @@ extension RunnerClient {
         } catch {
             throw ClientError(.protocolViolation, "file.write result from \(hostName): \(error)")
         }
-        try verify(result, size: local.size, sha256: local.sha256, to: path)
+        try verify(result, size: size, sha256: expected, to: path)
         return result
     }
 }
@@ -352,6 +436,19 @@ extension RunnerClient {
             try? handle.close()
             if !done { unlink(staging) }
         }
+        // In slices (`Sys.fileWriteSlice`): one 4 MiB write(2) per window cost seconds a GiB on a VM whose
+        // balloon had taken the large blocks' memory back.
+        func save(_ bytes: some ContiguousBytes) throws {
+            let failure: Int32? = bytes.withUnsafeBytes { raw in
+                do throws(SystemError) {
+                    try Sys.writeAll(fd, raw, slice: Sys.fileWriteSlice)
+                    return nil
+                } catch { return error.code }
+            }
+            if let failure {
+                throw ClientError(.usage, "cannot write \(staging): \(String(cString: strerror(failure)))")
+            }
+        }
         var hash = Crypto.SHA256()
         var offset = 0
         var last: FileReadResult
@@ -397,14 +494,14 @@ extension RunnerClient {
                         )
                     }
                     got.withUnsafeBytes { hash.update($0) }
-                    try handle.write(contentsOf: got)
+                    try save(got)
                     offset += got.count
                     if got.isEmpty && offset < whole.size { break }
                     continue
                 }
                 let bytes = try checkedWindow(r, path: path, checksum: false)
                 bytes.withUnsafeBytes { hash.update($0) }
-                try handle.write(contentsOf: bytes)
+                try save(bytes)
                 offset += bytes.count
                 // A file that shrank answers short: the hash check below says it changed.
                 if bytes.isEmpty && offset < whole.size { break }
@@ -423,7 +520,7 @@ extension RunnerClient {
                 let r = try await readFile(FileReadParams(path: path, offset: offset), timeout: timeout)
                 let bytes = try checkedWindow(r, path: path)
                 bytes.withUnsafeBytes { hash.update($0) }
-                try handle.write(contentsOf: bytes)
+                try save(bytes)
                 offset += bytes.count
                 last = r
                 if !r.truncated { break }

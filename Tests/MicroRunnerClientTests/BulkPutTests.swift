@@ -115,7 +115,7 @@ import Testing
             transport: LocalTransport(),
             runner: try RunnerBinary(path: runner)
         ) { client in
-            try await client.putFile(contentsOf: pending, to: target)
+            try await client.putFile(contentsOf: PendingFileDigest(path: source, digest: pending), to: target)
         }
         #expect(result.changed == false)
         #expect(Self.sentWrites(log) == 0, "nothing sent for an unchanged file")
@@ -129,6 +129,77 @@ import Testing
         }
         #expect(changed.changed != false && changed.bytesWritten == 9 << 20)
         #expect(shell("cmp \(source) \(target)").status == 0)
+    }
+}
+
+extension BulkPutTests {
+    /// A digest that finishes only once the log shows a file.write on its way to the host (then runs `then`):
+    /// a put that waited for the whole local hash before sending would never let it finish.
+    static func digestAfterTheFirstWrite(
+        of source: String,
+        log: String,
+        then: @escaping @Sendable () -> Void = {}
+    ) -> PendingFileDigest {
+        let task = Task { () async throws -> LocalFileDigest in
+            for _ in 0..<1000 {
+                if sentWrites(log) > 0 {
+                    then()
+                    return try LocalFileDigest(path: source)
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            throw TestFailure("no chunk was sent while the local digest was pending")
+        }
+        return PendingFileDigest(path: source, digest: task)
+    }
+
+    @Test func aFileMissingOnTheHostIsSentWhileItIsStillBeingHashed() async throws {
+        let dir = NSTemporaryDirectory() + "mr-early-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (runner, log) = try Self.loggingRunner(in: dir)
+        let source = dir + "/source.bin"
+        shell("head -c \(9 << 20) /dev/urandom > \(source)")
+        for target in [dir + "/missing.bin", dir + "/shorter.bin"] {
+            if target.hasSuffix("shorter.bin") { shell("head -c \(5 << 20) \(source) > \(target)") }
+            let result = try await RunnerClient.withRunner(
+                transport: LocalTransport(),
+                runner: try RunnerBinary(path: runner)
+            ) { client in
+                try await client.putFile(contentsOf: Self.digestAfterTheFirstWrite(of: source, log: log), to: target)
+            }
+            #expect(result.changed != false && result.bytesWritten == 9 << 20, "\(target)")
+            #expect(shell("cmp \(source) \(target)").status == 0, "\(target)")
+            try FileManager.default.removeItem(atPath: log)
+        }
+    }
+
+    @Test func aFileThatGrowsWhileItIsSentNeverLands() async throws {
+        let dir = NSTemporaryDirectory() + "mr-grown-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (runner, log) = try Self.loggingRunner(in: dir)
+        let source = dir + "/source.bin"
+        let target = dir + "/target"
+        shell("head -c \(9 << 20) /dev/urandom > \(source)")
+        try "the old content\n".write(toFile: target, atomically: true, encoding: .utf8)
+        // Measured at 9 MiB, sent as 9 MiB, hashed at 9 MiB and 1 byte: the hash is not of what was sent.
+        let pending = Self.digestAfterTheFirstWrite(of: source, log: log) { shell("printf x >> \(source)") }
+        let failure: String = try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: runner)
+        ) { client in
+            do {
+                _ = try await client.putFile(contentsOf: pending, to: target)
+                return "it succeeded"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(failure.contains("changed while it was sent"), "\(failure)")
+        #expect((try? String(contentsOfFile: target, encoding: .utf8)) == "the old content\n")
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.contains(".mr-") }
+        #expect(left.isEmpty, "left behind: \(left)")
     }
 }
 
