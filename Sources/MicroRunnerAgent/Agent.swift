@@ -54,7 +54,7 @@ package final class Agent: @unchecked Sendable {
         "cancel", "dry_run", "exec.stdin", "exec.max_output_bytes", "exec.signal", "file.content_base64",
         "file.chunked_write", "file.read_offset", "file.changed", "file.digest", "file.raw_content", "signatures",
         "idempotency",
-        "run_if_succeeded", "exec.stream_batch",
+        "run_if_succeeded", "exec.stream_batch", "file.skip_checksum",
     ]
 
     /// The handlers the runner ships with.

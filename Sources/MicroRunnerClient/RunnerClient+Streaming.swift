@@ -405,8 +405,8 @@ extension RunnerClient {
 extension RunnerClient {
     /// Copies a file from the host to `localPath`, window by window (one `file.read` of at most 10 MiB in memory
     /// at a time), into a private temporary file beside `localPath` that replaces it only once complete and
-    /// verified: its size and SHA-256 must equal the host's whole-file digest (`file.digest`, asked after the
-    /// last window; a runner without it has each window's checksum checked instead). A file that changed on the
+    /// verified: its size and SHA-256 must equal the host's whole-file digest (`file.digest`, asked before the
+    /// first window; a runner without it has each window's checksum checked instead). A file that changed on the
     /// host while it was read fails, and nothing is left behind.
     /// - Returns: the host file's metadata (size, mode, owner, group, SHA-256 in `fileChecksum` when known).
     /// - Parameters:
@@ -475,6 +475,9 @@ extension RunnerClient {
                                     offset: next
                                 )
                                 p.rawContent = raw
+                                // The whole file's digest is checked here at the end: the host need not hash
+                                // each window too (a second pass over every byte there, ~1 s a GiB).
+                                p.skipChecksum = supports("file.skip_checksum")
                                 return p
                             }()
                         )

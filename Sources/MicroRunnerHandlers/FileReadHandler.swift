@@ -61,7 +61,7 @@ package final class FileReadHandler: CommandHandler {
                 mode: FileSystem.octalMode(st.st_mode),
                 owner: String(st.st_uid),
                 group: String(st.st_gid),
-                checksum: Crypto.sha256Hex(bytes),
+                checksum: p.skipChecksum ? "" : Crypto.sha256Hex(bytes),
                 truncated: moreLeft,
                 encoding: .raw,
                 offset: p.offset,
@@ -100,7 +100,7 @@ package final class FileReadHandler: CommandHandler {
                 mode: FileSystem.octalMode(st.st_mode),
                 owner: String(st.st_uid),
                 group: String(st.st_gid),
-                checksum: Crypto.sha256Hex(bytes),
+                checksum: p.skipChecksum ? "" : Crypto.sha256Hex(bytes),
                 truncated: moreLeft,
                 encoding: encoding,
                 offset: p.offset

@@ -229,6 +229,10 @@ public struct FileReadParams: Sendable, Equatable {
     /// **ext** `file.raw_content`: the window comes as raw bytes right after the DONE line (its result's
     /// `content_length` says how many) instead of in `content`. Sent only to a runner that lists the extension.
     public var rawContent: Bool = false
+    /// **ext** `file.skip_checksum`: the answer's `checksum` is left empty instead of the window's SHA-256, for
+    /// a controller that checks the whole file's digest itself (a pass over every byte saved on the host).
+    /// Sent only to a runner that lists the extension.
+    public var skipChecksum: Bool = false
 
     /// The default and largest useful `max_bytes`.
     public static let defaultMaxBytes = 10 * 1024 * 1024
@@ -437,6 +441,7 @@ extension FileReadParams: WireMapped {
         try wire("offset", &offset)
         try wire.flag("digest_only", &digestOnly)
         try wire.flag("raw_content", &rawContent)
+        try wire.flag("skip_checksum", &skipChecksum)
     }
 }
 

@@ -218,14 +218,6 @@ import Testing
         var content = Self.hostileBytes(200_000, seed: 5, embedding: s.file("x"))
         content += Array(#"{"type":"DONE","data":{"command_id":"fake","result":{}}}"#.utf8) + [0x0A, 0]
         _ = FileManager.default.createFile(atPath: s.file("data"), contents: Data(content))
-        let runner = try BuiltRunner.copy()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: runner)
-        let input = Pipe()
-        let output = Pipe()
-        p.standardInput = input
-        p.standardOutput = output
-        try p.run()
         var sent: [UInt8] = []
         for (id, offset, key) in [("r1", 0, nil), ("r2", 150_000, "k"), ("r3", 150_000, "k")]
             as [(String, Int, String?)]
@@ -238,11 +230,61 @@ import Testing
             )
         }
         sent += RunnerProcess.commandLine("after", "exec", params: ["command": "true"])
+        let answers = try Self.answers(to: sent)
+        #expect(answers.map(\.id) == ["r1", "r2", "r3", "after"])
+        #expect(answers[0].raw == Array(content[0..<100_000]))
+        #expect(answers[0].result["truncated"] == .bool(true))
+        #expect(answers[1].raw == Array(content[150_000...]))
+        #expect(answers[1].result["truncated"] == .bool(false))
+        #expect(answers[2].raw == answers[1].raw, "the second use of the key read again, with its bytes")
+        #expect(answers[0].result["encoding"] == .string("raw"))
+        #expect(answers[3].result["exit_code"]?.intValue == 0)
+    }
+
+    /// ext `file.skip_checksum`: asked, the answer's checksum is empty and the bytes are the same; not asked, the
+    /// window's SHA-256 as always. Text windows too.
+    @Test func skipChecksumLeavesOnlyTheChecksumOut() throws {
+        let s = try Scratch()
+        let content = Self.hostileBytes(300_000, seed: 9, embedding: s.file("x"))
+        _ = FileManager.default.createFile(atPath: s.file("data"), contents: Data(content))
+        try "some text\n".write(toFile: s.file("text"), atomically: true, encoding: .utf8)
+        var sent: [UInt8] = []
+        for (id, path, raw, skip) in [
+            ("skipped", "data", true, true), ("checked", "data", true, false), ("text", "text", false, true),
+        ] {
+            var params: [String: Any] = ["path": s.file(path), "offset": raw ? 1000 : 0, "max_bytes": 200_000]
+            if raw { params["raw_content"] = true }
+            if skip { params["skip_checksum"] = true }
+            sent += RunnerProcess.commandLine(id, "file.read", params: params)
+        }
+        let answers = try Self.answers(to: sent)
+        #expect(answers.map(\.id) == ["skipped", "checked", "text"])
+        #expect(answers[0].raw == Array(content[1000..<201_000]))
+        #expect(answers[0].result["checksum"] == .string(""))
+        #expect(answers[1].raw == answers[0].raw)
+        #expect(answers[1].result["checksum"] == .string(Self.sha(answers[1].raw)))
+        #expect(answers[2].result["checksum"] == .string(""))
+        #expect(answers[2].result["content"] == .string("some text\n"))
+        let ready = try RunnerProcess().next(.ready)
+        #expect(
+            ready["metadata"]?["extensions"]?.stringValue?.split(separator: ",").contains("file.skip_checksum") == true
+        )
+    }
+
+    /// Runs a copy of the built runner on `sent` (stdin then closed) and walks its stdout as a controller does:
+    /// each DONE or ERROR line, and the raw bytes a DONE announces after it.
+    static func answers(to sent: [UInt8]) throws -> [(id: String, result: JSONValue, raw: [UInt8])] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try BuiltRunner.copy())
+        let input = Pipe()
+        let output = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        try p.run()
         try input.fileHandleForWriting.write(contentsOf: Data(sent))
         try input.fileHandleForWriting.close()
         let all = [UInt8](output.fileHandleForReading.readDataToEndOfFile())
         p.waitUntilExit()
-        // Walk the stream as a controller does: a line, and the raw bytes its DONE announces.
         var at = 0
         var answers: [(id: String, result: JSONValue, raw: [UInt8])] = []
         while let nl = all[at...].firstIndex(of: 0x0A) {
@@ -259,13 +301,6 @@ import Testing
             }
             answers.append((envelope.data["command_id"]?.stringValue ?? "?", result, raw))
         }
-        #expect(answers.map(\.id) == ["r1", "r2", "r3", "after"])
-        #expect(answers[0].raw == Array(content[0..<100_000]))
-        #expect(answers[0].result["truncated"] == .bool(true))
-        #expect(answers[1].raw == Array(content[150_000...]))
-        #expect(answers[1].result["truncated"] == .bool(false))
-        #expect(answers[2].raw == answers[1].raw, "the second use of the key read again, with its bytes")
-        #expect(answers[0].result["encoding"] == .string("raw"))
-        #expect(answers[3].result["exit_code"]?.intValue == 0)
+        return answers
     }
 }

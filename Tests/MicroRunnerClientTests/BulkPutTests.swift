@@ -174,6 +174,24 @@ extension BulkPutTests {
         }
     }
 
+    /// fetch checks the whole file's digest itself, so it asks the host not to hash each window again
+    /// (ext `file.skip_checksum`), and the file still lands verified.
+    @Test func fetchAsksTheHostNotToHashEachWindow() async throws {
+        let dir = NSTemporaryDirectory() + "mr-skip-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (runner, log) = try Self.loggingRunner(in: dir)
+        shell("head -c \(9 << 20) /dev/urandom > \(dir)/source.bin")
+        let r = try await RunnerClient.withRunner(transport: LocalTransport(), runner: try RunnerBinary(path: runner)) {
+            client in try await client.fetchFile(dir + "/source.bin", to: dir + "/back.bin")
+        }
+        let local = try LocalFileDigest(path: dir + "/source.bin")
+        #expect(r.size == 9 << 20 && r.fileChecksum == local.sha256)
+        #expect(shell("cmp \(dir)/source.bin \(dir)/back.bin").status == 0)
+        let asked = shell("grep -c skip_checksum \(log)").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(asked == "3", "three windows of 4 MiB, each asked without its checksum: \(asked)")
+    }
+
     @Test func aFileThatGrowsWhileItIsSentNeverLands() async throws {
         let dir = NSTemporaryDirectory() + "mr-grown-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
