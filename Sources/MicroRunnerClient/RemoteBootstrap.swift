@@ -23,21 +23,43 @@ struct RemoteBootstrap: Sendable {
     let launch: @Sendable (_ argv: [String]) throws -> ChildProcess
     /// The error for a start that ended before the runner could be sent, from what the launcher wrote on stderr.
     let failure: @Sendable (_ stderr: String) -> ClientError
+    /// With a kept connection (`SSHOptions.Sharing.persistent`): how long the host keeps the runner after its
+    /// last use, and the file (in the connection's private directory) that remembers where it is. See `Kept`.
+    var kept: Kept? = nil
 
     /// Each host's architecture once a bootstrap has reported it (by `key`).
     private static let architectures = Mutex<[String: String]>([:])
+
+    /// The directories each host (by `key`) keeps a runner in for this process's sessions: an interrupted run
+    /// removes them with the kept connection (`SSHTransport.closeMaster(includingPersistent:)`).
+    private static let keptDirectories = Mutex<[String: Set<String>]>([:])
+
+    /// The kept directories this process's sessions used on the host `key`, forgotten as they are returned.
+    static func takeKeptDirectories(_ key: String) -> [String] {
+        keptDirectories.withLock { $0.removeValue(forKey: key).map { Array($0).sorted() } ?? [] }
+    }
 
     /// Reads the gzip'd runner from stdin into a fresh private directory (decompressing while the bytes
     /// arrive), checks the SHA-256 of the decompressed runner against the runner's own (so what runs is
     /// exactly what was sent, whatever gzip did), runs it on the rest of stdin, and removes the directory when
     /// it exits.
     ///
-    /// Arguments: `DIR SIZE SHA256 RUNNER-ARGS...`. An empty `DIR` means `$TMPDIR` or `/tmp`, falling back to
+    /// Arguments: `DIR SIZE SHA256 KEEP RUNNER-ARGS...`. An empty `DIR` means `$TMPDIR` or `/tmp`, falling back to
     /// `~/.cache/micro-runner` when that is mounted noexec (`test -x` fails there: no extra program runs to
     /// find out). Given `-` instead of `SIZE`, it first reports `uname -m` on stderr and reads `SIZE SHA256`
     /// from stdin (the client then sends the runner for that architecture over the same session: one round
     /// trip, no second connection). An empty line goes to stdout before the runner starts, so text a login rc
     /// printed without a newline cannot run into READY.
+    ///
+    /// `KEEP` > 0 (a kept connection): the checked runner gets a second name in its directory, its SHA-256, and
+    /// the directory stays when the runner exits (the runner deletes only the name it was started by, as every
+    /// runner does, ours or the Go one); a sweeper removes it once `KEEP` seconds pass without a session using it
+    /// (`micro-runner-kept: new DIR`). A later session gives `@DIR` as `SIZE`: when DIR is still a directory of
+    /// this user (not a link) holding that name, the runner is linked into a directory of the session's own
+    /// (`DIR/PID`, removed when it ends, so sessions at once never share a name) and started with no upload
+    /// (`micro-runner-kept: DIR`); otherwise the bootstrap says `micro-runner-kept: no` and reads `SIZE SHA256`
+    /// from stdin as with `-`. Only this user (or root) can write in that directory (0711, so a become user can
+    /// reach its session's directory), and the SHA-256 tool the upload's check uses would run with the same trust.
     ///
     /// One line of `;`-separated commands, with no `!`, no backslash and no newline: over ssh the login shell
     /// parses it before `/bin/sh` does, and csh/tcsh refuse a newline inside quotes, fish reads backslashes in
@@ -45,9 +67,10 @@ struct RemoteBootstrap: Sendable {
     /// there are as few as POSIX sh allows (mktemp, head, gzip, the hash tool, chmod).
     static let script = [
         "set -u",
-        "dir=$1; size=$2; sum=$3; shift 3",
-        #"if [ "$size" = - ]; then echo "micro-runner-arch: $(uname -m)" >&2; read -r size sum || { echo "micro-runner-bootstrap: no runner was sent" >&2; exit 93; }; fi"#,
+        "dir=$1; size=$2; sum=$3; keep=$4; shift 4",
         "umask 077",
+        #"if [ "${size#@}" != "$size" ]; then c=${size#@}; if [ -d "$c" ] && [ ! -h "$c" ] && [ -O "$c" ] && [ -f "$c/$sum" ] && mkdir "$c/$$" 2>/dev/null; then d=$c/$$; trap 'rm -rf "$d"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; if ln "$c/$sum" "$d/micro-runner"; then : > "$c/used"; echo "micro-runner-dir: $d" >&2; echo "micro-runner-kept: $c" >&2; echo; "$d/micro-runner" "$@"; exit; fi; rm -rf "$d"; trap - EXIT; fi; echo "micro-runner-kept: no" >&2; read -r size sum || { echo "micro-runner-bootstrap: no runner was sent" >&2; exit 93; }; fi"#,
+        #"if [ "$size" = - ]; then echo "micro-runner-arch: $(uname -m)" >&2; read -r size sum || { echo "micro-runner-bootstrap: no runner was sent" >&2; exit 93; }; fi"#,
         "base=${dir:-${TMPDIR:-/tmp}}",
         #"d=$(mktemp -d "$base/micro-runner.XXXXXXXX") || { echo "micro-runner-bootstrap: cannot create a directory in $base (mktemp failed)" >&2; exit 90; }"#,
         #"echo "micro-runner-dir: $d" >&2"#,
@@ -62,13 +85,20 @@ struct RemoteBootstrap: Sendable {
         #"chmod 700 "$d/micro-runner""#,
         #"[ -x "$d/micro-runner" ] || [ -n "$dir" ] || { f=${HOME:-/nonexistent}/.cache/micro-runner; mkdir -p "$f" && chmod 700 "$f" && e=$(mktemp -d "$f/run.XXXXXXXX") && mv "$d/micro-runner" "$e/" && rm -rf "$d" && d=$e && echo "micro-runner-dir: $d" >&2 && echo "micro-runner-note: $base is mounted noexec; the runner runs from $d" >&2; }"#,
         #"[ -x "$d/micro-runner" ] || { echo "micro-runner-bootstrap: cannot run programs from $base (mounted noexec?); choose a directory with --remote-tmp DIR" >&2; exit 95; }"#,
+        #"if [ "$keep" -gt 0 ] && ln "$d/micro-runner" "$d/$sum"; then chmod 711 "$d"; : > "$d/used"; trap - EXIT; (trap '' HUP INT TERM; while sleep "$keep"; do [ -e "$d/used" ] || break; rm -f "$d/used"; done; rm -rf "$d") < /dev/null > /dev/null 2>&1 & echo "micro-runner-kept: new $d" >&2; fi"#,
         "echo",
         #""$d/micro-runner" "$@""#,
     ].joined(separator: "; ")
 
     /// The command that runs the bootstrap: `/bin/sh -c SCRIPT micro-runner-bootstrap DIR SIZE SHA256 ARGS...`.
-    static func command(directory: String?, size: String, sha256: String, arguments: [String]) -> [String] {
-        ["/bin/sh", "-c", script, "micro-runner-bootstrap", directory ?? "", size, sha256] + arguments
+    static func command(
+        directory: String?,
+        size: String,
+        sha256: String,
+        keep: Int = 0,
+        arguments: [String]
+    ) -> [String] {
+        ["/bin/sh", "-c", script, "micro-runner-bootstrap", directory ?? "", size, sha256, String(keep)] + arguments
     }
 
     /// Chooses the runner (by the host's architecture when there are several), starts the bootstrap through
@@ -93,12 +123,27 @@ struct RemoteBootstrap: Sendable {
             )
         }
         let runnerArguments = (try become?.runnerArguments() ?? []) + arguments
+        // A runner this host keeps from an earlier session of the kept connection: no upload, no check, no
+        // gzip there (half of a kept 50-host fan-out's CPU went to them). The record names the runner by its hash,
+        // which also says which architecture's it is.
+        var keptDirectory: String?
+        if let kept, let record = kept.load(), remoteDirectory.map({ record.directory.hasPrefix($0 + "/") }) ?? true {
+            if !learnArchitecture, chosen.sha256 == record.sha256 {
+                keptDirectory = record.directory
+            } else if learnArchitecture,
+                let match = runners?.runners.values.first(where: { $0.sha256 == record.sha256 })
+            {
+                chosen = match
+                learnArchitecture = false
+                keptDirectory = record.directory
+            }
+        }
         // Size and hash come after the host has said what it is, when it has to. Otherwise the cache entry's size
         // goes in argv and its check overlaps the connection; a copy of another size means the entry was replaced,
         // and the host is started again with the checked one's.
         let checked: Task<Data, any Error>? =
-            learnArchitecture ? nil : Task { [chosen] in try await chosen.gzippedChecked() }
-        var size = "-"
+            learnArchitecture || keptDirectory != nil ? nil : Task { [chosen] in try await chosen.gzippedChecked() }
+        var size = keptDirectory.map { "@" + $0 } ?? "-"
         if let checked {
             if let expected = chosen.expectedGzipSize() {
                 size = String(expected)
@@ -108,7 +153,13 @@ struct RemoteBootstrap: Sendable {
         }
         let sum = learnArchitecture ? "-" : chosen.sha256
         let child = try launch(
-            Self.command(directory: remoteDirectory, size: size, sha256: sum, arguments: runnerArguments)
+            Self.command(
+                directory: remoteDirectory,
+                size: size,
+                sha256: sum,
+                keep: kept?.seconds ?? 0,
+                arguments: runnerArguments
+            )
         )
         var metadata = describe
         metadata["host"] = "\(name)"
@@ -117,7 +168,18 @@ struct RemoteBootstrap: Sendable {
         logger?.debug("connecting", metadata: metadata)
         do {
             var header: [UInt8] = []
-            if learnArchitecture, let runners {
+            if keptDirectory != nil {
+                guard let answer = await child.stderrLine(prefix: "micro-runner-kept: ", timeout: .seconds(60)) else {
+                    throw ClientError(.transport, "\(name): the host did not say whether it kept the runner")
+                }
+                if answer != "no" {
+                    logger?.debug("runner kept on the host", metadata: ["host": "\(name)", "directory": "\(answer)"])
+                    try await child.send(become?.passwordLine() ?? [])
+                    return RunnerSession(child: child, remoteDirectory: nil, become: become)
+                }
+                // Gone (swept, rebooted, replaced): sent as with an unknown architecture, and kept again.
+                header = Array("\(try await chosen.gzippedChecked().count) \(chosen.sha256)\n".utf8)
+            } else if learnArchitecture, let runners {
                 guard let uname = await child.stderrLine(prefix: "micro-runner-arch: ", timeout: .seconds(60)) else {
                     throw ClientError(.transport, "\(name): the host did not report its architecture")
                 }
@@ -171,12 +233,31 @@ struct RemoteBootstrap: Sendable {
             }
             throw failure(stderr)
         }
-        return RunnerSession(child: child, remoteDirectory: nil, become: become)
+        return RunnerSession(
+            child: child,
+            remoteDirectory: nil,
+            become: become,
+            keptSHA256: kept != nil ? chosen.sha256 : nil
+        )
     }
 
     /// Waits for the session's end; stops the runner and removes its directory when the bootstrap could not.
     func cleanup(_ session: RunnerSession) async {
         let status = await session.child.waitForExit(timeout: .seconds(10))
+        if let kept, let sha256 = session.keptSHA256 {
+            // Printed before the runner started, so in by now; a session that ended badly is not remembered.
+            let stderr = session.child.stderrText()
+            let said = stderr.split(separator: "\n").last { $0.hasPrefix("micro-runner-kept: new ") }
+            if status == 0, let said, let dir = Self.remoteDirectory(in: "micro-runner-dir: " + said.dropFirst(23)) {
+                kept.save(sha256: sha256, directory: dir)
+            }
+            for line in stderr.split(separator: "\n") where line.hasPrefix("micro-runner-kept: /") || said == line {
+                let words = line.split(separator: " ")
+                if let dir = Self.remoteDirectory(in: "micro-runner-dir: " + (words.last ?? "")) {
+                    Self.keptDirectories.withLock { _ = $0[key, default: []].insert(dir) }
+                }
+            }
+        }
         // The bootstrap's EXIT trap removes the directory whenever its shell ends by itself (any status
         // below 128); only a killed shell or a lost connection (255) needs the extra round trip.
         if let status, status < 128 { return }
@@ -196,6 +277,36 @@ struct RemoteBootstrap: Sendable {
         if let rm = try? launch(Self.cleanupCommand(directory: dir, runnerPID: pid)) {
             rm.closeStdin()
             _ = await rm.waitForExit(timeout: .seconds(15))
+        }
+    }
+
+    /// Where a kept connection's runner stays on its host between sessions (`script`'s KEEP), remembered in a
+    /// file beside the connection's control socket, in the controller's private directory for them.
+    struct Kept: Sendable {
+        /// How long the host keeps the runner after its last session (the connection's ControlPersist).
+        var seconds: Int
+        /// The file that remembers `SHA256 DIRECTORY`.
+        var recordPath: String
+
+        /// The runner and directory remembered, when the record is well formed.
+        func load() -> (sha256: String, directory: String)? {
+            guard let data = FileManager.default.contents(atPath: recordPath), data.count < 4096,
+                let text = String(data: data, encoding: .utf8)
+            else { return nil }
+            let words = text.split(separator: " ", maxSplits: 1).map { $0.trimmingCharacters(in: .newlines) }
+            guard words.count == 2, words[0].count == 64, words[0].allSatisfy({ $0.isHexDigit && !$0.isUppercase }),
+                let dir = RemoteBootstrap.remoteDirectory(in: "micro-runner-dir: \(words[1])"), dir == words[1],
+                dir.hasPrefix("/"), !dir.contains("\n")
+            else { return nil }
+            return (words[0], dir)
+        }
+
+        /// Remembers where the host keeps the runner (written whole, then renamed into place).
+        func save(sha256: String, directory: String) {
+            let staging = recordPath + ".\(getpid()).tmp"
+            unlink(staging)
+            guard LocalTransport.write(Data("\(sha256) \(directory)\n".utf8), to: staging) else { return }
+            if rename(staging, recordPath) != 0 { unlink(staging) }
         }
     }
 
@@ -222,7 +333,10 @@ struct RemoteBootstrap: Sendable {
 
     /// Whether a stderr line is the bootstrap's own bookkeeping, not a message for people.
     static func isBookkeeping(_ line: some StringProtocol) -> Bool {
-        ["micro-runner-dir:", "micro-runner-arch:", "micro-runner-note:", "micro-runner-become-pid:"].contains {
+        [
+            "micro-runner-dir:", "micro-runner-arch:", "micro-runner-note:", "micro-runner-become-pid:",
+            "micro-runner-kept:",
+        ].contains {
             line.hasPrefix($0)
         }
     }

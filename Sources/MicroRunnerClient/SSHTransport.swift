@@ -138,6 +138,14 @@ public struct SSHTransport: Transport {
         (["exec"] + argv.map(shellQuote)).joined(separator: " ")
     }
 
+    /// A kept connection (`--persist`) keeps the runner on the host as long as ssh keeps the connection: a later
+    /// session starts it with no upload (50 hosts over kept connections: half the CPU was the upload's gzip,
+    /// SHA-256 and helpers).
+    var keptRunner: RemoteBootstrap.Kept? {
+        guard case .persistent(let directory, let persist) = options.sharing, persist > 0 else { return nil }
+        return RemoteBootstrap.Kept(seconds: persist, recordPath: controlPath(directory) + ".runner")
+    }
+
     /// The bootstrap (upload, start, tidy-up) over this host's ssh.
     var bootstrap: RemoteBootstrap {
         let transport = self
@@ -156,7 +164,8 @@ public struct SSHTransport: Transport {
             },
             failure: { stderr in
                 ClientError(ClientError.sshFailureKind(stderr), "\(transport.name): \(Self.explain(stderr))")
-            }
+            },
+            kept: keptRunner
         )
     }
 
@@ -261,10 +270,28 @@ public struct SSHTransport: Transport {
         case .persistent(let d, _) where includingPersistent: directory = d
         default: return
         }
-        guard
-            FileManager.default.fileExists(atPath: controlPath(directory)), let ssh = try? sshExecutable(),
-            let p = try? ChildProcess(executable: ssh, arguments: sshArguments(nil, extra: ["-O", "exit"]))
-        else { return }
+        guard FileManager.default.fileExists(atPath: controlPath(directory)), let ssh = try? sshExecutable() else {
+            return
+        }
+        // The runner the host keeps for this connection goes with it (over the connection, before it closes).
+        let kept = RemoteBootstrap.takeKeptDirectories(host.description)
+        if case .persistent = options.sharing, let record = keptRunner?.recordPath {
+            unlink(record)
+        }
+        if !kept.isEmpty,
+            let rm = try? ChildProcess(
+                executable: ssh,
+                arguments: sshArguments(
+                    Self.remoteCommand(["/bin/sh", "-c", #"rm -rf -- "$@""#, "micro-runner-cleanup"] + kept)
+                )
+            )
+        {
+            rm.closeStdin()
+            _ = await rm.waitForExit(timeout: .seconds(15))
+        }
+        guard let p = try? ChildProcess(executable: ssh, arguments: sshArguments(nil, extra: ["-O", "exit"])) else {
+            return
+        }
         options.logger?.debug("closing the shared connection", metadata: ["host": "\(name)"])
         p.closeStdin()
         _ = await p.waitForExit(timeout: .seconds(5))

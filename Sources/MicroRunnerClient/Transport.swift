@@ -54,11 +54,14 @@ public final class RunnerSession: Sendable {
     let runnerPID = Mutex<Int?>(nil)
     /// The identity the runner was started to take, if not the login user's.
     let become: Become?
+    /// The runner's SHA-256 when the host was asked to keep it for later sessions (a kept connection).
+    let keptSHA256: String?
 
-    init(child: ChildProcess, remoteDirectory: String?, become: Become? = nil) {
+    init(child: ChildProcess, remoteDirectory: String?, become: Become? = nil, keptSHA256: String? = nil) {
         self.child = child
         self.remoteDirectory = remoteDirectory
         self.become = become
+        self.keptSHA256 = keptSHA256
     }
 }
 

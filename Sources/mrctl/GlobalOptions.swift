@@ -96,7 +96,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(
         name: .customLong("persist"),
         help:
-            "Keep each host's ssh connection this many seconds for later mrctl calls (in ~/.cache/micro-runner/cp); 0: one connection per call."
+            "Keep each host's ssh connection, and the runner in its private directory there, this many seconds for later mrctl calls (in ~/.cache/micro-runner/cp); 0: one connection per call, nothing left on the host."
     )
     var persist = 60
 

@@ -190,6 +190,30 @@ struct BecomeTests {
         #expect(leftovers(of: BecomeUsers.nopasswd).isEmpty, "\(leftovers(of: BecomeUsers.nopasswd))")
     }
 
+    /// Over a kept connection (`--persist`) the host keeps the runner for the next call, and become works from
+    /// there: to root, and to another user, who reaches the session's directory through the kept one.
+    @Test func aKeptRunnerBecomesRootAndAnotherUserAgain() throws {
+        let s = try becomeServer.get()
+        defer { for dir in leftovers(of: BecomeUsers.nopasswd) { shell("rm -rf \(dir)") } }
+        for (flags, expected) in [([String](), "root"), (["--become-user", "nobody"], "nobody")] {
+            for call in 0..<2 {
+                let run = try mrctl(
+                    [
+                        "exec", "--ssh-config", s.clientConfig, "--runner", runnerPath, "--persist", "20", "-b",
+                        "--host", "become-nopw",
+                    ] + flags + ["--", "id -un"]
+                )
+                #expect(
+                    run.status == 0 && run.stdout.contains(expected),
+                    "\(expected) \(call): \(run.stdout) \(run.stderr)"
+                )
+                // One directory on the host: the first call's, kept and used again by the second.
+                let kept = leftovers(of: BecomeUsers.nopasswd)
+                #expect(kept.count == 1, "\(expected) \(call): \(kept)")
+            }
+        }
+    }
+
     /// Counts sudo's "incorrect password attempt" lines for the password user.
     func failedAttempts() -> Int {
         let text = (try? String(contentsOfFile: BecomeUsers.passwordLog, encoding: .utf8)) ?? ""

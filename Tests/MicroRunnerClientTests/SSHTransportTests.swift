@@ -90,6 +90,70 @@ struct SSHTransportTests {
         #expect(runner.expectedGzipSize() == good.count)
     }
 
+    /// A kept connection (`--persist`) keeps the runner on the host: the next session starts it from the same
+    /// directory with no upload; a directory that is no longer this user's, or a link, is never run from (the
+    /// runner is sent again, to a new directory); and the host sweeps the directory once the keep time passes
+    /// without a session.
+    @Test func aKeptConnectionKeepsTheRunnerOnlyWhereOnlyItsUserCanWrite() async throws {
+        let s = try server()
+        var template = Array((NSTemporaryDirectory() + "/mr-kept.XXXXXX").utf8CString)
+        let dir = try #require(mkdtemp(&template).map { String(cString: $0) })
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = sshOptions(s)
+        o.sharing = .persistent(directory: dir, persist: 3)
+        let t = SSHTransport(host: HostSpec(host: "h31"), options: o)
+        let runner = try RunnerBinary(path: runnerPath)
+        let record = t.controlPath(dir) + ".runner"
+        func session() async throws -> (directory: String, inode: UInt64) {
+            try await RunnerClient.withRunner(transport: t, runner: runner) { client in
+                let pid = await client.ready.pid
+                let r = try await client.exec(ExecParams(command: "echo here"))
+                #expect(r.stdout == "here\n")
+                let path = try runnerDirectory(pid: pid)
+                var st = stat()
+                #expect(stat(path + "/micro-runner", &st) == 0)
+                return (path, UInt64(st.st_ino))
+            }
+        }
+        func remembered() -> String? {
+            (try? String(contentsOfFile: record, encoding: .utf8)).flatMap { $0.split(separator: " ").last }.map {
+                $0.trimmingCharacters(in: .newlines)
+            }
+        }
+        let first = try await session()
+        #expect(remembered() == first.directory, "the controller remembers where the runner stays")
+        #expect(FileManager.default.fileExists(atPath: first.directory + "/" + runner.sha256))
+        let second = try await session()
+        // Run from a directory of the session's own inside the kept one, linked to the same file: nothing uploaded.
+        #expect(URL(fileURLWithPath: second.directory).deletingLastPathComponent().path == first.directory)
+        #expect(second.inode == first.inode, "the same runner file ran again")
+        #expect(!FileManager.default.fileExists(atPath: second.directory), "the session's own directory went with it")
+
+        // No longer the login user's (as if another user had made a directory of that name): not run from.
+        shell("chown nobody \(first.directory)")
+        defer { shell("rm -rf \(first.directory)") }
+        let third = try await session()
+        #expect(!third.directory.hasPrefix(first.directory))
+        #expect(remembered() == third.directory)
+
+        // A link in the remembered directory's place (to the login user's own kept directory): not run from either.
+        let link = third.directory + "-link"
+        shell("ln -s \(third.directory) \(link) && chown -h \(SSHServer.user) \(link)")
+        defer { unlink(link) }
+        try "\(runner.sha256) \(link)\n".write(toFile: record, atomically: true, encoding: .utf8)
+        let fourth = try await session()
+        #expect(!fourth.directory.hasPrefix(third.directory) && !fourth.directory.hasPrefix(link))
+
+        // Swept by the host 3-6 s after its last session (the keep time is the connection's ControlPersist).
+        var gone = false
+        for _ in 0..<100 where !gone {
+            try await Task.sleep(for: .milliseconds(100))
+            gone = !FileManager.default.fileExists(atPath: fourth.directory)
+        }
+        #expect(gone, "\(fourth.directory) swept")
+        await t.closeMaster(includingPersistent: true)
+    }
+
     @Test func aSharedConnectionServesSeveralSessionsAndShutdownClosesIt() async throws {
         let s = try server()
         var template = Array((NSTemporaryDirectory() + "/mr-cm.XXXXXX").utf8CString)
