@@ -53,8 +53,9 @@ struct RemoteBootstrap: Sendable {
     ///
     /// `KEEP` > 0 (a kept connection): the checked runner gets a second name in its directory, its SHA-256, and
     /// the directory stays when the runner exits (the runner deletes only the name it was started by, as every
-    /// runner does, ours or the Go one); a sweeper removes it once `KEEP` seconds pass without a session using it
-    /// (`micro-runner-kept: new DIR`). A later session gives `@DIR` as `SIZE`: when DIR is still a directory of
+    /// runner does, ours or the Go one); a sweeper removes it once `KEEP` seconds pass with no session starting
+    /// and none running there (the first by its shell's pid, later ones by their directories' names, which are
+    /// their shells' pids) (`micro-runner-kept: new DIR`). A later session gives `@DIR` as `SIZE`: when DIR is still a directory of
     /// this user (not a link) holding that name, the runner is linked into a directory of the session's own
     /// (`DIR/PID`, removed when it ends, so sessions at once never share a name) and started with no upload
     /// (`micro-runner-kept: DIR`); otherwise the bootstrap says `micro-runner-kept: no` and reads `SIZE SHA256`
@@ -85,7 +86,7 @@ struct RemoteBootstrap: Sendable {
         #"chmod 700 "$d/micro-runner""#,
         #"[ -x "$d/micro-runner" ] || [ -n "$dir" ] || { f=${HOME:-/nonexistent}/.cache/micro-runner; mkdir -p "$f" && chmod 700 "$f" && e=$(mktemp -d "$f/run.XXXXXXXX") && mv "$d/micro-runner" "$e/" && rm -rf "$d" && d=$e && echo "micro-runner-dir: $d" >&2 && echo "micro-runner-note: $base is mounted noexec; the runner runs from $d" >&2; }"#,
         #"[ -x "$d/micro-runner" ] || { echo "micro-runner-bootstrap: cannot run programs from $base (mounted noexec?); choose a directory with --remote-tmp DIR" >&2; exit 95; }"#,
-        #"if [ "$keep" -gt 0 ] && ln "$d/micro-runner" "$d/$sum"; then chmod 711 "$d"; : > "$d/used"; trap - EXIT; (trap '' HUP INT TERM; while sleep "$keep"; do [ -e "$d/used" ] || break; rm -f "$d/used"; done; rm -rf "$d") < /dev/null > /dev/null 2>&1 & echo "micro-runner-kept: new $d" >&2; fi"#,
+        #"if [ "$keep" -gt 0 ] && ln "$d/micro-runner" "$d/$sum"; then chmod 711 "$d"; : > "$d/used"; trap - EXIT; (trap '' HUP INT TERM; p=$$; while sleep "$keep"; do b=; kill -0 "$p" 2>/dev/null && b=1; for e in "$d"/[0-9]*; do [ -d "$e" ] && kill -0 "${e##*/}" 2>/dev/null && b=1; done; [ -n "$b" ] || [ -e "$d/used" ] || break; rm -f "$d/used"; done; rm -rf "$d") < /dev/null > /dev/null 2>&1 & echo "micro-runner-kept: new $d" >&2; fi"#,
         "echo",
         #""$d/micro-runner" "$@""#,
     ].joined(separator: "; ")
