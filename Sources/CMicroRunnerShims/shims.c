@@ -51,6 +51,19 @@ char *const *mr_environ(void) { return environ; }
 #include <sys/random.h>
 #endif
 
+long mr_splice_from_file(int in, long long *offset, int out, size_t len) {
+#ifdef __linux__
+    loff_t off = (loff_t)*offset;
+    ssize_t n = splice(in, &off, out, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    *offset = (long long)off;
+    return (long)n;
+#else
+    (void)in; (void)offset; (void)out; (void)len;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 int mr_pipe_cloexec(int fds[2]) {
 #ifdef __linux__
     return pipe2(fds, O_CLOEXEC);

@@ -45,8 +45,11 @@ final class ChildProcess: @unchecked Sendable {
     private let exited = Promise<Int32>()
     private let stderrDone = Promise<Void>()
     /// Writes waiting for the I/O thread, in order; `offset` bytes of the first are written.
-    private var writes: [(bytes: [UInt8], done: Promise<Void>)] = []
+    private var writes: [(part: StdinPart, done: Promise<Void>)] = []
     private var writeOffset = 0
+    /// The file of the first write ended before its count: the rest is written as zeros (the line before it
+    /// announced that many bytes, and the stream must stay in step) and the write then fails.
+    private var writeShort = false
     /// Set once the client has asked for an answer with raw bytes after it (ext `file.raw_content`): from then
     /// on a DONE line whose result has `content_length` is followed by that many bytes, kept with the line.
     private var rawAnswers = false
@@ -62,6 +65,22 @@ final class ChildProcess: @unchecked Sendable {
     /// a host holds at most about 1 MiB + 2 lines here however fast it writes.
     static let maxQueuedBytes = 1 << 20
     private let linesContinuation: AsyncStream<[UInt8]>.Continuation
+
+    /// Where a file's bytes go through this process when its file system cannot splice; used by the one I/O
+    /// thread only, and never freed.
+    nonisolated(unsafe) private static let scratch = UnsafeMutableRawBufferPointer.allocate(
+        byteCount: 64 << 10,
+        alignment: 16
+    )
+    /// The file system of a file part refused splice(2): read and written instead, for this child from then on.
+    private var spliceUnsupported = false
+
+    /// 64 KiB of zeros, written in place of a file's bytes that were not there; never freed.
+    nonisolated(unsafe) private static let zeros: UnsafeRawBufferPointer = {
+        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+        zeros.initializeMemory(as: UInt8.self, repeating: 0)
+        return UnsafeRawBufferPointer(zeros)
+    }()
 
     /// Writing to a child that already exited raises SIGPIPE, which would end the controller; the client
     /// ignores it process-wide (once, before the first write to any child) and handles EPIPE instead.
@@ -312,14 +331,21 @@ final class ChildProcess: @unchecked Sendable {
     private func writeStdin() {
         while true {
             var completed: Promise<Void>?
+            var shortFile: Promise<Void>?
             var failed: [Promise<Void>] = []
             var failure: Int32 = 0
             let more: Bool = lock.withLock {
                 guard stdinFD >= 0, let first = writes.first else { return false }
-                let written = first.bytes.withUnsafeBytes { raw in
-                    Result { () throws(SystemError) in
-                        try Sys.writeSome(stdinFD, UnsafeRawBufferPointer(rebasing: raw[writeOffset...]))
+                let written: Result<Int?, SystemError>
+                switch first.part {
+                case .bytes(let bytes):
+                    written = bytes.withUnsafeBytes { raw in
+                        Result { () throws(SystemError) in
+                            try Sys.writeSome(stdinFD, UnsafeRawBufferPointer(rebasing: raw[writeOffset...]))
+                        }
                     }
+                case .file(let fd, let offset, let count):
+                    written = Result { () throws(SystemError) in try writeFilePart(fd, at: offset, count: count) }
                 }
                 let n: Int
                 switch written {
@@ -335,14 +361,22 @@ final class ChildProcess: @unchecked Sendable {
                     return false
                 }
                 writeOffset += n
-                if writeOffset == first.bytes.count {
+                if writeOffset == first.part.count {
                     completed = first.done
+                    if writeShort { shortFile = first.done }
                     writes.removeFirst()
                     writeOffset = 0
+                    writeShort = false
                 }
                 return true
             }
-            completed?.complete(.success(()))
+            if let shortFile {
+                shortFile.complete(
+                    .failure(ClientError(.usage, "the file ended before the bytes announced were sent (it changed)"))
+                )
+            } else {
+                completed?.complete(.success(()))
+            }
             for f in failed {
                 f.complete(
                     .failure(
@@ -352,6 +386,37 @@ final class ChildProcess: @unchecked Sendable {
             }
             if !more { return }
         }
+    }
+
+    /// Writes what is left of a file part (`writeOffset` of its `count` bytes are written) to stdin, called
+    /// under `lock` by the I/O thread: spliced; read and written where the file system cannot splice; zeros once
+    /// the file has ended early. The bytes written, or `nil` when the pipe is full.
+    private func writeFilePart(_ fd: Int32, at offset: Int, count: Int) throws(SystemError) -> Int? {
+        let left = count - writeOffset
+        if !writeShort && !spliceUnsupported {
+            var at = offset + writeOffset
+            do throws(SystemError) {
+                let moved = try Sys.splice(from: fd, offset: &at, to: stdinFD, count: left)
+                if moved != 0 { return moved }
+                writeShort = true
+            } catch {
+                // A file system without splice: read and written below. Anything else fails.
+                guard error.code == EINVAL || error.code == ENOSYS else { throw error }
+                spliceUnsupported = true
+            }
+        }
+        if !writeShort {
+            // Read again from the offset each time: a pipe that takes only part of it loses nothing.
+            let scratch = Self.scratch
+            let n = try Sys.pread(
+                fd,
+                into: UnsafeMutableRawBufferPointer(rebasing: scratch[..<min(scratch.count, left)]),
+                at: offset + writeOffset
+            )
+            if n > 0 { return try Sys.writeSome(stdinFD, UnsafeRawBufferPointer(rebasing: scratch[..<n])) }
+            writeShort = true
+        }
+        return try Sys.writeSome(stdinFD, UnsafeRawBufferPointer(rebasing: Self.zeros[..<min(Self.zeros.count, left)]))
     }
 
     /// Reaps the child if it exited.
@@ -378,11 +443,19 @@ final class ChildProcess: @unchecked Sendable {
     /// Writes the parts back to back, with nothing else between them (a CMD line and the raw content after it),
     /// without copying them into one buffer.
     func send(parts: [[UInt8]]) async throws {
+        try await send(parts: parts.map { StdinPart.bytes($0) })
+    }
+
+    /// Writes the parts back to back, with nothing else between them: bytes, or a region of an open file moved
+    /// into the pipe with splice(2) (no copy through this process). The file must stay open until this returns;
+    /// if it ends early the rest goes as zeros, to keep the stream in step with the line that announced the
+    /// count, and this throws.
+    func send(parts: [StdinPart]) async throws {
         let done = Promise<Void>()
         let accepted: Bool = lock.withLock {
             if stdinCloseRequested || stdinFD < 0 || status != nil { return false }
-            for part in parts.dropLast() where !part.isEmpty { writes.append((part, Promise<Void>())) }
-            writes.append((parts.last ?? [], done))
+            for part in parts.dropLast() where part.count > 0 { writes.append((part, Promise<Void>())) }
+            writes.append((parts.last ?? .bytes([]), done))
             return true
         }
         guard accepted else { throw ClientError(.closed, "stdin of the runner is already closed") }
@@ -533,4 +606,19 @@ package enum RawAnswer {
 /// The index of the first `\n` in `bytes[from...]`.
 func firstNewline(in bytes: [UInt8], from start: Int) -> Int? {
     bytes.withUnsafeBytes { firstIndex(of: 0x0A, in: $0, from: start) }
+}
+
+/// A part of what is written to a child's stdin.
+enum StdinPart: Sendable {
+    /// These bytes.
+    case bytes([UInt8])
+    /// `count` bytes of the open regular file `fd` from `offset`, moved with splice(2).
+    case file(fd: Int32, offset: Int, count: Int)
+
+    var count: Int {
+        switch self {
+        case .bytes(let b): b.count
+        case .file(_, _, let count): count
+        }
+    }
 }

@@ -284,6 +284,8 @@ extension RunnerClient {
     /// The `file.write` CMD for one chunk of a chunked upload (PROTOCOL.md chunked writes).
     /// - Parameter raw: announce the chunk as raw content after the line (ext `file.raw_content`; the caller
     ///   sends the bytes with `startSending(_:content:)`) instead of carrying it as base64 in the line.
+    /// - Parameter rawLength: with `raw`, the count of bytes that follow when they are not in `chunk` (sent from
+    ///   the file with `startSending(_:contentFile:)`; never with a signer, whose hash needs the bytes).
     /// - Parameter fileSHA256: with `raw`, on the final chunk: the whole file's SHA-256, which the runner checks
     ///   before the file replaces anything.
     func chunkCommand(
@@ -293,6 +295,7 @@ extension RunnerClient {
         at offset: Int,
         final: Bool,
         raw: Bool = false,
+        rawLength: Int? = nil,
         fileSHA256: String? = nil,
         timeout: Duration
     ) -> CommandMessage {
@@ -305,7 +308,7 @@ extension RunnerClient {
             final: final
         )
         if raw {
-            p.contentLength = chunk.count
+            p.contentLength = rawLength ?? chunk.count
             p.fileSHA256 = final ? fileSHA256 : nil
             // A signature covers the params, not the bytes after the line: their hash binds them to it.
             if signer != nil {

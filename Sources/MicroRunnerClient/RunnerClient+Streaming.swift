@@ -296,6 +296,14 @@ extension RunnerClient {
         // Raw bytes after the line: no base64 to make and check on either side and a third less through ssh
         // (a 1 GiB put on loopback: 20.2 s with base64, 7.6-8.6 s raw, with scp at 3.2-4.6 s in the same runs).
         let raw = supports("file.raw_content")
+        // Raw and unsigned: each chunk goes from the page cache into ssh's pipe by splice(2), never read into
+        // this process (a 1 GiB put spent ~1.2 s of mrctl's CPU reading chunks into fresh buffers, faulting them
+        // in and copying them into the pipe). Signed chunks carry their hash, so they are read.
+        #if os(Linux)
+        let splice = raw && signer == nil
+        #else
+        let splice = false
+        #endif
         var inFlight: [(Promise<Answer>, CommandMessage)] = []
         var offset = 0
         var previous: String?
@@ -304,47 +312,55 @@ extension RunnerClient {
         while offset < size {
             let count = min(chunkSize, size - offset)
             let end = offset + count
-            // Raw: read straight into the buffer that is written to ssh (no Data, no copy into the line). The
-            // runner checks the whole file against `sha256` (on the final chunk) before it replaces anything, so
-            // no second hash is taken here; base64: each chunk is hashed here, to say the file changed while it
-            // was sent.
+            // Raw: the bytes go to ssh as they are (spliced from the file, or read straight into the buffer that is
+            // written). The runner checks the whole file against `sha256` (on the final chunk) before it replaces
+            // anything, so no second hash is taken here; base64: each chunk is hashed here, to say the file
+            // changed while it was sent.
             let fileSHA256 = raw && end == size ? try await sha256() : nil
-            // Held in memory only within the process-wide budget (many hosts at once must not each hold chunks).
-            try await ContentBudget.shared.acquire(count)
-            let chunk: [UInt8]
-            do {
-                chunk = try Self.readChunk(handle.fileDescriptor, count: count, path: source, at: offset)
-            } catch {
-                ContentBudget.shared.release(count)
-                throw error
-            }
-            if !raw { chunk.withUnsafeBytes { hash.update($0) } }
-            var command = chunkCommand(
-                chunk,
-                of: target,
-                upload: uploadID,
-                at: offset,
-                final: end == size,
-                raw: raw,
-                fileSHA256: fileSHA256,
-                timeout: timeout
-            )
             // Each chunk runs only if the one before succeeded: a failure stops the upload exactly.
-            if chain, let previous { command.metadata = ["run_if_succeeded": previous] }
-            previous = command.id
+            let chained = chain ? previous.map { ["run_if_succeeded": $0] } : nil
+            var command: CommandMessage
             let promise: Promise<Answer>
-            do {
+            if splice {
+                command = chunkCommand(
+                    [],
+                    of: target,
+                    upload: uploadID,
+                    at: offset,
+                    final: end == size,
+                    raw: true,
+                    rawLength: count,
+                    fileSHA256: fileSHA256,
+                    timeout: timeout
+                )
+                command.metadata = chained
+                promise = try await startSending(command, contentFile: (handle.fileDescriptor, offset, count))
+            } else {
+                // Held in memory only within the process-wide budget (many hosts at once must not each hold
+                // chunks).
+                try await ContentBudget.shared.acquire(count)
+                defer { ContentBudget.shared.release(count) }
+                let chunk = try Self.readChunk(handle.fileDescriptor, count: count, path: source, at: offset)
+                if !raw { chunk.withUnsafeBytes { hash.update($0) } }
+                command = chunkCommand(
+                    chunk,
+                    of: target,
+                    upload: uploadID,
+                    at: offset,
+                    final: end == size,
+                    raw: raw,
+                    fileSHA256: fileSHA256,
+                    timeout: timeout
+                )
+                command.metadata = chained
+                // Once written to ssh, raw bytes are gone from memory as this block ends; base64, the line that
+                // carried them too (params emptied below).
                 promise = try await startSending(command, content: raw ? chunk : nil)
-            } catch {
-                ContentBudget.shared.release(count)
-                throw error
+                // Kept for its id and timeout only: the sent chunk's 5.6 MB of base64 must not stay alive while the
+                // window waits (4 of them took the peak RSS from ~60 to ~96 MB).
+                command.params = .object(JSONObject())
             }
-            // Written to ssh: raw, the bytes are gone from memory once this iteration ends; base64, the line that
-            // carried them too (params emptied below).
-            ContentBudget.shared.release(count)
-            // Kept for its id and timeout only: the sent chunk's 5.6 MB of base64 must not stay alive while the
-            // window waits (4 of them took the peak RSS from ~60 to ~96 MB).
-            command.params = .object(JSONObject())
+            previous = command.id
             inFlight.append((promise, command))
             offset = end
             if inFlight.count >= max(1, window) {

@@ -442,6 +442,31 @@ public actor RunnerClient {
         return promise
     }
 
+    /// `startSending(_:content:)` with the raw content taken from an open file by splice(2): the bytes never pass
+    /// through this process's memory. The file must stay open until this returns.
+    func startSending(
+        _ command: CommandMessage,
+        contentFile: (fd: Int32, offset: Int, count: Int)
+    ) async throws
+        -> Promise<Answer>
+    {
+        try check(command)
+        let line = try encode(command)
+        guard supports("file.raw_content"), command.params["content_length"]?.intValue == contentFile.count else {
+            throw ClientError(.usage, "raw content for \(command.id) without a matching content_length or runner")
+        }
+        let promise = try register(command.id, nil)
+        do {
+            try await session.child.send(parts: [
+                .bytes(line), .file(fd: contentFile.fd, offset: contentFile.offset, count: contentFile.count),
+            ])
+        } catch {
+            waiters[command.id] = nil
+            throw explained(error)
+        }
+        return promise
+    }
+
     /// The answer to a command `startSending` sent, within its timeout and `answerGrace`.
     func awaitAnswer(_ promise: Promise<Answer>, _ command: CommandMessage) async throws -> Answer {
         try await answer(promise, command)

@@ -196,6 +196,27 @@ package enum Sys {
         }
     }
 
+    /// splice(2) from the regular file `fd` at `offset` (advanced past what moved) into the pipe `pipe`, which
+    /// may be non-blocking: the bytes moved (0 at the file's end), or `nil` when the pipe is full. The page
+    /// cache's pages go into the pipe without a copy through this process.
+    package static func splice(
+        from fd: Int32,
+        offset: inout Int,
+        to pipe: Int32,
+        count: Int
+    ) throws(SystemError) -> Int? {
+        while true {
+            var at = Int64(offset)
+            let n = mr_splice_from_file(fd, &at, pipe, count)
+            if n >= 0 {
+                offset = Int(at)
+                return n
+            }
+            if errno == EAGAIN { return nil }
+            if errno != EINTR { throw SystemError.last }
+        }
+    }
+
     /// poll(2): how many descriptors have events; 0 when `timeoutMs` passed or a signal interrupted the wait
     /// (not retried here: a caller with a deadline recomputes what is left of it, and polls again).
     package static func poll(_ fds: inout [pollfd], timeoutMs: Int32) throws(SystemError) -> Int {

@@ -174,6 +174,39 @@ extension BulkPutTests {
         }
     }
 
+    /// A file that shrinks while its chunks go from the page cache into ssh's pipe (splice): the chunk that
+    /// announced more bytes than are left is made up with zeros, so the stream stays in step (the same session
+    /// runs the next command), the put fails as changed, and the target is left as it was.
+    @Test func aFileThatShrinksWhileItIsSentFailsAndTheSessionGoesOn() async throws {
+        let dir = NSTemporaryDirectory() + "mr-shrunk-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = dir + "/source.bin"
+        let target = dir + "/target"
+        shell("head -c \(13 << 20) /dev/urandom > \(source)")
+        try "the old content\n".write(toFile: target, atomically: true, encoding: .utf8)
+        // Measured at 13 MiB, then cut to 5 MiB before anything is sent: the second 4 MiB chunk finds 1 MiB.
+        let pending = PendingFileDigest(path: source, digest: Task { try LocalFileDigest(path: source) })
+        #expect(truncate(source, off_t(5 << 20)) == 0)
+        let (failure, after): (String, String) = try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: runnerPath)
+        ) { client in
+            var failure = "it succeeded"
+            do {
+                _ = try await client.putFile(contentsOf: pending, to: target, window: 1)
+            } catch {
+                failure = "\(error)"
+            }
+            return (failure, try await client.exec(ExecParams(command: "echo still in step")).stdout)
+        }
+        #expect(failure.contains("the file ended before the bytes announced were sent"), "\(failure)")
+        #expect(after == "still in step\n")
+        #expect((try? String(contentsOfFile: target, encoding: .utf8)) == "the old content\n")
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.contains(".mr-") }
+        #expect(left.isEmpty, "left behind: \(left)")
+    }
+
     /// fetch checks the whole file's digest itself, so it asks the host not to hash each window again
     /// (ext `file.skip_checksum`), and the file still lands verified.
     @Test func fetchAsksTheHostNotToHashEachWindow() async throws {

@@ -48,6 +48,9 @@ static inline const char *mr_dirent_name(const struct dirent *entry) { return en
 #define C_MICRO_RUNNER_SHIMS_H_GNU
 /// pipe2(fds, O_CLOEXEC).
 int mr_pipe_cloexec(int fds[2]);
+/// splice(2) of up to `len` bytes from the file `in` at `*offset` (advanced) to the pipe `out`, without
+/// blocking on the pipe; ENOSYS where there is no splice.
+long mr_splice_from_file(int in, long long *offset, int out, size_t len);
 /// getrandom(2); falls back to /dev/urandom.
 long mr_getrandom(void *buf, size_t len);
 /// posix_spawn_file_actions_addchdir_np (glibc 2.29+); ENOSYS where missing.
