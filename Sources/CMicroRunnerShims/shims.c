@@ -64,6 +64,15 @@ long mr_splice_from_file(int in, long long *offset, int out, size_t len) {
 #endif
 }
 
+int mr_start_writeback(int fd, long long offset, long long len) {
+#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
+    return sync_file_range(fd, (off_t)offset, (off_t)len, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd; (void)offset; (void)len;
+    return 0;
+#endif
+}
+
 int mr_pipe_cloexec(int fds[2]) {
 #ifdef __linux__
     return pipe2(fds, O_CLOEXEC);

@@ -55,6 +55,7 @@ package final class Agent: @unchecked Sendable {
         "file.chunked_write", "file.read_offset", "file.changed", "file.digest", "file.raw_content", "signatures",
         "idempotency",
         "run_if_succeeded", "exec.stream_batch", "file.skip_checksum",
+        "file.running_checksum",
     ]
 
     /// The handlers the runner ships with.

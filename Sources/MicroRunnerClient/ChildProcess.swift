@@ -53,8 +53,11 @@ final class ChildProcess: @unchecked Sendable {
     /// Set once the client has asked for an answer with raw bytes after it (ext `file.raw_content`): from then
     /// on a DONE line whose result has `content_length` is followed by that many bytes, kept with the line.
     private var rawAnswers = false
-    /// The line (ending at this index of `stdoutPending`) and the count of raw bytes that must follow it.
-    private var awaitingRaw: (lineEnd: Int, length: Int)?
+    /// An answer line with raw bytes after it, being filled: the line, `\n`, the bytes so far, with room for
+    /// `rawNeeded` more. Bytes go straight here, not through `stdoutPending` (a 4 MiB fetch window was copied
+    /// out of it and the rest moved down).
+    private var rawItem: [UInt8]?
+    private var rawNeeded = 0
     /// Whole stdout lines, without `\n`; finishes at EOF, or when a line is longer than `maxLineBytes`.
     let lines: AsyncStream<[UInt8]>
     /// The longest line accepted from a child: 16 MiB, above the 10 MiB of the Go decoder that every runner
@@ -216,25 +219,26 @@ final class ChildProcess: @unchecked Sendable {
             close(stdoutFD)
             stdoutFD = -1
         }
-        let bytes = stdoutRead
         var found: [[UInt8]] = []
         let tooLong: Bool = lock.withLock {
-            var scan = stdoutPending.count
-            stdoutPending += bytes
-            var start = 0
-            while true {
-                if let raw = awaitingRaw {
-                    // A line and its raw bytes go to the client as one item: the line, `\n`, the bytes.
-                    let end = raw.lineEnd + 1 + raw.length
-                    guard stdoutPending.count >= end else { break }
-                    found.append(Array(stdoutPending[start..<end]))
-                    queuedBytes += end - start
-                    start = end
-                    scan = start
-                    awaitingRaw = nil
-                    continue
+            var input = stdoutRead[...]
+            if rawItem != nil {
+                var item = rawItem.take()!
+                let take = min(rawNeeded, input.count)
+                item += input.prefix(take)
+                rawNeeded -= take
+                input = input.dropFirst(take)
+                if rawNeeded > 0 {
+                    rawItem = item
+                    return false
                 }
-                guard let nl = firstNewline(in: stdoutPending, from: scan) else { break }
+                queuedBytes += item.count
+                found.append(item)
+            }
+            var scan = stdoutPending.count
+            stdoutPending += input
+            var start = 0
+            while let nl = firstNewline(in: stdoutPending, from: scan) {
                 if nl - start > Self.maxLineBytes { break }
                 if rawAnswers, let length = RawAnswer.announcedLength(stdoutPending[start..<nl]) {
                     guard length <= Self.maxLineBytes else {
@@ -245,21 +249,30 @@ final class ChildProcess: @unchecked Sendable {
                         stdoutFD = -1
                         return true
                     }
-                    awaitingRaw = (nl, length)
-                    continue
+                    // A line and its raw bytes go to the client as one item: the line, `\n`, the bytes.
+                    let end = nl + 1 + length
+                    if stdoutPending.count >= end {
+                        found.append(Array(stdoutPending[start..<end]))
+                        queuedBytes += end - start
+                        start = end
+                        scan = start
+                        continue
+                    }
+                    var item: [UInt8] = []
+                    item.reserveCapacity(end - start)
+                    item += stdoutPending[start...]
+                    rawItem = item
+                    rawNeeded = end - stdoutPending.count
+                    start = stdoutPending.count
+                    break
                 }
                 found.append(Array(stdoutPending[start..<nl]))
                 queuedBytes += nl - start
                 start = nl + 1
                 scan = start
             }
-            if start > 0 {
-                stdoutPending.removeFirst(start)
-                if let raw = awaitingRaw { awaitingRaw = (raw.lineEnd - start, raw.length) }
-            }
-            // Waiting for raw bytes, the line and its bytes may be held (each at most 16 MiB).
-            let limit = awaitingRaw.map { $0.lineEnd + 1 + $0.length } ?? Self.maxLineBytes
-            guard stdoutPending.count > limit, stdoutFD >= 0 else { return false }
+            if start > 0 { stdoutPending.removeFirst(start) }
+            guard stdoutPending.count > Self.maxLineBytes, stdoutFD >= 0 else { return false }
             stdoutFailureText =
                 "sent a line longer than \(Self.maxLineBytes) bytes (16 MiB), more than any runner sends"
             stdoutPending = []

@@ -70,7 +70,7 @@ public actor RunnerClient {
     private let eventsContinuation: AsyncStream<EventMessage>.Continuation
     private var waiters: [String: Promise<Answer>] = [:]
     /// Raw bytes that followed DONE lines (ext `file.raw_content`), by command id, until taken.
-    private var rawAnswers: [String: [UInt8]] = [:]
+    private var rawAnswers: [String: ArraySlice<UInt8>] = [:]
     private var eventHandlers: [String: @Sendable (EventMessage) -> Void] = [:]
     private let readyPromise = Promise<Void>()
     private let exitPromise = Promise<Void>()
@@ -234,11 +234,12 @@ public actor RunnerClient {
 
     private func receive(_ received: [UInt8]) {
         var line = received
-        // An answer with raw bytes after it arrives as one item: the line, `\n`, the bytes (ChildProcess).
-        var raw: [UInt8]?
+        // An answer with raw bytes after it arrives as one item: the line, `\n`, the bytes (ChildProcess). The
+        // bytes stay where they are (a slice of the item): a 4 MiB copy per fetch window less.
+        var raw: ArraySlice<UInt8>?
         if let nl = firstNewline(in: received, from: 0) {
             line = Array(received[..<nl])
-            raw = Array(received[(nl + 1)...])
+            raw = received[(nl + 1)...]
         }
         // The bootstrap's empty line, which ends whatever a login rc printed without a newline.
         if line.isEmpty || line == [0x0D] { return }
@@ -319,7 +320,7 @@ public actor RunnerClient {
     }
 
     /// The raw bytes that came after a command's DONE line (ext `file.raw_content`), once: taking them forgets them.
-    func takeRawAnswer(_ id: String) -> [UInt8]? {
+    func takeRawAnswer(_ id: String) -> ArraySlice<UInt8>? {
         rawAnswers.removeValue(forKey: id)
     }
 

@@ -8,6 +8,10 @@ package final class FileReadHandler: CommandHandler {
     /// Escaped bytes the content may take in one answer line (the Go client's limit is 10 MiB).
     static let answerBudget = 9 << 20 + 512 << 10
 
+    /// ext `file.running_checksum`: the file the last such window read (device, inode), where it ended, and the
+    /// SHA-256 of every byte from offset 0 to there. Commands run one at a time, so one is enough.
+    let running = Locked<(device: UInt64, inode: UInt64, next: Int, hash: Crypto.SHA256)?>(nil)
+
     package init() {}
 
     package func isAvailable(on host: Host) -> Bool { true }
@@ -55,7 +59,7 @@ package final class FileReadHandler: CommandHandler {
         bytes.removeSubrange(min(got, want)...)
         if p.rawContent {
             // The bytes as they are, after the DONE line: no UTF-8 check, no escaping, no base64.
-            let result = FileReadResult(
+            var result = FileReadResult(
                 content: "",
                 size: fileSize > 0 ? fileSize : p.offset + bytes.count + (moreLeft ? 1 : 0),
                 mode: FileSystem.octalMode(st.st_mode),
@@ -67,6 +71,10 @@ package final class FileReadHandler: CommandHandler {
                 offset: p.offset,
                 contentLength: bytes.count
             )
+            if p.runningChecksum {
+                result.identity = Self.identity(st)
+                result.fileChecksum = runOn(bytes, of: st, at: p.offset, last: !moreLeft)
+            }
             context.trailing.bytes = bytes
             return encodeResult(result)
         }
@@ -106,6 +114,35 @@ package final class FileReadHandler: CommandHandler {
                 offset: p.offset
             )
         )
+    }
+
+    /// Carries the running SHA-256 (ext `file.running_checksum`) over this window: started at offset 0, carried
+    /// on where the same file's last window ended, dropped otherwise. The whole file's SHA-256 when this window
+    /// is its last and every byte before it went through the same hash; nil otherwise.
+    func runOn(_ bytes: [UInt8], of st: stat, at offset: Int, last: Bool) -> String? {
+        let device = UInt64(st.st_dev)
+        let inode = UInt64(st.st_ino)
+        return running.withLock { running in
+            var hash: Crypto.SHA256
+            if offset == 0 {
+                hash = Crypto.SHA256()
+            } else if let r = running, r.device == device, r.inode == inode, r.next == offset {
+                hash = r.hash
+            } else {
+                running = nil
+                return nil
+            }
+            bytes.withUnsafeBytes { hash.update($0) }
+            running = last ? nil : (device, inode, offset + bytes.count, hash)
+            return last ? hash.finalizeHex() : nil
+        }
+    }
+
+    /// `DEVICE:INODE:SIZE:MTIME:CTIME` (nanoseconds): what a controller compares across windows.
+    static func identity(_ st: stat) -> String {
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        let ctime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        return "\(UInt64(st.st_dev)):\(UInt64(st.st_ino)):\(Int64(st.st_size)):\(mtime):\(ctime)"
     }
 
     /// `digest_only`: the whole file through SHA-256 in 1 MiB reads (memory stays flat for any size), with its

@@ -103,6 +103,8 @@ package final class StagedFile: @unchecked Sendable {
             throw error
         }
         appendedHash?.update(bytes)
+        // A large upload's chunks start for the disk as they land; the commit's fsync then waits for little.
+        if bytes.count >= 1 << 20 { Sys.startWriteback(file.fd, offset: size, count: bytes.count) }
         size += bytes.count
     }
 

@@ -233,6 +233,11 @@ public struct FileReadParams: Sendable, Equatable {
     /// a controller that checks the whole file's digest itself (a pass over every byte saved on the host).
     /// Sent only to a runner that lists the extension.
     public var skipChecksum: Bool = false
+    /// **ext** `file.running_checksum`: the runner keeps one SHA-256 over consecutive windows of one file, from
+    /// offset 0; the window that reaches the end carries it as `file_checksum`, and every answer carries the
+    /// file's `identity`, so a controller verifies a whole file without a separate pass over it on the host.
+    /// Sent only to a runner that lists the extension.
+    public var runningChecksum: Bool = false
 
     /// The default and largest useful `max_bytes`.
     public static let defaultMaxBytes = 10 * 1024 * 1024
@@ -275,6 +280,9 @@ public struct FileReadResult: Sendable, Equatable {
     public var fileChecksum: String?
     /// **ext** `file.raw_content`: the window's bytes follow the DONE line, this many (`encoding` is `raw`).
     public var contentLength: Int?
+    /// **ext** `file.running_checksum`: the file as this window found it, `DEVICE:INODE:SIZE:MTIME:CTIME` (times
+    /// in nanoseconds): equal in every window exactly when nothing replaced or changed the file between them.
+    public var identity: String?
 
     /// Creates a file.read result.
     public init(
@@ -442,6 +450,7 @@ extension FileReadParams: WireMapped {
         try wire.flag("digest_only", &digestOnly)
         try wire.flag("raw_content", &rawContent)
         try wire.flag("skip_checksum", &skipChecksum)
+        try wire.flag("running_checksum", &runningChecksum)
     }
 }
 
@@ -465,5 +474,6 @@ extension FileReadResult: WireMapped {
         try wire("offset", &offset)
         try wire("file_checksum", &fileChecksum)
         try wire("content_length", &contentLength)
+        try wire("identity", &identity)
     }
 }

@@ -271,6 +271,43 @@ import Testing
         )
     }
 
+    /// ext `file.running_checksum`: windows read in order carry one SHA-256 from offset 0, said by the window that
+    /// reaches the end, and each names the file the same way; a window out of order, or another file's window in
+    /// between, drops the running sum, so the last says none.
+    @Test func aRunningChecksumCoversWindowsReadInOrderOnly() throws {
+        let s = try Scratch()
+        let content = Self.hostileBytes(250_000, seed: 3, embedding: s.file("x"))
+        _ = FileManager.default.createFile(atPath: s.file("data"), contents: Data(content))
+        try "other\n".write(toFile: s.file("other"), atomically: true, encoding: .utf8)
+        func window(_ id: String, _ path: String, _ offset: Int) -> [UInt8] {
+            RunnerProcess.commandLine(
+                id,
+                "file.read",
+                params: [
+                    "path": s.file(path), "offset": offset, "max_bytes": 100_000, "raw_content": true,
+                    "skip_checksum": true, "running_checksum": true,
+                ]
+            )
+        }
+        let inOrder = window("a", "data", 0) + window("b", "data", 100_000) + window("c", "data", 200_000)
+        let skipped = window("d", "data", 0) + window("e", "data", 200_000)
+        let between =
+            window("f", "data", 0) + window("g", "other", 0) + window("h", "data", 100_000)
+            + window("i", "data", 200_000)
+        let answers = try Self.answers(to: inOrder + skipped + between)
+        #expect(answers.map(\.id) == ["a", "b", "c", "d", "e", "f", "g", "h", "i"])
+        #expect(answers[0].raw + answers[1].raw + answers[2].raw == content)
+        #expect(answers[0].result["file_checksum"] == nil && answers[1].result["file_checksum"] == nil)
+        #expect(answers[2].result["file_checksum"] == .string(Self.sha(content)))
+        let identity = answers[0].result["identity"]?.stringValue ?? ""
+        #expect(identity.split(separator: ":").count == 5, "\(identity)")
+        #expect(answers[1].result["identity"]?.stringValue == identity)
+        #expect(answers[2].result["identity"]?.stringValue == identity)
+        #expect(answers[4].result["file_checksum"] == nil, "a window was skipped")
+        #expect(answers[6].result["file_checksum"] == .string(Self.sha(Array("other\n".utf8))), "a file of one window")
+        #expect(answers[8].result["file_checksum"] == nil, "another file's window came between")
+    }
+
     /// Runs a copy of the built runner on `sent` (stdin then closed) and walks its stdout as a controller does:
     /// each DONE or ERROR line, and the raw bytes a DONE announces after it.
     static func answers(to sent: [UInt8]) throws -> [(id: String, result: JSONValue, raw: [UInt8])] {

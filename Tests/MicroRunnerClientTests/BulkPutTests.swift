@@ -223,6 +223,68 @@ extension BulkPutTests {
         #expect(shell("cmp \(dir)/source.bin \(dir)/back.bin").status == 0)
         let asked = shell("grep -c skip_checksum \(log)").output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(asked == "3", "three windows of 4 MiB, each asked without its checksum: \(asked)")
+        let running = shell("grep -c running_checksum \(log)").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(running == "3", "the sum kept across them instead: \(running)")
+        #expect(shell("grep -c digest_only \(log)").output.hasPrefix("0"), "no separate pass over the file there")
+    }
+
+    /// A file written to while it is fetched window by window fails (its identity changes between windows)
+    /// and nothing is saved; two fetches at once on one session (each breaking the other's running sum) both
+    /// land whole, verified by a digest asked afterwards.
+    @Test func fetchCatchesAFileChangedBetweenWindowsAndSurvivesInterleavedReads() async throws {
+        let dir = NSTemporaryDirectory() + "mr-fetch-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (runner, log) = try Self.loggingRunner(in: dir)
+        shell("head -c \(64 << 20) /dev/urandom > \(dir)/growing.bin")
+        let source = dir + "/growing.bin"
+        // 1,024 windows of 64 KiB: the file grows once the second is asked for (the client asks for more only
+        // after the first answer said the size, so the first window saw the file before it grew), long before
+        // the last.
+        let writer = Thread {
+            func asked() -> Int {
+                let text = FileManager.default.contents(atPath: log).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                return text.components(separatedBy: "running_checksum").count - 1
+            }
+            while asked() < 2 { usleep(200) }
+            let fd = open(source, O_WRONLY | O_APPEND)
+            _ = write(fd, "more", 4)
+            close(fd)
+        }
+        writer.start()
+        let failure: String = try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: runner)
+        ) { client in
+            do {
+                _ = try await client.fetchFile(source, to: dir + "/back.bin", windowBytes: 64 << 10)
+                return "it succeeded"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(failure.contains("changed while it was read"), "\(failure)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/back.bin"))
+        let staged = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
+            $0.contains("mrctl-fetch")
+        }
+        #expect(staged.isEmpty, "\(staged)")
+
+        shell("head -c \(3 << 20) /dev/urandom > \(dir)/a.bin; head -c \(3 << 20) /dev/urandom > \(dir)/b.bin")
+        let (a, b) = try await RunnerClient.withRunner(
+            transport: LocalTransport(),
+            runner: try RunnerBinary(path: runner)
+        ) {
+            client in
+            async let a = client.fetchFile(dir + "/a.bin", to: dir + "/a.back", windowBytes: 64 << 10)
+            async let b = client.fetchFile(dir + "/b.bin", to: dir + "/b.back", windowBytes: 64 << 10)
+            return try await (a, b)
+        }
+        #expect(shell("cmp \(dir)/a.bin \(dir)/a.back && cmp \(dir)/b.bin \(dir)/b.back").status == 0)
+        #expect(a.fileChecksum == (try LocalFileDigest(path: dir + "/a.bin")).sha256)
+        #expect(b.fileChecksum == (try LocalFileDigest(path: dir + "/b.bin")).sha256)
+        let digests = shell("grep -c digest_only \(log)").output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(digests != "0", "the running sums were broken by the other read and asked for afterwards")
     }
 
     @Test func aFileThatGrowsWhileItIsSentNeverLands() async throws {

@@ -51,6 +51,9 @@ int mr_pipe_cloexec(int fds[2]);
 /// splice(2) of up to `len` bytes from the file `in` at `*offset` (advanced) to the pipe `out`, without
 /// blocking on the pipe; ENOSYS where there is no splice.
 long mr_splice_from_file(int in, long long *offset, int out, size_t len);
+/// sync_file_range(fd, offset, len, SYNC_FILE_RANGE_WRITE): starts writing those dirty pages out, without
+/// waiting; 0 and nothing done where there is no such call.
+int mr_start_writeback(int fd, long long offset, long long len);
 /// getrandom(2); falls back to /dev/urandom.
 long mr_getrandom(void *buf, size_t len);
 /// posix_spawn_file_actions_addchdir_np (glibc 2.29+); ENOSYS where missing.
