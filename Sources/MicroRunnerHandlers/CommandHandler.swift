@@ -46,6 +46,18 @@ package struct CommandContext: Sendable {
     /// A line handler for `ProcessSpec.onLine` that sends each output line as an EVENT of this command
     /// (`metadata.stream` = `stdout` | `stderr`).
     /// - Parameter skipEmpty: drop empty lines (package manager chatter).
+    /// `bytes` as text, invalid UTF-8 repaired as `String(decoding:as:)` does, copied in with one memcpy: the
+    /// Embedded `-Osize` `String(decoding:)` copied byte by byte (3% of the runner's time in a 100 MB stream).
+    static func text(_ bytes: ArraySlice<UInt8>) -> String {
+        bytes.withUnsafeBytes { raw in
+            String(unsafeUninitializedCapacity: raw.count) { buffer in
+                guard let source = raw.baseAddress, let target = buffer.baseAddress else { return 0 }
+                UnsafeMutableRawPointer(target).copyMemory(from: source, byteCount: raw.count)
+                return raw.count
+            }
+        }
+    }
+
     package func lineEvents(skipEmpty: Bool = false) -> @Sendable (OutputStream, ArraySlice<UInt8>) -> Void {
         let id = command.id
         let emit = self.emit
@@ -55,7 +67,7 @@ package struct CommandContext: Sendable {
                 EventMessage(
                     commandID: id,
                     level: .info,
-                    message: String(decoding: line, as: UTF8.self),
+                    message: Self.text(line),
                     metadata: ["stream": stream.rawValue]
                 )
             )

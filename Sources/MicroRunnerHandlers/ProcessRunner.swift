@@ -339,13 +339,22 @@ private struct Capture {
             }
         }
         guard onLine != nil else { return }
-        if batchLines && pending.isEmpty, let whole = wholeLines(buffer, count: count) {
+        var start = 0
+        if batchLines, !pending.isEmpty, let newline = Self.firstNewline(in: buffer, from: 0, to: count) {
+            // The line the last read left unfinished ends here: it goes out on its own, so the whole lines after
+            // it can go out as they lie (reads rarely end on a newline: a flood took the slow path below nearly
+            // always, copying every line into the batch byte by byte).
+            pending.append(contentsOf: buffer[0..<newline])
+            endLine()
+            flushBatch()
+            start = newline + 1
+        }
+        if batchLines && pending.isEmpty, let whole = wholeLines(buffer, from: start, count: count) {
             // The common case of a flood: the read's whole lines go out as they lie in the buffer.
-            onLine?(stream, buffer[0..<whole])
+            onLine?(stream, buffer[start..<whole])
             pending.append(contentsOf: buffer[(whole + 1)..<count])
             return
         }
-        var start = 0
         while let newline = Self.firstNewline(in: buffer, from: start, to: count) {
             pending.append(contentsOf: buffer[start..<newline])
             endLine()
@@ -362,10 +371,10 @@ private struct Capture {
     /// The end of the read's last line when its whole lines are, byte for byte, what batching them would give:
     /// no `\r` to drop, no line to cut, and an unfinished tail too short to cut. Under -Osize every
     /// `append(contentsOf:)` copies byte by byte: two copies of a 100 MB flood were a fifth of the runner's time.
-    func wholeLines(_ buffer: [UInt8], count: Int) -> Int? {
+    func wholeLines(_ buffer: [UInt8], from first: Int = 0, count: Int) -> Int? {
         buffer.withUnsafeBytes { raw -> Int? in
-            guard firstIndex(of: 0x0D, in: raw, to: count) == nil else { return nil }
-            var start = 0
+            guard firstIndex(of: 0x0D, in: raw, from: first, to: count) == nil else { return nil }
+            var start = first
             var last: Int? = nil
             while let newline = firstIndex(of: 0x0A, in: raw, from: start, to: count) {
                 if newline - start > maxLineBytes { return nil }
