@@ -249,12 +249,12 @@ struct RemoteBootstrap: Sendable {
             // Printed before the runner started, so in by now; a session that ended badly is not remembered.
             let stderr = session.child.stderrText()
             let said = stderr.split(separator: "\n").last { $0.hasPrefix("micro-runner-kept: new ") }
-            if status == 0, let said, let dir = Self.remoteDirectory(in: "micro-runner-dir: " + said.dropFirst(23)) {
+            if status == 0, let said, let dir = Self.runnerDirectory(said.dropFirst("micro-runner-kept: new ".count)) {
                 kept.save(sha256: sha256, directory: dir)
             }
             for line in stderr.split(separator: "\n") where line.hasPrefix("micro-runner-kept: /") || said == line {
                 let words = line.split(separator: " ")
-                if let dir = Self.remoteDirectory(in: "micro-runner-dir: " + (words.last ?? "")) {
+                if let last = words.last, let dir = Self.runnerDirectory(last) {
                     Self.keptDirectories.withLock { _ = $0[key, default: []].insert(dir) }
                 }
             }
@@ -296,7 +296,7 @@ struct RemoteBootstrap: Sendable {
             else { return nil }
             let words = text.split(separator: " ", maxSplits: 1).map { $0.trimmingCharacters(in: .newlines) }
             guard words.count == 2, words[0].count == 64, words[0].allSatisfy({ $0.isHexDigit && !$0.isUppercase }),
-                let dir = RemoteBootstrap.remoteDirectory(in: "micro-runner-dir: \(words[1])"), dir == words[1],
+                let dir = RemoteBootstrap.runnerDirectory(words[1]),
                 dir.hasPrefix("/"), !dir.contains("\n")
             else { return nil }
             return (words[0], dir)
@@ -356,12 +356,16 @@ struct RemoteBootstrap: Sendable {
         // The last one: after a noexec fallback the runner moved to a second directory.
         var found: String?
         for line in stderr.split(separator: "\n") where line.hasPrefix("micro-runner-dir: ") {
-            let dir = String(line.dropFirst("micro-runner-dir: ".count))
-            if (dir.contains("/micro-runner.") || dir.contains("/micro-runner/run.")) && !dir.contains("'") {
-                found = dir
-            }
+            if let dir = runnerDirectory(line.dropFirst("micro-runner-dir: ".count)) { found = dir }
         }
         return found
+    }
+
+    /// `text` when it names a directory the bootstrap makes (`…/micro-runner.X`, `…/micro-runner/run.X`, or a
+    /// session's directory inside a kept one), with no quote in it.
+    static func runnerDirectory(_ text: some StringProtocol) -> String? {
+        let dir = String(text)
+        return (dir.contains("/micro-runner.") || dir.contains("/micro-runner/run.")) && !dir.contains("'") ? dir : nil
     }
 
     /// The become launcher's pid, as it reported on stderr.

@@ -426,21 +426,7 @@ public actor RunnerClient {
     /// - Parameter content: raw content that follows the line (ext `file.raw_content`, announced by the command's
     ///   `content_length`); written with the line as one unit, so nothing else (a CANCEL) comes between them.
     func startSending(_ command: CommandMessage, content: [UInt8]? = nil) async throws -> Promise<Answer> {
-        try check(command)
-        let line = try encode(command)
-        if let content {
-            guard supports("file.raw_content"), command.params["content_length"]?.intValue == content.count else {
-                throw ClientError(.usage, "raw content for \(command.id) without a matching content_length or runner")
-            }
-        }
-        let promise = try register(command.id, nil)
-        do {
-            try await session.child.send(parts: content.map { [line, $0] } ?? [line])
-        } catch {
-            waiters[command.id] = nil
-            throw explained(error)
-        }
-        return promise
+        try await startSending(command, raw: content.map { .bytes($0) })
     }
 
     /// `startSending(_:content:)` with the raw content taken from an open file by splice(2): the bytes never pass
@@ -451,16 +437,25 @@ public actor RunnerClient {
     ) async throws
         -> Promise<Answer>
     {
+        try await startSending(
+            command,
+            raw: .file(fd: contentFile.fd, offset: contentFile.offset, count: contentFile.count)
+        )
+    }
+
+    /// Writes the command's line and its raw content (ext `file.raw_content`) as one unit, and registers for the
+    /// answer.
+    private func startSending(_ command: CommandMessage, raw: StdinPart?) async throws -> Promise<Answer> {
         try check(command)
         let line = try encode(command)
-        guard supports("file.raw_content"), command.params["content_length"]?.intValue == contentFile.count else {
-            throw ClientError(.usage, "raw content for \(command.id) without a matching content_length or runner")
+        if let raw {
+            guard supports("file.raw_content"), command.params["content_length"]?.intValue == raw.count else {
+                throw ClientError(.usage, "raw content for \(command.id) without a matching content_length or runner")
+            }
         }
         let promise = try register(command.id, nil)
         do {
-            try await session.child.send(parts: [
-                .bytes(line), .file(fd: contentFile.fd, offset: contentFile.offset, count: contentFile.count),
-            ])
+            try await session.child.send(parts: [.bytes(line)] + (raw.map { [$0] } ?? []))
         } catch {
             waiters[command.id] = nil
             throw explained(error)
