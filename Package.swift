@@ -12,6 +12,8 @@ let package = Package(
     name: "micro-runner",
     products: [
         .executable(name: "mrctl", targets: ["mrctl"]),
+        // ssh's ProxyCommand for a connection with Nagle off from its first byte (SSHOptions.connectHelper).
+        .executable(name: "mr-connect", targets: ["mr-connect"]),
         .library(name: "MicroRunnerProtocol", targets: ["MicroRunnerProtocol"]),
         .library(name: "MicroRunnerClient", targets: ["MicroRunnerClient"]),
         // `swift package --allow-writing-to-package-directory build-runners`, from a dependent package's root:
@@ -44,6 +46,7 @@ let package = Package(
             )
         ),
         .target(name: "CMicroRunnerShims"),
+        .executableTarget(name: "mr-connect"),
         .target(name: "MicroRunnerProtocol"),
         // The platform layer: libc declarations, each syscall wrapped once, clocks, write loops, locks.
         .target(name: "MicroRunnerSystem", dependencies: ["CMicroRunnerShims", "MicroRunnerProtocol"]),

@@ -347,7 +347,7 @@ struct RemoteBootstrap: Sendable {
         // ssh ends its lines with \r\n when it has a terminal: split on both.
         let lines = stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).map {
             $0.trimmingCharacters(in: .whitespacesAndNewlines)
-        }.filter { !$0.isEmpty && !isBookkeeping($0) }
+        }.filter { !$0.isEmpty && !isBookkeeping($0) && !SSHTransport.isDirectConnectNoise($0[...]) }
         return lines.isEmpty ? fallback : lines.suffix(3).joined(separator: "; ")
     }
 

@@ -77,6 +77,18 @@ public struct RunnerSet: Sendable {
         return nil
     }
 
+    /// `mr-connect` (see `SSHOptions.connectHelper`) where it belongs with this program: beside the executable
+    /// (`.build/debug/mrctl` and `.build/debug/mr-connect`), or with the runners (`PREFIX/lib/micro-runner`,
+    /// where `scripts/install-cli` puts it).
+    public static func connectHelperBesideExecutable() -> String? {
+        var places: [String] = []
+        if let real = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            places.append(URL(fileURLWithPath: real).deletingLastPathComponent().path)
+        }
+        if let runners = besideExecutable() { places.append(runners) }
+        return places.map { $0 + "/mr-connect" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
     /// This machine's architecture, by GOARCH name.
     public static var localArchitecture: String {
         #if arch(x86_64)

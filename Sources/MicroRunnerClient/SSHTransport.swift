@@ -39,6 +39,13 @@ public struct SSHOptions: Sendable {
     public var connectTimeout = 10
     /// Extra `-o` options; they come first, so they win over everything this transport sets.
     public var extraOptions: [String] = []
+    /// `mr-connect` (this package's product): when set, a new connection is opened by it, with Nagle's algorithm
+    /// off from the first byte, and handed to ssh (ProxyCommand with ProxyUseFdpass): OpenSSH turns Nagle off only
+    /// once the session is open, and the key exchange before that stalls on delayed ACKs (`ssh host true` over
+    /// loopback: 140 ms, 90-110 ms so). Used only where `ssh -G` says ssh would connect by itself (no
+    /// ProxyCommand, ProxyJump, BindAddress or BindInterface, one connection attempt); `nil` (the default): ssh
+    /// connects as usual. mrctl sets it when the helper is installed beside it.
+    public var connectHelper: String?
     /// Whether sessions to one host share an ssh connection.
     public var sharing = ConnectionSharing.none
     /// Where on the host the runner is put (in a fresh private subdirectory); `nil`: `$TMPDIR` or `/tmp`, and
@@ -157,20 +164,25 @@ public struct SSHTransport: Transport {
             become: options.become,
             logger: options.logger,
             launch: { argv in
-                try ChildProcess(
-                    executable: try transport.sshExecutable(),
-                    arguments: transport.sshArguments(Self.remoteCommand(argv))
+                let ssh = try transport.sshExecutable()
+                return try ChildProcess(
+                    executable: ssh,
+                    arguments: transport.sshArguments(
+                        Self.remoteCommand(argv),
+                        connect: transport.directConnectOptions(ssh: ssh)
+                    )
                 )
             },
             failure: { stderr in
-                ClientError(ClientError.sshFailureKind(stderr), "\(transport.name): \(Self.explain(stderr))")
+                let said = transport.withConnectNote(stderr)
+                return ClientError(ClientError.sshFailureKind(said), "\(transport.name): \(Self.explain(said))")
             },
             kept: keptRunner
         )
     }
 
     /// The ssh command line for `remoteCommand`, options first.
-    package func sshArguments(_ remoteCommand: String?, extra: [String] = []) -> [String] {
+    package func sshArguments(_ remoteCommand: String?, extra: [String] = [], connect: [String] = []) -> [String] {
         var args: [String] = []
         for o in options.extraOptions { args += ["-o", o] }
         if let config = options.configFile { args += ["-F", config] }
@@ -195,6 +207,7 @@ public struct SSHTransport: Transport {
         if let port = host.port { args += ["-p", String(port)] }
         if let user = host.user { args += ["-l", user] }
         args += extra
+        args += connect
         args += ["--", host.host]
         if let remoteCommand { args.append(remoteCommand) }
         return args
@@ -219,7 +232,9 @@ public struct SSHTransport: Transport {
     }
 
     /// The kind of a failure, from ssh's words.
-    public func failureKind(stderr: String) -> ClientError.Kind { ClientError.sshFailureKind(stderr) }
+    public func failureKind(stderr: String) -> ClientError.Kind {
+        ClientError.sshFailureKind(withConnectNote(stderr))
+    }
 
     /// ssh's stderr, reduced to what helps: the last non-empty lines.
     package static func explain(_ stderr: String) -> String {
@@ -259,7 +274,7 @@ public struct SSHTransport: Transport {
     public func shutdown() async { await closeMaster() }
 
     /// ssh's and the bootstrap's last lines, without the bootstrap's own bookkeeping.
-    public func explain(stderr: String) -> String { Self.explain(stderr) }
+    public func explain(stderr: String) -> String { Self.explain(withConnectNote(stderr)) }
 
     /// Closes this host's ControlMaster connection (a persistent one too when `includingPersistent`: after an
     /// interrupt, nothing of the run should stay behind).

@@ -372,7 +372,13 @@ func runOnHosts(
     let runner =
         try runners?.runners[RunnerSet.localArchitecture] ?? runners?.runners.values.first
         ?? RunnerBinary(path: options.runner ?? RunnerBinary.defaultPath())
-    let ssh = options.sshOptionsValue()
+    var ssh = options.sshOptionsValue()
+    // Nagle off from the first byte (mr-connect) only while the connections at once do not outnumber the cores:
+    // it saves ~50 ms of waiting per connection and costs ~8 ms of CPU (ssh -G, a shell, the helper). 50 hosts
+    // at once on 2 cores: 1.7-1.9 s without it, 2.2-2.4 s with it (the waits overlap, the CPU does not).
+    if min(options.forks, targets.count) <= ProcessInfo.processInfo.activeProcessorCount {
+        ssh.connectHelper = RunnerSet.connectHelperBesideExecutable()
+    }
     // Become: the whole runner of that host runs as the target user (refused here, before any connection, when
     // it cannot work: a vault-encrypted password, another method than sudo).
     let becomes = try options.becomes(for: targets)

@@ -159,6 +159,8 @@ final class SSHServer: @unchecked Sendable {
         {
             aliases += "Host become-\(alias)\n  HostName 127.0.0.1\n  Port \(port)\n  User \(user)\n"
         }
+        // A host ssh must connect to from a given local address: not one mr-connect may open for it.
+        aliases += "Host bound1\n  HostName 127.0.0.1\n  Port \(port)\n  User \(Self.user)\n  BindAddress 127.0.0.1\n"
         // A host that refuses connections, for failure tests.
         aliases += "Host closed\n  HostName 127.0.0.1\n  Port \(Self.freePort())\n  User \(Self.user)\n"
         aliases +=

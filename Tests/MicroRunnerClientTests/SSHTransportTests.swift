@@ -100,7 +100,9 @@ struct SSHTransportTests {
         let dir = try #require(mkdtemp(&template).map { String(cString: $0) })
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var o = sshOptions(s)
-        o.sharing = .persistent(directory: dir, persist: 3)
+        // 5 s: with 3, a loaded full run once took longer than that between the first session and the second,
+        // and the host had swept the directory (as it should) before the second could use it.
+        o.sharing = .persistent(directory: dir, persist: 5)
         let t = SSHTransport(host: HostSpec(host: "h31"), options: o)
         let runner = try RunnerBinary(path: runnerPath)
         let record = t.controlPath(dir) + ".runner"
@@ -144,9 +146,9 @@ struct SSHTransportTests {
         let fourth = try await session()
         #expect(!fourth.directory.hasPrefix(third.directory) && !fourth.directory.hasPrefix(link))
 
-        // Swept by the host 3-6 s after its last session (the keep time is the connection's ControlPersist).
+        // Swept by the host 5-10 s after its last session (the keep time is the connection's ControlPersist).
         var gone = false
-        for _ in 0..<100 where !gone {
+        for _ in 0..<150 where !gone {
             try await Task.sleep(for: .milliseconds(100))
             gone = !FileManager.default.fileExists(atPath: fourth.directory)
         }
