@@ -71,6 +71,29 @@ import Testing
         }
     }
 
+    /// Strings of 1 KiB and more, most of their line, are written in place into a rebuilt array (memcpy runs
+    /// instead of the Embedded build's byte loops): the same bytes as the run-by-run path, before and after what
+    /// the line already held, and with what comes after them.
+    @Test(arguments: 0..<3)
+    func longStringsAreWrittenAsShortOnesAre(_ seed: Int) throws {
+        let alphabet: [String] = [
+            "a", "Z", "0123456789", "\"", "\\", "\n", "\t", "\u{1}", "é", "😀", "\u{2028}", "\u{2029}", "€",
+        ]
+        var rng = SeededGenerator(seed: UInt64(seed) + 100)
+        for _ in 0..<40 {
+            let length = Int.random(in: 100..<3000, using: &rng)
+            let text = (0..<length).map { _ in alphabet.randomElement(using: &rng)! }.joined()
+            let prefix = String(repeating: "p", count: Int.random(in: 0..<40, using: &rng))
+            let line: JSONValue = .object(
+                JSONObject([("a", .string(prefix)), ("m", .string(text)), ("z", .number("1"))])
+            )
+            let written = String(decoding: JSONWriter.serialize(line), as: UTF8.self)
+            let expected = #"{"a":""# + prefix + #"","m":""# + Self.referenceEscape(text) + #"","z":1}"#
+            #expect(written == expected, "\(text.count) characters")
+            #expect(try JSONReader().parse(Array(written.utf8)) == line)
+        }
+    }
+
     static func referenceEscape(_ s: String) -> String {
         var out = ""
         for scalar in s.unicodeScalars {
