@@ -54,6 +54,9 @@ extension SSHTransport {
     /// config that connects some other way.
     func directConnectOptions(ssh: String) -> [String] {
         guard let helper = options.connectHelper, !helper.isEmpty else { return [] }
+        // ssh runs a ProxyCommand with `$SHELL -c`: a login like /usr/sbin/nologin (a service account running
+        // mrctl from cron) would fail every connection, where ssh alone would connect.
+        guard Self.shellRunsProxyCommands(ProcessInfo.processInfo.environment["SHELL"]) else { return [] }
         // `-o ProxyCommand=none` (or a proxy) given by the caller: theirs wins, and no `ssh -G` is spent on it.
         let given = options.extraOptions.map { $0.lowercased().replacingOccurrences(of: " ", with: "") }
         if given.contains(where: { $0.hasPrefix("proxycommand") || $0.hasPrefix("proxyjump") }) { return [] }
@@ -84,6 +87,15 @@ extension SSHTransport {
             (words.map { Self.shellQuote($0).replacingOccurrences(of: "%", with: "%%") }
             + [String(options.connectTimeout), "%h", "%p"]).joined(separator: " ")
         return ["-o", "ProxyCommand=\(command)", "-o", "ProxyUseFdpass=yes"]
+    }
+
+    /// Whether ssh can run a ProxyCommand with this `$SHELL` (unset: ssh uses /bin/sh): a shell by name, and one
+    /// that exists.
+    package static func shellRunsProxyCommands(_ shell: String?) -> Bool {
+        guard let shell, !shell.isEmpty else { return true }
+        let shells: Set<String> = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "fish", "tcsh", "csh"]
+        return shells.contains(URL(fileURLWithPath: shell).lastPathComponent)
+            && FileManager.default.isExecutableFile(atPath: shell)
     }
 
     /// Where the helper also says why it failed when sharing: ssh sends a ProxyCommand's stderr to /dev/null when

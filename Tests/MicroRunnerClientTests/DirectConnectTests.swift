@@ -29,6 +29,15 @@ let connectHelperPath = URL(fileURLWithPath: mrctlPath).deletingLastPathComponen
         #expect(D.decide(sshConfig: "hostname h\nport 22\n\(line)\r\nuser u\n") == nil)
     }
 
+    @Test func aLoginThatIsNoShellLeavesSSHAlone() {
+        #expect(SSHTransport.shellRunsProxyCommands(nil))
+        #expect(SSHTransport.shellRunsProxyCommands("/bin/sh"))
+        #expect(SSHTransport.shellRunsProxyCommands("/bin/bash"))
+        #expect(!SSHTransport.shellRunsProxyCommands("/usr/sbin/nologin"))
+        #expect(!SSHTransport.shellRunsProxyCommands("/bin/false"))
+        #expect(!SSHTransport.shellRunsProxyCommands("/nonexistent/bin/zsh"))
+    }
+
     @Test func noneIsNoProxy() {
         #expect(D.decide(sshConfig: "proxycommand none\nproxyjump none\n") == D(family: nil))
     }
