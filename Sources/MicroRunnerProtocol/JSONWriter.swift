@@ -59,7 +59,13 @@ public enum JSONWriter {
             if length >= largeString && out.count <= length {
                 writeLarge(utf8, escapedLength: length, into: &out)
             } else {
-                writeSmall(utf8, into: &out)
+                out.append(UInt8(ascii: "\""))
+                escape(
+                    utf8,
+                    run: { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[$0..<$1])) },
+                    put: { out.append($0) }
+                )
+                out.append(UInt8(ascii: "\""))
             }
         }
     }
@@ -81,55 +87,35 @@ public enum JSONWriter {
             out.withUnsafeBytes { old in
                 if let from = old.baseAddress { UnsafeMutableRawPointer(base).copyMemory(from: from, byteCount: start) }
             }
+            // Bounded by the buffer as well as by the count (`escape` is what counted it): never past the end.
             var o = start
             func put(_ b: UInt8) {
+                precondition(o < total, "JSONWriter.writeLarge: escaped length miscounted")
                 base[o] = b
                 o += 1
             }
-            func copy(_ from: Int, _ to: Int) {
-                guard to > from, let source = utf8.baseAddress else { return }
-                UnsafeMutableRawPointer(base + o).copyMemory(from: source + from, byteCount: to - from)
-                o += to - from
-            }
             put(0x22)
-            var runStart = 0
-            var i = 0
-            while i < utf8.count {
-                i = ByteScan.firstSpecial(in: utf8, from: i, to: utf8.count, orE2: true)
-                if i == utf8.count { break }
-                let b = utf8[i]
-                if b == 0xE2 && !isLineOrParagraphSeparator(utf8, at: i) {
-                    i += 1
-                    continue
-                }
-                copy(runStart, i)
-                put(0x5C)
-                switch b {
-                case 0x22: put(0x22)
-                case 0x5C: put(0x5C)
-                case 0x0A: put(UInt8(ascii: "n"))
-                case 0x0D: put(UInt8(ascii: "r"))
-                case 0x09: put(UInt8(ascii: "t"))
-                case 0xE2:
-                    for d in [UInt8(ascii: "u"), 0x32, 0x30, 0x32, utf8[i + 2] == 0xA8 ? 0x38 : 0x39] { put(d) }
-                    i += 2
-                default:
-                    for d in [UInt8(ascii: "u"), 0x30, 0x30, hexDigit(b >> 4), hexDigit(b & 0xF)] { put(d) }
-                }
-                i += 1
-                runStart = i
-            }
-            copy(runStart, utf8.count)
+            escape(
+                utf8,
+                run: { from, to in
+                    guard to > from, let source = utf8.baseAddress else { return }
+                    precondition(o + (to - from) < total, "JSONWriter.writeLarge: escaped length miscounted")
+                    UnsafeMutableRawPointer(base + o).copyMemory(from: source + from, byteCount: to - from)
+                    o += to - from
+                },
+                put: put
+            )
             put(0x22)
-            // Counted by the same scan and the same decisions: a mismatch is a bug here, never input.
             precondition(o == total, "JSONWriter.writeLarge: escaped length miscounted")
             count = total
         }
     }
 
-    /// A string appended run by run.
-    static func writeSmall(_ utf8: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
+    /// Walks UTF-8 text as a JSON string escapes it: `run(from, to)` for each stretch of bytes that stay as they
+    /// are, `put` for each byte of an escape. The one place that decides what is escaped and how: writing and
+    /// sizing cannot disagree.
+    @inline(__always)
+    static func escape(_ utf8: UnsafeBufferPointer<UInt8>, run: (Int, Int) -> Void, put: (UInt8) -> Void) {
         var runStart = 0
         var i = 0
         while i < utf8.count {
@@ -141,25 +127,33 @@ public enum JSONWriter {
                 i += 1
                 continue
             }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
-            out.append(0x5C)
+            run(runStart, i)
+            put(0x5C)
             switch b {
-            case 0x22: out.append(0x22)
-            case 0x5C: out.append(0x5C)
-            case 0x0A: out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "t"))
+            case 0x22: put(0x22)
+            case 0x5C: put(0x5C)
+            case 0x0A: put(UInt8(ascii: "n"))
+            case 0x0D: put(UInt8(ascii: "r"))
+            case 0x09: put(UInt8(ascii: "t"))
             case 0xE2:
-                out.append(contentsOf: [UInt8(ascii: "u"), 0x32, 0x30, 0x32, utf8[i + 2] == 0xA8 ? 0x38 : 0x39])
+                // U+2028 / U+2029 as \u2028 / \u2029.
+                put(UInt8(ascii: "u"))
+                put(0x32)
+                put(0x30)
+                put(0x32)
+                put(utf8[i + 2] == 0xA8 ? 0x38 : 0x39)
                 i += 2
             default:
-                out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hexDigit(b >> 4), hexDigit(b & 0xF)])
+                put(UInt8(ascii: "u"))
+                put(0x30)
+                put(0x30)
+                put(hexDigit(b >> 4))
+                put(hexDigit(b & 0xF))
             }
             i += 1
             runStart = i
         }
-        out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
-        out.append(UInt8(ascii: "\""))
+        run(runStart, utf8.count)
     }
 
     /// Whether the bytes at `i` are U+2028 or U+2029 (E2 80 A8/A9), which JSON allows raw but JavaScript does not.
@@ -168,24 +162,11 @@ public enum JSONWriter {
         i + 2 < utf8.count && utf8[i + 1] == 0x80 && (utf8[i + 2] == 0xA8 || utf8[i + 2] == 0xA9)
     }
 
-    /// The escaped length of UTF-8 text (quotes excluded), skipping plain bytes eight at a time.
+    /// The escaped length of UTF-8 text (quotes excluded), by the same walk that writes it.
     static func escapedLength(_ utf8: UnsafeBufferPointer<UInt8>) -> Int {
-        var n = utf8.count
-        var i = 0
-        while true {
-            i = ByteScan.firstSpecial(in: utf8, from: i, to: utf8.count, orE2: true)
-            if i == utf8.count { return n }
-            switch utf8[i] {
-            case 0x22, 0x5C, 0x0A, 0x0D, 0x09: n += 1
-            case 0xE2:
-                if isLineOrParagraphSeparator(utf8, at: i) {
-                    n += 3
-                    i += 2
-                }
-            default: n += 5
-            }
-            i += 1
-        }
+        var n = 0
+        escape(utf8, run: { n += $1 - $0 }, put: { _ in n += 1 })
+        return n
     }
 
     @inline(__always)

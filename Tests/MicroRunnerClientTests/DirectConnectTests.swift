@@ -60,10 +60,28 @@ struct DirectConnectTests {
         return (path, log)
     }
 
-    func transport(_ alias: String, helper: String) throws -> SSHTransport {
+    func transport(
+        _ alias: String,
+        helper: String,
+        _ configure: (inout SSHOptions) throws -> Void = { _ in }
+    ) throws -> SSHTransport {
         var o = sshOptions(try server())
         o.connectHelper = helper
+        try configure(&o)
         return SSHTransport(host: HostSpec(host: alias), options: o)
+    }
+
+    /// Starting a runner through `t` fails as unreachable, in ssh's words (`saying`), without ssh's own line
+    /// about the helper.
+    func expectUnreachable(_ t: SSHTransport, saying: String) async throws {
+        do {
+            try await RunnerClient.withRunner(transport: t, runner: try RunnerBinary(path: runnerPath)) { _ in }
+            Issue.record("connected to \(t.host)")
+        } catch let error as ClientError {
+            #expect(error.kind == .unreachable, "\(error)")
+            #expect(error.message.contains(saying), "\(error)")
+            #expect(!error.message.contains("proxy dialer"), "\(error)")
+        }
     }
 
     @Test func aSessionRunsOverTheHelpersConnection() async throws {
@@ -92,10 +110,7 @@ struct DirectConnectTests {
 
     @Test func theCallersProxyCommandNoneTurnsItOff() async throws {
         let (helper, log) = try loggingHelper()
-        var t = try transport("h3", helper: helper)
-        var o = t.options
-        o.extraOptions = ["ProxyCommand=none"]
-        t = SSHTransport(host: t.host, options: o)
+        let t = try transport("h3", helper: helper) { $0.extraOptions = ["ProxyCommand=none"] }
         let runner = try RunnerBinary(path: runnerPath)
         let out = try await RunnerClient.withRunner(transport: t, runner: runner) {
             try await $0.exec(ExecParams(command: "echo direct")).stdout
@@ -107,37 +122,18 @@ struct DirectConnectTests {
     /// Also where ssh may become a background master and sends the helper's stderr to /dev/null: the helper's
     /// note beside the control socket says it then.
     @Test(arguments: [false, true]) func aRefusedConnectionIsSaidInSSHsWords(shared: Bool) async throws {
-        let runner = try RunnerBinary(path: runnerPath)
-        var t = try transport("closed", helper: connectHelperPath)
-        if shared {
+        let t = try transport("closed", helper: connectHelperPath) { o in
+            guard shared else { return }
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mr-cp-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             chmod(dir, 0o700)
-            var o = t.options
             o.sharing = .master(directory: dir, persist: 5)
-            t = SSHTransport(host: t.host, options: o)
         }
-        do {
-            try await RunnerClient.withRunner(transport: t, runner: runner) { _ in }
-            Issue.record("connected to a closed port")
-        } catch let error as ClientError {
-            #expect(error.kind == .unreachable, "\(error)")
-            #expect(error.message.contains("Connection refused"), "\(error)")
-            #expect(!error.message.contains("proxy dialer"), "\(error)")
-        }
+        try await expectUnreachable(t, saying: "Connection refused")
     }
 
     @Test func anUnknownNameIsSaidInSSHsWords() async throws {
-        let runner = try RunnerBinary(path: runnerPath)
-        var o = sshOptions(try server())
-        o.connectHelper = connectHelperPath
-        let t = SSHTransport(host: HostSpec(host: "no-such-host.invalid"), options: o)
-        do {
-            try await RunnerClient.withRunner(transport: t, runner: runner) { _ in }
-            Issue.record("connected to a name that does not resolve")
-        } catch let error as ClientError {
-            #expect(error.kind == .unreachable, "\(error)")
-            #expect(error.message.contains("Could not resolve hostname no-such-host.invalid"), "\(error)")
-        }
+        let t = try transport("no-such-host.invalid", helper: connectHelperPath)
+        try await expectUnreachable(t, saying: "Could not resolve hostname no-such-host.invalid")
     }
 }
