@@ -52,8 +52,10 @@ static int fail(const char *host, const char *port, const char *why) {
 
 // Connects to one address within `timeout_ms` (<= 0: no limit of our own). Returns the socket or -1 with errno.
 static int connect_one(const struct addrinfo *ai, int timeout_ms) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    // Close-on-exec and non-blocking by fcntl, not socket()'s flags: those are Linux's, and this builds on macOS.
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     if (fd < 0) return -1;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) goto failed;
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         if (errno != EINPROGRESS) goto failed;
         struct pollfd p = {.fd = fd, .events = POLLOUT};
