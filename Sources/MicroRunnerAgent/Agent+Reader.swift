@@ -80,8 +80,12 @@ extension Agent {
         }
         var filled = fromBuffer
         let content = [UInt8](unsafeUninitializedCapacity: body.length) { storage, count in
-            buffer.withUnsafeBufferPointer { source in
-                for i in 0..<fromBuffer { storage[i] = source[position + i] }
+            // copyMemory (memcpy): an element loop is a byte-at-a-time copy in the Embedded -Osize build, and up to
+            // 256 KiB of each chunk is already in the read buffer.
+            buffer.withUnsafeBytes { source in
+                if fromBuffer > 0, let to = storage.baseAddress, let from = source.baseAddress {
+                    UnsafeMutableRawPointer(to).copyMemory(from: from + position, byteCount: fromBuffer)
+                }
             }
             while filled < body.length {
                 let rest = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: storage[filled...]))
