@@ -53,120 +53,43 @@ public enum JSONWriter {
 
     /// Appends `s` as a quoted, escaped JSON string.
     public static func writeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { utf8 in
-            let length = escapedLength(utf8)
-            if length >= largeString && out.count <= length {
-                writeLarge(utf8, escapedLength: length, into: &out)
-            } else {
-                out.append(UInt8(ascii: "\""))
-                escape(
-                    utf8,
-                    run: { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[$0..<$1])) },
-                    put: { out.append($0) }
-                )
-                out.append(UInt8(ascii: "\""))
-            }
-        }
-    }
-
-    /// From this escaped length on, a string that is most of its line is written by `writeLarge`.
-    static let largeString = 1024
-
-    /// The line rebuilt once around a large string: the bytes so far and the escaped string copied with
-    /// `copyMemory` (memcpy) into a new array with room for the rest of the line. In the Embedded runner's `-Osize`
-    /// build every `append(contentsOf:)` of bytes (from an array, a buffer pointer or `repeatElement`) compiles to
-    /// a byte-at-a-time loop, which was the runner's hottest code in a flood of output (`exec --stream` of 100 MB
-    /// in 80-byte lines: a 16 KiB message per EVENT). Copying what came before is cheap: at most the string's size.
-    static func writeLarge(_ utf8: UnsafeBufferPointer<UInt8>, escapedLength length: Int, into out: inout [UInt8]) {
-        let start = out.count
-        let total = start + length + 2
-        // 512: the fields an envelope still writes after its message, so they do not grow the array again.
-        out = [UInt8](unsafeUninitializedCapacity: total + 512) { buffer, count in
-            guard let base = buffer.baseAddress else { return }
-            out.withUnsafeBytes { old in
-                if let from = old.baseAddress { UnsafeMutableRawPointer(base).copyMemory(from: from, byteCount: start) }
-            }
-            // Bounded by the buffer as well as by the count (`escape` is what counted it): never past the end.
-            var o = start
-            func put(_ b: UInt8) {
-                precondition(o < total, "JSONWriter.writeLarge: escaped length miscounted")
-                base[o] = b
-                o += 1
-            }
-            put(0x22)
-            escape(
-                utf8,
-                run: { from, to in
-                    guard to > from, let source = utf8.baseAddress else { return }
-                    precondition(o + (to - from) < total, "JSONWriter.writeLarge: escaped length miscounted")
-                    UnsafeMutableRawPointer(base + o).copyMemory(from: source + from, byteCount: to - from)
-                    o += to - from
-                },
-                put: put
-            )
-            put(0x22)
-            precondition(o == total, "JSONWriter.writeLarge: escaped length miscounted")
-            count = total
-        }
-    }
-
-    /// Walks UTF-8 text as a JSON string escapes it: `run(from, to)` for each stretch of bytes that stay as they
-    /// are, `put` for each byte of an escape. The one place that decides what is escaped and how: writing and
-    /// sizing cannot disagree.
-    @inline(__always)
-    static func escape(_ utf8: UnsafeBufferPointer<UInt8>, run: (Int, Int) -> Void, put: (UInt8) -> Void) {
-        var runStart = 0
-        var i = 0
-        while i < utf8.count {
-            // Fast scan: most bytes need no escape.
-            i = ByteScan.firstSpecial(in: utf8, from: i, to: utf8.count, orE2: true)
-            if i == utf8.count { break }
-            let b = utf8[i]
-            if b == 0xE2 && !isLineOrParagraphSeparator(utf8, at: i) {
+            var runStart = 0
+            var i = 0
+            while i < utf8.count {
+                // Fast scan: most bytes need no escape.
+                i = ByteScan.firstSpecial(in: utf8, from: i, to: utf8.count, orE2: true)
+                if i == utf8.count { break }
+                let b = utf8[i]
+                if b == 0xE2 {
+                    guard i + 2 < utf8.count && utf8[i + 1] == 0x80 && (utf8[i + 2] == 0xA8 || utf8[i + 2] == 0xA9)
+                    else {
+                        i += 1
+                        continue
+                    }
+                }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
+                out.append(0x5C)
+                switch b {
+                case 0x22: out.append(0x22)
+                case 0x5C: out.append(0x5C)
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
+                case 0xE2:
+                    out.append(contentsOf: [UInt8(ascii: "u"), 0x32, 0x30, 0x32, utf8[i + 2] == 0xA8 ? 0x38 : 0x39])
+                    i += 2
+                default:
+                    out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hexDigit(b >> 4), hexDigit(b & 0xF)])
+                }
                 i += 1
-                continue
+                runStart = i
             }
-            run(runStart, i)
-            put(0x5C)
-            switch b {
-            case 0x22: put(0x22)
-            case 0x5C: put(0x5C)
-            case 0x0A: put(UInt8(ascii: "n"))
-            case 0x0D: put(UInt8(ascii: "r"))
-            case 0x09: put(UInt8(ascii: "t"))
-            case 0xE2:
-                // U+2028 / U+2029 as \u2028 / \u2029.
-                put(UInt8(ascii: "u"))
-                put(0x32)
-                put(0x30)
-                put(0x32)
-                put(utf8[i + 2] == 0xA8 ? 0x38 : 0x39)
-                i += 2
-            default:
-                put(UInt8(ascii: "u"))
-                put(0x30)
-                put(0x30)
-                put(hexDigit(b >> 4))
-                put(hexDigit(b & 0xF))
-            }
-            i += 1
-            runStart = i
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
         }
-        run(runStart, utf8.count)
-    }
-
-    /// Whether the bytes at `i` are U+2028 or U+2029 (E2 80 A8/A9), which JSON allows raw but JavaScript does not.
-    @inline(__always)
-    static func isLineOrParagraphSeparator(_ utf8: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
-        i + 2 < utf8.count && utf8[i + 1] == 0x80 && (utf8[i + 2] == 0xA8 || utf8[i + 2] == 0xA9)
-    }
-
-    /// The escaped length of UTF-8 text (quotes excluded), by the same walk that writes it.
-    static func escapedLength(_ utf8: UnsafeBufferPointer<UInt8>) -> Int {
-        var n = 0
-        escape(utf8, run: { n += $1 - $0 }, put: { _ in n += 1 })
-        return n
+        out.append(UInt8(ascii: "\""))
     }
 
     @inline(__always)

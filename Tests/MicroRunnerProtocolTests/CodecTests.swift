@@ -71,9 +71,8 @@ import Testing
         }
     }
 
-    /// Strings of 1 KiB and more, most of their line, are written in place into a rebuilt array (memcpy runs
-    /// instead of the Embedded build's byte loops): the same bytes as the run-by-run path, before and after what
-    /// the line already held, and with what comes after them.
+    /// Long strings (100-3000 pieces) inside an object, after and before other members: the escaping of a
+    /// streamed batch or a file's text, checked against the reference.
     @Test(arguments: 0..<3)
     func longStringsAreWrittenAsShortOnesAre(_ seed: Int) throws {
         let alphabet: [String] = [
