@@ -51,14 +51,7 @@ public struct RunnerSet: Sendable {
     /// `.build/<triple>/release/mrctl`), or `PREFIX/lib/micro-runner` beside `PREFIX/bin/mrctl` (scripts/install-cli).
     /// The path as invoked and the real one (/proc/self/exe) are both tried: `.build/release` is a symlink.
     static func besideExecutable() -> String? {
-        var starts: [URL] = []
-        let invoked = URL(fileURLWithPath: CommandLine.arguments[0])
-        if CommandLine.arguments[0].contains("/") { starts.append(invoked.deletingLastPathComponent()) }
-        if let real = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            starts.append(URL(fileURLWithPath: real).deletingLastPathComponent())
-        }
-        starts.append(invoked.resolvingSymlinksInPath().deletingLastPathComponent())
-        for start in starts {
+        for start in executableDirectories() {
             var dir = start.standardizedFileURL
             for _ in 0..<3 {
                 let parent = dir.deletingLastPathComponent()
@@ -77,15 +70,23 @@ public struct RunnerSet: Sendable {
         return nil
     }
 
+    /// The directories the running program is in: as invoked, by /proc/self/exe, and with links resolved.
+    static func executableDirectories() -> [URL] {
+        var starts: [URL] = []
+        let invoked = URL(fileURLWithPath: CommandLine.arguments[0])
+        if CommandLine.arguments[0].contains("/") { starts.append(invoked.deletingLastPathComponent()) }
+        if let real = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            starts.append(URL(fileURLWithPath: real).deletingLastPathComponent())
+        }
+        starts.append(invoked.resolvingSymlinksInPath().deletingLastPathComponent())
+        return starts
+    }
+
     /// `mr-connect` (see `SSHOptions.connectHelper`) where it belongs with this program: beside the executable
     /// (`.build/debug/mrctl` and `.build/debug/mr-connect`), or with the runners (`PREFIX/lib/micro-runner`,
     /// where `scripts/install-cli` puts it).
     public static func connectHelperBesideExecutable() -> String? {
-        var places: [String] = []
-        if let real = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            places.append(URL(fileURLWithPath: real).deletingLastPathComponent().path)
-        }
-        if let runners = besideExecutable() { places.append(runners) }
+        let places = executableDirectories().map(\.path) + (besideExecutable().map { [$0] } ?? [])
         return places.map { $0 + "/mr-connect" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 

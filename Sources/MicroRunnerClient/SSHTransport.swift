@@ -174,8 +174,10 @@ public struct SSHTransport: Transport {
                 )
             },
             failure: { stderr in
-                let said = transport.withConnectNote(stderr)
-                return ClientError(ClientError.sshFailureKind(said), "\(transport.name): \(Self.explain(said))")
+                ClientError(
+                    transport.failureKind(stderr: stderr),
+                    "\(transport.name): \(transport.explain(stderr: stderr))"
+                )
             },
             kept: keptRunner
         )
